@@ -1,0 +1,526 @@
+//! [`Document`]: a rope and an Automerge text kept equal.
+
+use automerge::{
+    ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, PatchAction, ROOT, ReadDoc,
+    transaction::{CommitOptions, Transactable},
+};
+use ropey::Rope;
+
+use crate::changeset::ChangeSet;
+use crate::cursor::{CursorId, Cursors, Selection};
+use crate::undo::History;
+
+/// The map key of the document's text object.
+const TEXT_KEY: &str = "text";
+/// Actor of the genesis change: fixed, so every document starts from the same first
+/// change and independently created copies share one text object.
+const GENESIS_ACTOR: [u8; 16] = [0; 16];
+
+/// Who makes the local edits of a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Author {
+    /// A human-readable name, recorded in every change (Automerge's author field).
+    pub name: String,
+    /// The device's Automerge actor id.
+    pub actor: ActorId,
+}
+
+impl Author {
+    pub fn new(name: impl Into<String>, actor: ActorId) -> Self {
+        Self {
+            name: name.into(),
+            actor,
+        }
+    }
+}
+
+/// Tunables of a document. The defaults are justified by the replay benchmark
+/// (see BENCHMARKS.md).
+#[derive(Clone, Debug)]
+pub struct DocConfig {
+    /// Commit pending local edits once no edit has been made for this long.
+    pub commit_idle_ms: u64,
+    /// ... or once the oldest pending edit is this old, even while typing goes on.
+    pub commit_max_ms: u64,
+    /// Typing pauses longer than this start a new undo step.
+    pub undo_group_ms: u64,
+    /// Undo steps kept.
+    pub undo_depth: usize,
+}
+
+impl Default for DocConfig {
+    fn default() -> Self {
+        Self {
+            commit_idle_ms: 300,
+            commit_max_ms: 2_000,
+            undo_group_ms: 1_000,
+            undo_depth: 1_000,
+        }
+    }
+}
+
+/// Errors of the document core. Every one names what was wrong.
+#[derive(Debug)]
+pub enum DocError {
+    /// An edit that does not fit the document (wrong length, range outside it).
+    BadEdit(String),
+    /// Bytes that are not an Automerge document or change.
+    Corrupt(String),
+    /// A well-formed Automerge document that is not a tandem text document.
+    NotText(String),
+}
+
+impl std::fmt::Display for DocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DocError::BadEdit(m) => write!(f, "invalid edit: {m}"),
+            DocError::Corrupt(m) => write!(f, "corrupt document data: {m}"),
+            DocError::NotText(m) => write!(f, "not a tandem text document: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for DocError {}
+
+/// One committed change, as history shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeInfo {
+    pub hash: ChangeHash,
+    pub actor: ActorId,
+    /// The author name recorded in the change, if any.
+    pub author: Option<String>,
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch, as the author's clock said.
+    pub time_ms: i64,
+    pub deps: Vec<ChangeHash>,
+    /// Automerge operations in the change.
+    pub ops: u64,
+}
+
+/// Where an edit applied to the document came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Local,
+    Remote,
+    Undo,
+    Redo,
+}
+
+/// A rope and an Automerge text document kept equal, with cursors, per-user undo and
+/// coalesced commits. See the crate documentation for the flow.
+pub struct Document {
+    am: AutoCommit,
+    text: ObjId,
+    rope: Rope,
+    heads: Vec<ChangeHash>,
+    author: Author,
+    config: DocConfig,
+    /// Time of the first and the last uncommitted local edit.
+    pending: Option<(u64, u64)>,
+    cursors: Cursors,
+    history: History,
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("len_chars", &self.rope.len_chars())
+            .field("heads", &self.heads)
+            .field("author", &self.author)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Document {
+    /// An empty document.
+    pub fn new(author: Author, config: DocConfig) -> Self {
+        let mut am = AutoCommit::new().with_actor(ActorId::from(&GENESIS_ACTOR[..]));
+        let text = am
+            .put_object(ROOT, TEXT_KEY, ObjType::Text)
+            .expect("putting an object on an empty document's root cannot fail");
+        am.commit_with(CommitOptions::default().with_time(0));
+        Self::wrap(am, text, author, config)
+    }
+
+    /// A document holding `text`, committed as one change by `author` at `now_ms`.
+    pub fn with_text(author: Author, config: DocConfig, text: &str, now_ms: u64) -> Self {
+        let mut doc = Self::new(author, config);
+        if !text.is_empty() {
+            let edit = ChangeSet::splice(0, 0, 0, text).expect("insert into an empty document");
+            doc.apply_edit(&edit, Origin::Local, now_ms);
+            doc.history = History::new(doc.config.undo_group_ms, doc.config.undo_depth);
+            doc.commit(now_ms);
+        }
+        doc
+    }
+
+    /// Load a document saved with [`Document::save`], then apply `changes` after it.
+    pub fn load(
+        saved: &[u8],
+        changes: Vec<Change>,
+        author: Author,
+        config: DocConfig,
+    ) -> Result<Self, DocError> {
+        let mut am = AutoCommit::load(saved).map_err(|e| DocError::Corrupt(e.to_string()))?;
+        if !changes.is_empty() {
+            am.apply_changes(changes)
+                .map_err(|e| DocError::Corrupt(e.to_string()))?;
+        }
+        let text = match am.get(ROOT, TEXT_KEY) {
+            Ok(Some((automerge::Value::Object(ObjType::Text), id))) => id,
+            Ok(_) => {
+                return Err(DocError::NotText(format!(
+                    "no text object at key {TEXT_KEY:?}"
+                )));
+            }
+            Err(e) => return Err(DocError::Corrupt(e.to_string())),
+        };
+        Ok(Self::wrap(am, text, author, config))
+    }
+
+    /// Build a document from changes alone (the genesis change is implied).
+    pub fn from_changes(
+        changes: Vec<Change>,
+        author: Author,
+        config: DocConfig,
+    ) -> Result<Self, DocError> {
+        let mut doc = Self::new(author, config);
+        doc.apply_remote(changes, 0)?;
+        doc.history = History::new(doc.config.undo_group_ms, doc.config.undo_depth);
+        Ok(doc)
+    }
+
+    fn wrap(mut am: AutoCommit, text: ObjId, author: Author, config: DocConfig) -> Self {
+        am.set_author(Some(automerge::Author::from(
+            author.name.as_bytes().to_vec(),
+        )));
+        am.set_actor(author.actor.clone());
+        let rope = Rope::from_str(&am.text(&text).unwrap_or_default());
+        // Remote patches come from the diff index, which starts here.
+        am.update_diff_cursor();
+        let heads = am.get_heads();
+        let history = History::new(config.undo_group_ms, config.undo_depth);
+        Self {
+            am,
+            text,
+            rope,
+            heads,
+            author,
+            config,
+            pending: None,
+            cursors: Cursors::default(),
+            history,
+        }
+    }
+
+    /// The text, always equal to the Automerge text (pending edits included).
+    pub fn rope(&self) -> &Rope {
+        &self.rope
+    }
+
+    /// Length in chars.
+    pub fn len_chars(&self) -> usize {
+        self.rope.len_chars()
+    }
+
+    pub fn author(&self) -> &Author {
+        &self.author
+    }
+
+    pub fn config(&self) -> &DocConfig {
+        &self.config
+    }
+
+    /// Heads as of the last commit (pending edits are not part of any change yet).
+    pub fn heads(&self) -> &[ChangeHash] {
+        &self.heads
+    }
+
+    /// True when local edits wait to be committed.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Apply a local edit: rope and Automerge in one call, cursors mapped, undo recorded.
+    pub fn edit(&mut self, edit: &ChangeSet, now_ms: u64) -> Result<(), DocError> {
+        if edit.len() != self.rope.len_chars() {
+            return Err(DocError::BadEdit(format!(
+                "edit is for a document of {} chars, this one has {}",
+                edit.len(),
+                self.rope.len_chars()
+            )));
+        }
+        if edit.is_identity() {
+            return Ok(());
+        }
+        let before = self.rope.clone();
+        let selection = self.cursor(CursorId::LOCAL).unwrap_or_default();
+        self.apply_edit(edit, Origin::Local, now_ms);
+        self.history.record_local(edit, &before, selection, now_ms);
+        Ok(())
+    }
+
+    /// Replace `delete` chars at `pos` with `insert` (a local edit).
+    pub fn splice(
+        &mut self,
+        pos: usize,
+        delete: usize,
+        insert: &str,
+        now_ms: u64,
+    ) -> Result<(), DocError> {
+        let len = self.rope.len_chars();
+        let edit = ChangeSet::splice(len, pos, delete, insert).ok_or_else(|| {
+            DocError::BadEdit(format!(
+                "range {pos}..{} is outside the document (0..{len})",
+                pos.saturating_add(delete)
+            ))
+        })?;
+        self.edit(&edit, now_ms)
+    }
+
+    /// Replace the whole text by `new` as a minimal edit (so history shows the real change).
+    pub fn replace_text(&mut self, new: &str, now_ms: u64) -> Result<ChangeSet, DocError> {
+        let edit = crate::diff::diff(&self.rope.to_string(), new);
+        self.edit(&edit, now_ms)?;
+        Ok(edit)
+    }
+
+    fn apply_edit(&mut self, edit: &ChangeSet, origin: Origin, now_ms: u64) {
+        if origin != Origin::Remote {
+            for s in edit.splices() {
+                self.am
+                    .splice_text(&self.text, s.pos, s.delete as isize, s.insert)
+                    .expect("a splice validated against the rope fits the Automerge text");
+            }
+            let first = self.pending.map_or(now_ms, |(first, _)| first);
+            self.pending = Some((first, now_ms));
+        }
+        edit.apply(&mut self.rope);
+        self.cursors.map(edit, origin != Origin::Remote);
+    }
+
+    /// Commit pending local edits if the idle window or the maximum delay has passed.
+    pub fn poll_commit(&mut self, now_ms: u64) -> Option<Change> {
+        let (first, last) = self.pending?;
+        let idle = now_ms.saturating_sub(last) >= self.config.commit_idle_ms;
+        let overdue = now_ms.saturating_sub(first) >= self.config.commit_max_ms;
+        if idle || overdue {
+            self.commit(now_ms)
+        } else {
+            None
+        }
+    }
+
+    /// When [`Self::poll_commit`] will next commit, if edits are pending.
+    pub fn commit_deadline(&self) -> Option<u64> {
+        self.pending.map(|(first, last)| {
+            (last + self.config.commit_idle_ms).min(first + self.config.commit_max_ms)
+        })
+    }
+
+    /// Commit pending local edits now (flush). Returns the new change, if there was one.
+    pub fn commit(&mut self, now_ms: u64) -> Option<Change> {
+        self.pending.take()?;
+        let hash = self
+            .am
+            .commit_with(CommitOptions::default().with_time(now_ms as i64))?;
+        // Local ops are already in the rope: keep them out of the remote patch index.
+        self.am.update_diff_cursor();
+        self.heads = self.am.get_heads();
+        self.am.get_change_by_hash(&hash)
+    }
+
+    /// Apply a batch of changes from elsewhere with one Automerge call and turn the
+    /// resulting patches into rope edits. Pending local edits are committed first.
+    /// Returns the rope edits made, in order (empty when the changes were known).
+    pub fn apply_remote(
+        &mut self,
+        changes: Vec<Change>,
+        now_ms: u64,
+    ) -> Result<Vec<ChangeSet>, DocError> {
+        self.commit(now_ms);
+        self.am
+            .apply_changes(changes)
+            .map_err(|e| DocError::Corrupt(format!("change rejected by Automerge: {e}")))?;
+        let patches = self.am.diff_incremental();
+        self.heads = self.am.get_heads();
+        let mut edits = Vec::new();
+        let mut resync = false;
+        for patch in patches {
+            if patch.obj != self.text {
+                resync |= patch.obj == ROOT;
+                continue;
+            }
+            let len = self.rope.len_chars();
+            let edit = match &patch.action {
+                PatchAction::SpliceText { index, value, .. } => {
+                    ChangeSet::splice(len, *index, 0, &value.make_string())
+                }
+                PatchAction::DeleteSeq { index, length } => {
+                    ChangeSet::splice(len, *index, *length, "")
+                }
+                _ => None,
+            };
+            match edit {
+                Some(edit) => {
+                    self.apply_edit(&edit, Origin::Remote, now_ms);
+                    self.history.record_foreign(&edit);
+                    edits.push(edit);
+                }
+                None => resync = true,
+            }
+        }
+        if resync {
+            edits.extend(self.resync());
+        }
+        Ok(edits)
+    }
+
+    /// Make the rope equal to Automerge's text again (after a root-level conflict or an
+    /// unexpected patch). Returns the correcting edit, if one was needed.
+    pub fn resync(&mut self) -> Option<ChangeSet> {
+        if let Ok(Some((automerge::Value::Object(ObjType::Text), id))) = self.am.get(ROOT, TEXT_KEY)
+        {
+            self.text = id;
+        }
+        let truth = self.am.text(&self.text).unwrap_or_default();
+        let current = self.rope.to_string();
+        if truth == current {
+            return None;
+        }
+        let edit = crate::diff::diff(&current, &truth);
+        self.apply_edit(&edit, Origin::Remote, 0);
+        self.history.record_foreign(&edit);
+        Some(edit)
+    }
+
+    /// The actor that inserted each char of `range` (char indices of the current text).
+    pub fn char_actors(&self, range: std::ops::Range<usize>) -> Vec<ActorId> {
+        self.am
+            .list_range(&self.text, range)
+            .filter_map(|item| match item.id() {
+                ObjId::Id(_, actor, _) => Some(actor),
+                ObjId::Root => None,
+            })
+            .collect()
+    }
+
+    /// True when the rope equals Automerge's text (an O(n) check for tests and verify).
+    pub fn is_consistent(&self) -> bool {
+        self.am
+            .text(&self.text)
+            .is_ok_and(|t| self.rope == t.as_str())
+    }
+
+    /// Undo the local user's newest undo step. Returns the edit it made, or `None`
+    /// when there is nothing to undo.
+    pub fn undo(&mut self, now_ms: u64) -> Option<ChangeSet> {
+        let (edit, selection) = self.history.undo_edit()?;
+        let before = self.rope.clone();
+        let after_sel = self.cursor(CursorId::LOCAL).unwrap_or_default();
+        self.apply_edit(&edit, Origin::Undo, now_ms);
+        self.history.applied_undo(&edit, &before, after_sel);
+        self.set_cursor(CursorId::LOCAL, selection);
+        Some(edit)
+    }
+
+    /// Redo the newest undone step. Returns the edit it made, or `None` when there is
+    /// nothing to redo.
+    pub fn redo(&mut self, now_ms: u64) -> Option<ChangeSet> {
+        let (edit, selection) = self.history.redo_edit()?;
+        let before = self.rope.clone();
+        let after_sel = self.cursor(CursorId::LOCAL).unwrap_or_default();
+        self.apply_edit(&edit, Origin::Redo, now_ms);
+        self.history.applied_redo(&edit, &before, after_sel);
+        self.set_cursor(CursorId::LOCAL, selection);
+        Some(edit)
+    }
+
+    /// End the current undo group (call on cursor movement, focus change and the like).
+    pub fn break_undo_group(&mut self) {
+        self.history.break_group();
+    }
+
+    pub fn can_undo(&self) -> bool {
+        self.history.can_undo()
+    }
+
+    pub fn can_redo(&self) -> bool {
+        self.history.can_redo()
+    }
+
+    /// Register a cursor (a remote peer's) at `sel`.
+    pub fn add_cursor(&mut self, sel: Selection) -> CursorId {
+        self.cursors.add(sel.clamp(self.len_chars()))
+    }
+
+    pub fn cursor(&self, id: CursorId) -> Option<Selection> {
+        self.cursors.get(id)
+    }
+
+    /// Move a cursor; positions past the end are clamped. False for an unknown id.
+    pub fn set_cursor(&mut self, id: CursorId, sel: Selection) -> bool {
+        self.cursors.set(id, sel.clamp(self.len_chars()))
+    }
+
+    pub fn remove_cursor(&mut self, id: CursorId) {
+        self.cursors.remove(id)
+    }
+
+    pub fn cursors(&self) -> impl Iterator<Item = (CursorId, Selection)> + '_ {
+        self.cursors.iter()
+    }
+
+    /// The whole document in Automerge's compact format (pending edits are committed first).
+    pub fn save(&mut self, now_ms: u64) -> Vec<u8> {
+        self.commit(now_ms);
+        self.am.save()
+    }
+
+    /// Changes the given heads do not have (all of them for `&[]`).
+    pub fn changes_since(&mut self, have: &[ChangeHash]) -> Vec<Change> {
+        self.flush_pending();
+        self.am.get_changes(have)
+    }
+
+    /// Commit pending edits stamped with the time of the last of them: for reads that
+    /// need a closed transaction but have no clock.
+    fn flush_pending(&mut self) {
+        if let Some((_, last)) = self.pending {
+            self.commit(last);
+        }
+    }
+
+    /// Every change (pending edits are committed first), in causal order.
+    pub fn change_log(&mut self) -> Vec<ChangeInfo> {
+        self.flush_pending();
+        self.am
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| ChangeInfo {
+                hash: m.hash,
+                actor: m.actor.into_owned(),
+                author: m
+                    .author
+                    .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()),
+                seq: m.seq,
+                time_ms: m.timestamp,
+                deps: m.deps,
+                ops: (m.max_op + 1).saturating_sub(m.start_op),
+            })
+            .collect()
+    }
+
+    /// Number of changes (pending edits are committed first; the genesis change counts).
+    pub fn change_count(&mut self) -> usize {
+        self.flush_pending();
+        self.am.document().get_changes_meta(&[]).len()
+    }
+
+    /// Text as it was at `heads`.
+    pub fn text_at(&self, heads: &[ChangeHash]) -> Result<String, DocError> {
+        self.am
+            .text_at(&self.text, heads)
+            .map_err(|e| DocError::BadEdit(format!("unknown version: {e}")))
+    }
+}

@@ -1,0 +1,303 @@
+//! Simulated peers in one process: random concurrent edits, changes exchanged in
+//! random order and batches. All peers converge, every rope equals its Automerge text
+//! after every step, cursors stay in bounds and on their side, and undo never removes
+//! another author's text.
+
+use proptest::prelude::*;
+use tandem_doc::{ActorId, Author, Change, DocConfig, Document, Selection};
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Peer edits at a fraction of its length: delete up to `del`, insert `text`.
+    Edit {
+        peer: usize,
+        at: f64,
+        del: usize,
+        text: String,
+    },
+    Commit {
+        peer: usize,
+    },
+    /// Deliver peer `from`'s changes to `to`: a random subset (`keep` mask), shuffled.
+    Deliver {
+        from: usize,
+        to: usize,
+        seed: u64,
+        batch: usize,
+    },
+    Undo {
+        peer: usize,
+    },
+    Redo {
+        peer: usize,
+    },
+    MoveCursor {
+        peer: usize,
+        at: f64,
+    },
+}
+
+fn text_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z ]{0,4}",
+        Just("\r\n".to_string()),
+        Just("\t".to_string()),
+        "[é日本🎉\u{301}]{1,3}",
+    ]
+}
+
+fn step_strategy(peers: usize) -> impl Strategy<Value = Step> {
+    let p = 0..peers;
+    prop_oneof![
+        5 => (p.clone(), 0.0..=1.0f64, 0..4usize, text_strategy())
+            .prop_map(|(peer, at, del, text)| Step::Edit { peer, at, del, text }),
+        2 => p.clone().prop_map(|peer| Step::Commit { peer }),
+        3 => (p.clone(), p.clone(), any::<u64>(), 1..5usize)
+            .prop_map(|(from, to, seed, batch)| Step::Deliver { from, to, seed, batch }),
+        1 => p.clone().prop_map(|peer| Step::Undo { peer }),
+        1 => p.clone().prop_map(|peer| Step::Redo { peer }),
+        1 => (p, 0.0..=1.0f64).prop_map(|(peer, at)| Step::MoveCursor { peer, at }),
+    ]
+}
+
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        items.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+}
+
+struct Peer {
+    doc: Document,
+    actor: ActorId,
+    /// A cursor of "someone else" registered on this peer, to check mapping.
+    watcher: tandem_doc::CursorId,
+}
+
+fn check(peer: &Peer) -> Result<(), TestCaseError> {
+    prop_assert!(peer.doc.is_consistent(), "rope and Automerge text differ");
+    let len = peer.doc.len_chars();
+    for (_, sel) in peer.doc.cursors() {
+        prop_assert!(
+            sel.anchor <= len && sel.head <= len,
+            "cursor {sel:?} outside 0..{len}"
+        );
+    }
+    Ok(())
+}
+
+fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let mut ps: Vec<Peer> = (0..peers)
+        .map(|i| {
+            let actor = ActorId::from(vec![i as u8 + 1; 16]);
+            let mut doc = Document::new(
+                Author::new(format!("peer{i}"), actor.clone()),
+                DocConfig::default(),
+            );
+            let watcher = doc.add_cursor(Selection::caret(0));
+            Peer {
+                doc,
+                actor,
+                watcher,
+            }
+        })
+        .collect();
+    let mut now = 1_000u64;
+    for step in steps {
+        now += 7;
+        match step {
+            Step::Edit {
+                peer,
+                at,
+                del,
+                text,
+            } => {
+                let d = &mut ps[peer].doc;
+                let len = d.len_chars();
+                let pos = ((len as f64) * at) as usize;
+                let del = del.min(len - pos);
+                d.splice(pos, del, &text, now).unwrap();
+                d.set_cursor(
+                    tandem_doc::CursorId::LOCAL,
+                    Selection::caret(pos + text.chars().count()),
+                );
+            }
+            Step::Commit { peer } => {
+                ps[peer].doc.commit(now);
+            }
+            Step::Deliver {
+                from,
+                to,
+                seed,
+                batch,
+            } => {
+                if from == to {
+                    continue;
+                }
+                ps[from].doc.commit(now);
+                let mut changes: Vec<Change> = ps[from].doc.changes_since(&[]);
+                shuffle(&mut changes, seed);
+                // A watcher caret and its text neighbour: remote edits may move the caret
+                // only by what was inserted before it or deleted around it.
+                let w = ps[to].watcher;
+                for chunk in changes.chunks(batch) {
+                    let before = ps[to].doc.cursor(w).unwrap();
+                    let edits = ps[to].doc.apply_remote(chunk.to_vec(), now).unwrap();
+                    let mut expect = before;
+                    for e in &edits {
+                        expect = expect.map(e, false);
+                    }
+                    prop_assert_eq!(ps[to].doc.cursor(w).unwrap(), expect);
+                    check(&ps[to])?;
+                }
+            }
+            Step::Undo { peer } | Step::Redo { peer } => {
+                let is_undo = matches!(step, Step::Undo { .. });
+                let p = &mut ps[peer];
+                let before = p.doc.rope().clone();
+                let actors = p.doc.char_actors(0..before.len_chars());
+                let edit = if is_undo {
+                    p.doc.undo(now)
+                } else {
+                    p.doc.redo(now)
+                };
+                if let Some(edit) = edit {
+                    // Every char the undo/redo removed was inserted by this peer.
+                    let mut pos = 0;
+                    for op in edit.ops() {
+                        match op {
+                            tandem_doc::Op::Retain(n) => pos += n,
+                            tandem_doc::Op::Delete(n) => {
+                                for a in &actors[pos..pos + n] {
+                                    prop_assert_eq!(
+                                        a,
+                                        &p.actor,
+                                        "undo removed another author's text"
+                                    );
+                                }
+                                pos += n;
+                            }
+                            tandem_doc::Op::Insert(_) => {}
+                        }
+                    }
+                }
+            }
+            Step::MoveCursor { peer, at } => {
+                let w = ps[peer].watcher;
+                let d = &mut ps[peer].doc;
+                let pos = ((d.len_chars() as f64) * at) as usize;
+                d.set_cursor(w, Selection::caret(pos));
+                d.break_undo_group();
+            }
+        }
+        for p in &ps {
+            check(p)?;
+        }
+    }
+    // Full exchange: everyone converges.
+    let all: Vec<Change> = ps
+        .iter_mut()
+        .flat_map(|p| {
+            p.doc.commit(u64::MAX / 2);
+            p.doc.changes_since(&[])
+        })
+        .collect();
+    for p in &mut ps {
+        p.doc.apply_remote(all.clone(), now).unwrap();
+        check(p)?;
+    }
+    let first = ps[0].doc.rope().to_string();
+    for p in &ps[1..] {
+        prop_assert_eq!(&p.doc.rope().to_string(), &first);
+        prop_assert_eq!(p.doc.heads(), ps[0].doc.heads());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn peers_converge_and_stay_consistent(
+        (peers, steps) in (2..=4usize).prop_flat_map(|n| (Just(n), prop::collection::vec(step_strategy(n), 1..60)))
+    ) {
+        run(peers, steps)?;
+    }
+}
+
+#[test]
+fn undo_after_remote_insert_inside_my_text_keeps_theirs() {
+    let a_actor = ActorId::from(vec![1; 16]);
+    let b_actor = ActorId::from(vec![2; 16]);
+    let mut a = Document::new(Author::new("a", a_actor), DocConfig::default());
+    let mut b = Document::new(Author::new("b", b_actor), DocConfig::default());
+    for (i, c) in "hello".chars().enumerate() {
+        a.splice(i, 0, &c.to_string(), 10 + i as u64).unwrap();
+    }
+    a.commit(100);
+    b.apply_remote(a.changes_since(&[]), 100).unwrap();
+    b.splice(2, 0, "XY", 200).unwrap();
+    b.commit(200);
+    a.apply_remote(b.changes_since(&[]), 300).unwrap();
+    assert_eq!(a.rope().to_string(), "heXYllo");
+    assert!(a.undo(400).is_some());
+    assert_eq!(a.rope().to_string(), "XY");
+    assert!(a.redo(500).is_some());
+    assert_eq!(a.rope().to_string(), "heXYllo");
+}
+
+#[test]
+fn typing_groups_by_word_and_pause() {
+    let mut d = Document::new(
+        Author::new("a", ActorId::from(vec![1; 16])),
+        DocConfig::default(),
+    );
+    let mut t = 0;
+    for (i, c) in "one two".chars().enumerate() {
+        t += 100;
+        d.splice(i, 0, &c.to_string(), t).unwrap();
+    }
+    t += 5_000; // a long pause starts a new step
+    d.splice(7, 0, "!", t).unwrap();
+    d.undo(t).unwrap();
+    assert_eq!(d.rope().to_string(), "one two");
+    d.undo(t).unwrap();
+    assert_eq!(d.rope().to_string(), "one ");
+    d.undo(t).unwrap();
+    assert_eq!(d.rope().to_string(), "");
+    assert!(d.undo(t).is_none());
+}
+
+#[test]
+fn crlf_tabs_and_astral_text_round_trip_through_automerge() {
+    let text = "a\tb\r\nc 🎉 e\u{301}\r\n日本\n";
+    let mut d = Document::with_text(
+        Author::new("a", ActorId::random()),
+        DocConfig::default(),
+        text,
+        1,
+    );
+    let saved = d.save(2);
+    let loaded = Document::load(
+        &saved,
+        vec![],
+        Author::new("b", ActorId::random()),
+        DocConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(loaded.rope().to_string(), text);
+}
+
+#[test]
+fn garbage_bytes_are_a_clear_error() {
+    let err = Document::load(
+        b"not automerge",
+        vec![],
+        Author::new("a", ActorId::random()),
+        DocConfig::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("corrupt"), "{err}");
+}
