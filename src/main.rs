@@ -1,1 +1,291 @@
-fn main() {}
+//! `tandem`: the command line. Parsing, output and exit codes only; the work is done
+//! by `tandem-store` (workspaces, history, the owner's control socket) and
+//! `tandem-doc` (the document core).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use tandem_doc::DocConfig;
+use tandem_store::{Access, Request, StoreError, Workspace, access, home_dir, load_author, read_text};
+
+#[derive(Parser)]
+#[command(name = "tandem", version, about = "A terminal collaborative editor that is its own peer-to-peer node")]
+#[command(after_help = "Exit codes: 0 ok, 1 failure, 2 usage error.\nEnvironment: TANDEM_HOME (identity and config), TANDEM_NAME (author name), RUST_LOG.")]
+struct Cli {
+    /// Less output (errors only).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the document's text.
+    Cat { file: PathBuf },
+    /// Export the document as txt, md, json or html.
+    Export {
+        file: PathBuf,
+        #[arg(long, default_value = "txt", value_parser = ["txt", "md", "json", "html"])]
+        format: String,
+        /// Write to this file (atomically) instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Delete and/or insert text at a char position.
+    Edit {
+        file: PathBuf,
+        /// Char position (0 = before the first char).
+        #[arg(long)]
+        at: usize,
+        /// Chars to delete at the position.
+        #[arg(long, default_value_t = 0)]
+        delete: usize,
+        /// Text to insert at the position.
+        #[arg(long, default_value = "")]
+        insert: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the content with stdin, recorded as a minimal edit.
+    Write {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every change to the document as it happens.
+    Watch {
+        file: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the document's changes, oldest first.
+    Log {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show heads, size and change count.
+    Info {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failed command: its message and exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure { code: if e.is_usage() { 2 } else { 1 }, message: e.to_string() }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("tandem: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Cat { file } => {
+            let v = call(Request::Cat { file: abs(&file)? })?;
+            out(v["text"].as_str().unwrap_or_default())
+        }
+        Command::Export { file, format, output } => {
+            let v = call(Request::Export { file: abs(&file)?, format })?;
+            let text = v["output"].as_str().unwrap_or_default();
+            match output {
+                Some(path) => Ok(tandem_store::write_atomic(&path, text.as_bytes())?),
+                None => out(text),
+            }
+        }
+        Command::Edit { file, at, delete, insert, json } => {
+            let v = call(Request::Edit { file: abs(&file)?, at, delete, insert })?;
+            if json { out_json(&v) } else { Ok(()) }
+        }
+        Command::Write { file, json } => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| Failure {
+                message: format!("stdin: not UTF-8 text ({e}); `tandem write` takes the new content on stdin"),
+                code: 1,
+            })?;
+            if text.contains('\0') {
+                return Err(Failure { message: "stdin: binary data (a NUL byte); tandem edits text only".into(), code: 1 });
+            }
+            let v = call(Request::Write { file: abs(&file)?, text })?;
+            if json { out_json(&v) } else { Ok(()) }
+        }
+        Command::Log { file, json } => {
+            let v = call(Request::Log { file: abs(&file)? })?;
+            if json {
+                return out_json(&v["changes"]);
+            }
+            let mut s = String::new();
+            for c in v["changes"].as_array().into_iter().flatten() {
+                s += &format!(
+                    "{}  {}  {:<12} {} ops\n",
+                    &c["change"].as_str().unwrap_or_default()[..12],
+                    format_time(c["time_ms"].as_i64().unwrap_or(0)),
+                    c["author"].as_str().unwrap_or("(genesis)"),
+                    c["ops"],
+                );
+            }
+            out(&s)
+        }
+        Command::Info { file, json } => {
+            let v = call(Request::Info { file: abs(&file)? })?;
+            if json {
+                return out_json(&v);
+            }
+            let mut s = String::new();
+            for key in ["file", "doc_id", "chars", "bytes", "lines", "line_ending", "changes", "saved", "stored_bytes"] {
+                s += &format!("{key:<13}{}\n", plain(&v[key]));
+            }
+            s += &format!("{:<13}{}\n", "authors", join(&v["authors"]));
+            s += &format!("{:<13}{}\n", "heads", join(&v["heads"]));
+            out(&s)
+        }
+        Command::Watch { file, json } => watch(&abs(&file)?, json),
+    }
+}
+
+/// The file as an absolute path, checked to be a readable UTF-8 text file before
+/// anything (including `.tandem/`) is touched.
+fn abs(file: &Path) -> Result<PathBuf, Failure> {
+    read_text(file)?;
+    Ok(tandem_store::absolute(file)?)
+}
+
+fn reach(file: &Path) -> Result<Access, Failure> {
+    let ws = Workspace::discover(file)?;
+    let author = load_author(&home_dir())?;
+    Ok(access(ws, &author, &DocConfig::default())?)
+}
+
+fn call(req: Request) -> Result<Value, Failure> {
+    Ok(match reach(req.file())? {
+        Access::Remote(mut client) => client.call(&req)?,
+        Access::Local(service) => service.handle(&req)?,
+    })
+}
+
+fn watch(file: &Path, json: bool) -> Result<(), Failure> {
+    let print = |event: &Value| -> Result<(), Failure> {
+        if json {
+            return out_json(event);
+        }
+        let (mut ins, mut del) = (0, 0);
+        for e in event["edits"].as_array().into_iter().flatten() {
+            ins += e["insert"].as_str().map_or(0, |s| s.chars().count());
+            del += e["delete"].as_u64().unwrap_or(0);
+        }
+        out(&format!(
+            "{}  {:<12} +{ins} -{del}  {}\n",
+            format_time(event["time_ms"].as_i64().unwrap_or(0)),
+            event["author"].as_str().unwrap_or("?"),
+            &event["change"].as_str().unwrap_or("")[..12.min(event["change"].as_str().unwrap_or("").len())],
+        ))
+    };
+    match reach(file)? {
+        Access::Remote(mut client) => {
+            client.call(&Request::Watch { file: file.to_owned() })?;
+            loop {
+                print(&client.next_line()?)?;
+            }
+        }
+        Access::Local(service) => {
+            // This process now owns the workspace: serve other commands, and look at
+            // the file now and then so edits made by other tools show up too.
+            let service = Arc::new(service);
+            if let Err(e) = service.serve() {
+                tracing::warn!("other tandem commands cannot reach this one: {e}");
+            }
+            let events = service.subscribe(file)?;
+            loop {
+                match events.recv_timeout(Duration::from_millis(500)) {
+                    Ok(event) => print(&event)?,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        service.with_doc(file, |_| Ok(()))?;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`tandem cat f | head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(Failure { message: format!("stdout: {e}"), code: 1 }),
+    }
+}
+
+fn out_json(v: &Value) -> Result<(), Failure> {
+    out(&format!("{}\n", serde_json::to_string(v).expect("json values serialize")))
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn join(v: &Value) -> String {
+    v.as_array().map(|a| a.iter().map(plain).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+}
+
+/// `2026-11-24 06:32:27Z` from milliseconds since the Unix epoch (UTC).
+fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}

@@ -1,1 +1,40 @@
-pub fn x() {}
+//! tandem's on-disk state: workspaces, document history, crash-safe writes, and the
+//! control socket through which other processes reach a workspace's owner.
+//!
+//! A document is a normal file the user can edit with any tool; its history lives in
+//! the nearest ancestor `.tandem/` directory (created beside the file on first use).
+//! One process owns a workspace at a time (a lock on `.tandem/lock`); it serves the
+//! others on `.tandem/control.sock`. [`access`] picks the right path for a command.
+//!
+//! The store's surface is deliberately small (open, commit, persist, save, compact,
+//! first screen) so that moving history into content-addressed blobs later stays
+//! local to this crate.
+//!
+//! ```no_run
+//! use tandem_store::{Request, Workspace, access, Access};
+//! # fn main() -> Result<(), tandem_store::StoreError> {
+//! let file = std::path::Path::new("notes.md");
+//! let author = tandem_store::load_author(&tandem_store::home_dir())?;
+//! let ws = Workspace::discover(file)?;
+//! let req = Request::Cat { file: file.to_owned() };
+//! let text = match access(ws, &author, &Default::default())? {
+//!     Access::Remote(mut client) => client.call(&req)?,
+//!     Access::Local(service) => service.handle(&req)?,
+//! };
+//! # let _ = text; Ok(()) }
+//! ```
+
+mod changelog;
+mod error;
+mod fsutil;
+mod identity;
+mod service;
+mod stored;
+mod workspace;
+
+pub use error::{Result, StoreError};
+pub use fsutil::{read_text, text_from_bytes, write_atomic};
+pub use identity::{home_dir, load_author};
+pub use service::{Access, Client, Request, Service, access};
+pub use stored::{Opened, StoredDoc, first_screen, now_ms};
+pub use workspace::{Lock, STORE_DIR, Workspace, absolute};

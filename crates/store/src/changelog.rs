@@ -1,0 +1,151 @@
+//! An append-only file of checksummed records: the changes committed since the last
+//! snapshot.
+//!
+//! Record: `len: u32 LE | blake3(payload): 32 bytes | payload`. A crash can only
+//! leave a torn record at the end; it is detected by its length or checksum and
+//! cut off. A bad record anywhere else is corruption and is reported, never skipped.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, StoreError};
+use crate::fsutil::append_durable;
+
+const HEADER: usize = 4 + 32;
+/// No single change may be larger than this (a whole-file paste of a big file fits).
+pub const MAX_RECORD: usize = 256 << 20;
+
+pub struct ChangeLog {
+    path: PathBuf,
+    len: u64,
+    records: usize,
+}
+
+/// What reading a log found.
+pub struct Contents {
+    pub records: Vec<Vec<u8>>,
+    /// Bytes of a torn final record that a crash left behind, if any.
+    pub torn_tail: u64,
+}
+
+impl ChangeLog {
+    /// Read every record of the log at `path` (a missing file is an empty log).
+    pub fn read(path: &Path) -> Result<(ChangeLog, Contents)> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError::Io { path: path.to_owned(), source: e }),
+        };
+        let mut records = Vec::new();
+        let mut at = 0usize;
+        let mut torn_tail = 0u64;
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            let complete = rest.len() >= HEADER && {
+                let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                len <= MAX_RECORD && rest.len() >= HEADER + len
+            };
+            if !complete {
+                torn_tail = rest.len() as u64;
+                break;
+            }
+            let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            let payload = &rest[HEADER..HEADER + len];
+            if blake3::hash(payload).as_bytes() != &rest[4..HEADER] {
+                if HEADER + len == rest.len() {
+                    torn_tail = rest.len() as u64;
+                    break;
+                }
+                return Err(StoreError::corrupt(path, format!("checksum mismatch in the record at byte {at}")));
+            }
+            records.push(payload.to_vec());
+            at += HEADER + len;
+        }
+        let log = ChangeLog { path: path.to_owned(), len: at as u64, records: records.len() };
+        Ok((log, Contents { records, torn_tail }))
+    }
+
+    /// Cut off a torn tail so new records follow the last good one.
+    pub fn truncate_torn(&self) -> Result<()> {
+        let f = OpenOptions::new().write(true).open(&self.path).map_err(StoreError::io(&self.path))?;
+        f.set_len(self.len).map_err(StoreError::io(&self.path))?;
+        f.sync_all().map_err(StoreError::io(&self.path))
+    }
+
+    /// Append one record durably.
+    pub fn append(&mut self, payload: &[u8]) -> Result<()> {
+        if payload.len() > MAX_RECORD {
+            return Err(StoreError::BadRequest(format!(
+                "a change of {} bytes is larger than the {} MiB limit",
+                payload.len(),
+                MAX_RECORD >> 20
+            )));
+        }
+        let mut rec = Vec::with_capacity(HEADER + payload.len());
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec.extend_from_slice(blake3::hash(payload).as_bytes());
+        rec.extend_from_slice(payload);
+        append_durable(&self.path, &rec)?;
+        self.len += rec.len() as u64;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Empty the log (after its records went into a durable snapshot).
+    pub fn clear(&mut self) -> Result<()> {
+        if self.len > 0 || self.path.exists() {
+            let f = OpenOptions::new().create(true).truncate(true).write(true).open(&self.path)
+                .map_err(StoreError::io(&self.path))?;
+            f.sync_all().map_err(StoreError::io(&self.path))?;
+        }
+        self.len = 0;
+        self.records = 0;
+        Ok(())
+    }
+
+    pub fn len_bytes(&self) -> u64 {
+        self.len
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn torn_tail_is_cut_and_earlier_records_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let (mut log, _) = ChangeLog::read(&p).unwrap();
+        log.append(b"one").unwrap();
+        log.append(b"two").unwrap();
+        // A crash in the middle of a third append.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
+        let (log, contents) = ChangeLog::read(&p).unwrap();
+        assert_eq!(contents.records, vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(contents.torn_tail, 6);
+        log.truncate_torn().unwrap();
+        let (_, again) = ChangeLog::read(&p).unwrap();
+        assert_eq!((again.records.len(), again.torn_tail), (2, 0));
+    }
+
+    #[test]
+    fn flipped_byte_in_the_middle_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let (mut log, _) = ChangeLog::read(&p).unwrap();
+        log.append(b"first record").unwrap();
+        log.append(b"second").unwrap();
+        let mut bytes = fs::read(&p).unwrap();
+        bytes[HEADER + 2] ^= 0xff;
+        fs::write(&p, bytes).unwrap();
+        let err = ChangeLog::read(&p).err().expect("corruption detected");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+}

@@ -1,0 +1,60 @@
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in the store. Each message names the input and says
+/// what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: no such file; create it first (or open it in the editor with `tandem {path}`)", path = .0.display())]
+    NotFound(PathBuf),
+    #[error("{path}: binary data (a NUL byte at byte {offset}); tandem edits UTF-8 text files only", path = .path.display())]
+    Binary { path: PathBuf, offset: usize },
+    #[error("{path}: not valid UTF-8 (at byte {offset}); convert it first, e.g. `iconv -t UTF-8`", path = .path.display())]
+    InvalidUtf8 { path: PathBuf, offset: usize },
+    #[error("{path}: is a directory, not a text file", path = .0.display())]
+    IsDirectory(PathBuf),
+    #[error("{path}: corrupt tandem history ({detail}); nothing was changed. Move the directory aside to start a new history from the file", path = .path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("{path}: {source}", path = .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: the workspace is in use by another tandem process that does not answer on its control socket; wait for it or stop it", path = .0.display())]
+    Busy(PathBuf),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{path}: {source}", path = .path.display())]
+    Doc { path: PathBuf, source: tandem_doc::DocError },
+    #[error("control socket: {0}")]
+    Protocol(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io { path: path.to_owned(), source }
+    }
+
+    pub(crate) fn corrupt(path: &Path, detail: impl Into<String>) -> StoreError {
+        StoreError::Corrupt { path: path.to_owned(), detail: detail.into() }
+    }
+
+    /// A short stable name of the error kind, for JSON errors on the control socket.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::NotFound(_) => "not_found",
+            StoreError::Binary { .. } => "binary",
+            StoreError::InvalidUtf8 { .. } => "invalid_utf8",
+            StoreError::IsDirectory(_) => "is_directory",
+            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Io { .. } => "io",
+            StoreError::Busy(_) => "busy",
+            StoreError::BadRequest(_) => "bad_request",
+            StoreError::Doc { .. } => "doc",
+            StoreError::Protocol(_) => "protocol",
+        }
+    }
+
+    /// True for errors caused by how the command was called (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, StoreError::BadRequest(_))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

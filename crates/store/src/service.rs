@@ -1,0 +1,416 @@
+//! The verbs scripts use on documents, served by whichever process owns the
+//! workspace, and the control socket that lets other processes reach it.
+//!
+//! Protocol on `.tandem/control.sock`: the client sends one JSON [`Request`] per
+//! line; the owner answers each with one line, `{"ok": VALUE}` or
+//! `{"error": {"kind": KIND, "message": TEXT}}`. After a `watch` request the owner
+//! keeps the connection and writes one event per line (see [`Service::subscribe`]).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tandem_doc::export::{ExportMeta, Format, export, line_ending};
+use tandem_doc::{Author, ChangeSet, DocConfig};
+
+use crate::error::{Result, StoreError};
+use crate::fsutil::read_text;
+use crate::stored::{Opened, StoredDoc, now_ms};
+use crate::workspace::{Lock, Workspace};
+
+/// Largest request line accepted on the control socket.
+pub const MAX_REQUEST: usize = 64 << 20;
+
+/// A request to the workspace owner. `file` is an absolute path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Cat { file: PathBuf },
+    Edit { file: PathBuf, at: usize, delete: usize, insert: String },
+    Write { file: PathBuf, text: String },
+    Info { file: PathBuf },
+    Log { file: PathBuf },
+    Export { file: PathBuf, format: String },
+    Watch { file: PathBuf },
+}
+
+impl Request {
+    pub fn file(&self) -> &Path {
+        match self {
+            Request::Cat { file }
+            | Request::Edit { file, .. }
+            | Request::Write { file, .. }
+            | Request::Info { file }
+            | Request::Log { file }
+            | Request::Export { file, .. }
+            | Request::Watch { file } => file,
+        }
+    }
+}
+
+/// The owner of a workspace: its open documents, and who watches them.
+pub struct Service {
+    ws: Workspace,
+    _lock: Lock,
+    author: Author,
+    config: DocConfig,
+    docs: Mutex<HashMap<String, StoredDoc>>,
+    watchers: Mutex<Vec<(String, Sender<Value>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves data that is still consistent on disk;
+    // keep serving rather than poisoning every later request.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn edits_json(edit: &ChangeSet) -> Vec<Value> {
+    edit.splices()
+        .iter()
+        .map(|s| json!({"pos": s.pos, "delete": s.delete, "insert": s.insert}))
+        .collect()
+}
+
+impl Service {
+    /// Become the owner of `ws`; `None` when another process owns it.
+    pub fn own(ws: Workspace, author: Author, config: DocConfig) -> Result<Option<Service>> {
+        let Some(lock) = ws.try_lock()? else { return Ok(None) };
+        Ok(Some(Service {
+            ws,
+            _lock: lock,
+            author,
+            config,
+            docs: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
+    /// Run `f` on the open document for `file`, opening it (and merging outside
+    /// changes to the file) first.
+    pub fn with_doc<T>(&self, file: &Path, f: impl FnOnce(&mut StoredDoc) -> Result<T>) -> Result<T> {
+        let rel = self.ws.relative(file)?;
+        let mut docs = lock(&self.docs);
+        let stored = match docs.entry(rel.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let stored = e.into_mut();
+                self.refresh(stored)?;
+                stored
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let (stored, opened) = StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), false)?;
+                let stored = v.insert(stored);
+                if let Opened::MergedExternal(edit) = opened {
+                    stored.save(now_ms())?;
+                    self.publish(stored, &edit);
+                }
+                stored
+            }
+        };
+        f(stored)
+    }
+
+    /// Merge what changed in the file on disk since it was last read or written.
+    fn refresh(&self, stored: &mut StoredDoc) -> Result<()> {
+        let text = match read_text(stored.file()) {
+            Ok(text) => text,
+            // Deleted while open: the document lives on and the next save recreates it.
+            Err(StoreError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if let Opened::MergedExternal(edit) = stored.merge_file(&text, now_ms())? {
+            stored.save(now_ms())?;
+            self.publish(stored, &edit);
+        }
+        Ok(())
+    }
+
+    fn publish(&self, stored: &mut StoredDoc, edit: &ChangeSet) {
+        let mut watchers = lock(&self.watchers);
+        if !watchers.iter().any(|(rel, _)| rel == stored.rel()) {
+            return;
+        }
+        let info = stored.doc.change_log().pop();
+        let event = json!({
+            "file": stored.rel(),
+            "change": info.as_ref().map(|c| c.hash.to_string()),
+            "author": info.as_ref().and_then(|c| c.author.clone()),
+            "actor": info.as_ref().map(|c| c.actor.to_hex_string()),
+            "time_ms": info.as_ref().map(|c| c.time_ms),
+            "edits": edits_json(edit),
+            "heads": stored.doc.heads().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        });
+        watchers.retain(|(rel, tx)| rel != stored.rel() || tx.send(event.clone()).is_ok());
+    }
+
+    /// Events for every change made to `file` from now on: one JSON object each, with
+    /// `file`, `change` (hash), `author`, `actor`, `time_ms`, `edits`
+    /// (`[{pos, delete, insert}]`, applied in order) and `heads`.
+    pub fn subscribe(&self, file: &Path) -> Result<Receiver<Value>> {
+        self.with_doc(file, |_| Ok(()))?;
+        let rel = self.ws.relative(file)?;
+        let (tx, rx) = channel();
+        lock(&self.watchers).push((rel, tx));
+        Ok(rx)
+    }
+
+    /// Carry out one request (everything but `watch`, which needs a stream).
+    pub fn handle(&self, req: &Request) -> Result<Value> {
+        let now = now_ms();
+        match req {
+            Request::Cat { file } => self.with_doc(file, |s| Ok(json!({"text": s.doc.rope().to_string()}))),
+            Request::Edit { file, at, delete, insert } => self.with_doc(file, |s| {
+                let len = s.doc.len_chars();
+                let edit = ChangeSet::splice(len, *at, *delete, insert).ok_or_else(|| {
+                    StoreError::BadRequest(format!(
+                        "{}: --at {at} --delete {delete} reaches past the end of the document ({len} chars); positions are char indices 0..={len}",
+                        file.display()
+                    ))
+                })?;
+                self.apply(s, &edit, now)
+            }),
+            Request::Write { file, text } => self.with_doc(file, |s| {
+                let edit = tandem_doc::diff(&s.doc.rope().to_string(), text);
+                self.apply(s, &edit, now)
+            }),
+            Request::Info { file } => self.with_doc(file, |s| Ok(info(s))),
+            Request::Log { file } => self.with_doc(file, |s| {
+                let changes: Vec<Value> = s
+                    .doc
+                    .change_log()
+                    .into_iter()
+                    .map(|c| {
+                        json!({
+                            "change": c.hash.to_string(),
+                            "author": c.author,
+                            "actor": c.actor.to_hex_string(),
+                            "seq": c.seq,
+                            "time_ms": c.time_ms,
+                            "deps": c.deps.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                            "ops": c.ops,
+                        })
+                    })
+                    .collect();
+                Ok(json!({"file": s.rel(), "changes": changes}))
+            }),
+            Request::Export { file, format } => {
+                let format: Format = format.parse().map_err(StoreError::BadRequest)?;
+                self.with_doc(file, |s| {
+                    let name = s.file().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let meta = ExportMeta::of(&mut s.doc, &name);
+                    Ok(json!({"output": export(&s.doc.rope().to_string(), format, &meta)}))
+                })
+            }
+            Request::Watch { .. } => Err(StoreError::BadRequest("watch needs a stream; use subscribe".into())),
+        }
+    }
+
+    fn apply(&self, s: &mut StoredDoc, edit: &ChangeSet, now: u64) -> Result<Value> {
+        let changed = !edit.is_identity();
+        if changed {
+            s.doc.edit(edit, now).map_err(|e| StoreError::Doc { path: s.file().to_owned(), source: e })?;
+            s.save(now)?;
+            self.publish(s, edit);
+        }
+        let (inserted, deleted) = edit.stats();
+        Ok(json!({
+            "file": s.rel(),
+            "changed": changed,
+            "inserted": inserted,
+            "deleted": deleted,
+            "chars": s.doc.len_chars(),
+            "heads": s.doc.heads().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Answer requests on the control socket from a background thread, for as long as
+    /// the process lives.
+    pub fn serve(self: &Arc<Self>) -> Result<()> {
+        let path = self.ws.socket_path();
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(StoreError::io(&path))?;
+        let svc = Arc::clone(self);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                match conn {
+                    Ok(stream) => {
+                        let svc = Arc::clone(&svc);
+                        std::thread::spawn(move || {
+                            if let Err(e) = svc.connection(stream) {
+                                tracing::debug!("control connection ended: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!("control socket accept failed: {e}"),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn connection(&self, stream: UnixStream) -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut out = stream;
+        loop {
+            let line = match read_line_limited(&mut reader, MAX_REQUEST)? {
+                Some(line) => line,
+                None => return Ok(()),
+            };
+            let req: Request = match serde_json::from_slice(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("malformed control request: {e}");
+                    let err = StoreError::Protocol(format!("malformed request: {e}"));
+                    write_line(&mut out, &error_json(&err))?;
+                    continue;
+                }
+            };
+            if let Request::Watch { file } = &req {
+                match self.subscribe(file) {
+                    Ok(rx) => {
+                        write_line(&mut out, &json!({"ok": {"watching": file}}))?;
+                        for event in rx {
+                            write_line(&mut out, &event)?;
+                        }
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        write_line(&mut out, &error_json(&e))?;
+                        continue;
+                    }
+                }
+            }
+            let reply = match self.handle(&req) {
+                Ok(v) => json!({"ok": v}),
+                Err(e) => error_json(&e),
+            };
+            write_line(&mut out, &reply)?;
+        }
+    }
+}
+
+fn info(s: &mut StoredDoc) -> Value {
+    let text = s.doc.rope().to_string();
+    let log = s.doc.change_log();
+    let mut authors: Vec<String> = log.iter().filter_map(|c| c.author.clone()).collect();
+    authors.sort();
+    authors.dedup();
+    json!({
+        "file": s.rel(),
+        "doc_id": s.doc_id(),
+        "chars": s.doc.len_chars(),
+        "bytes": text.len(),
+        "lines": s.doc.rope().len_lines() - usize::from(text.ends_with('\n') || text.is_empty()),
+        "line_ending": line_ending(&text),
+        "heads": s.doc.heads().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        "changes": log.len(),
+        "authors": authors,
+        "saved": !s.is_dirty(),
+        "stored_bytes": s.stored_bytes(),
+    })
+}
+
+fn error_json(e: &StoreError) -> Value {
+    json!({"error": {"kind": e.kind(), "message": e.to_string()}})
+}
+
+fn write_line(out: &mut UnixStream, v: &Value) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(v).expect("json values serialize");
+    line.push(b'\n');
+    out.write_all(&line)
+}
+
+/// Read one `\n`-terminated line of at most `limit` bytes; `None` at end of stream.
+fn read_line_limited(reader: &mut impl BufRead, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((!line.is_empty()).then_some(line));
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if line.len() + chunk.len() > limit {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "request line too long"));
+        }
+        line.extend_from_slice(chunk);
+        let used = done.unwrap_or(buf.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(line));
+        }
+    }
+}
+
+/// A connection to the process that owns a workspace.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connect to the owner of `ws`, if one is running.
+    pub fn connect(ws: &Workspace) -> Option<Client> {
+        let stream = UnixStream::connect(ws.socket_path()).ok()?;
+        let writer = stream.try_clone().ok()?;
+        Some(Client { reader: BufReader::new(stream), writer })
+    }
+
+    /// Send a request and wait for its answer.
+    pub fn call(&mut self, req: &Request) -> Result<Value> {
+        write_line(&mut self.writer, &serde_json::to_value(req).expect("requests serialize"))
+            .map_err(|e| StoreError::Protocol(format!("sending: {e}")))?;
+        let reply = self.next_line()?;
+        if let Some(ok) = reply.get("ok") {
+            return Ok(ok.clone());
+        }
+        let message = reply["error"]["message"].as_str().unwrap_or("unknown error").to_owned();
+        Err(match reply["error"]["kind"].as_str() {
+            Some("bad_request") => StoreError::BadRequest(message),
+            _ => StoreError::Protocol(message),
+        })
+    }
+
+    /// The next line the owner sent (a watch event, after a `watch` request).
+    pub fn next_line(&mut self) -> Result<Value> {
+        let line = read_line_limited(&mut self.reader, MAX_REQUEST)
+            .map_err(|e| StoreError::Protocol(format!("receiving: {e}")))?
+            .ok_or_else(|| StoreError::Protocol("the owning process closed the connection".into()))?;
+        serde_json::from_slice(&line).map_err(|e| StoreError::Protocol(format!("malformed reply: {e}")))
+    }
+}
+
+/// How a command reaches a workspace: through its owner, or by owning it.
+pub enum Access {
+    Remote(Client),
+    Local(Service),
+}
+
+/// Reach the workspace of `file`: connect to the owning process if one runs, else
+/// become the owner. Retries briefly while another process is starting up.
+pub fn access(ws: Workspace, author: &Author, config: &DocConfig) -> Result<Access> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(client) = Client::connect(&ws) {
+            return Ok(Access::Remote(client));
+        }
+        if let Some(svc) = Service::own(ws.clone(), author.clone(), config.clone())? {
+            return Ok(Access::Local(svc));
+        }
+        if Instant::now() > deadline {
+            return Err(StoreError::Busy(ws.root().to_owned()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,300 @@
+//! A document with its history on disk: `.tandem/docs/<key>/`.
+//!
+//! - `snapshot.am`: the whole Automerge document as of the last compaction;
+//! - `changes.log`: every change committed since, one checksummed record each
+//!   (see [`crate::changelog`]), appended and fsynced at commit;
+//! - `state.json`: document id, the file's path, and what was last saved to the
+//!   plain file (its BLAKE3 hash and the heads it showed);
+//! - `text.cache`: the text at the latest snapshot+log state, so the first screen
+//!   can be drawn before Automerge has loaded.
+//!
+//! Every file but the log is replaced atomically, and the log only grows by whole
+//! records, so a crash at any moment loses at most the uncommitted edits.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tandem_doc::{Author, Change, ChangeHash, ChangeSet, DocConfig, Document};
+
+use crate::changelog::ChangeLog;
+use crate::error::{Result, StoreError};
+use crate::fsutil::{read_text, write_atomic};
+use crate::workspace::Workspace;
+
+const SNAPSHOT: &str = "snapshot.am";
+const LOG: &str = "changes.log";
+const STATE: &str = "state.json";
+const CACHE: &str = "text.cache";
+/// Compact once this many changes sit in the log...
+const COMPACT_RECORDS: usize = 512;
+/// ...or the log has grown past this many bytes and past the snapshot's size.
+const COMPACT_BYTES: u64 = 256 << 10;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    version: u32,
+    doc_id: String,
+    path: String,
+    /// BLAKE3 of the plain file as tandem last wrote (or read) it.
+    saved_hash: String,
+    /// Heads of the document whose text that was.
+    saved_heads: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheKey {
+    snapshot: String,
+    log_len: u64,
+}
+
+/// How a document was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// History was created from the file just now.
+    Created,
+    /// History existed and the file matched it.
+    Loaded,
+    /// The file had been changed outside tandem; the difference was merged in as a
+    /// local edit (this one).
+    MergedExternal(ChangeSet),
+}
+
+/// A document plus its on-disk history. Only the workspace owner may hold one.
+pub struct StoredDoc {
+    pub doc: Document,
+    file: PathBuf,
+    rel: String,
+    dir: PathBuf,
+    log: ChangeLog,
+    state: State,
+    snapshot_len: u64,
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+fn parse_heads(path: &Path, heads: &[String]) -> Result<Vec<ChangeHash>> {
+    heads
+        .iter()
+        .map(|h| h.parse().map_err(|_| StoreError::corrupt(path, format!("bad change hash {h:?}"))))
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl StoredDoc {
+    /// Open `file` (which must exist and be UTF-8 text, unless `create`), creating its
+    /// history on first use and merging in changes made to it outside tandem. The
+    /// caller must own the workspace (hold its [`crate::Lock`]).
+    pub fn open(ws: &Workspace, file: &Path, author: Author, config: DocConfig, create: bool) -> Result<(StoredDoc, Opened)> {
+        let rel = ws.relative(file)?;
+        let file = ws.root().join(&rel);
+        let text = match read_text(&file) {
+            Err(StoreError::NotFound(_)) if create => None,
+            other => Some(other?),
+        };
+        ws.ensure()?;
+        let dir = ws.doc_dir(&rel);
+        let now = now_ms();
+        if !dir.join(STATE).exists() {
+            let content = text.unwrap_or_default();
+            let doc = Document::with_text(author, config, &content, now);
+            let doc_id = hash_hex(format!("{rel}\0{now}\0{:?}", doc.author().actor).as_bytes())[..32].to_owned();
+            fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+            let (log, _) = ChangeLog::read(&dir.join(LOG))?;
+            let state = State {
+                version: 1,
+                doc_id,
+                path: rel.clone(),
+                saved_hash: hash_hex(content.as_bytes()),
+                saved_heads: doc.heads().iter().map(|h| h.to_string()).collect(),
+            };
+            let mut stored = StoredDoc { doc, file, rel, dir, log, state, snapshot_len: 0 };
+            stored.log.clear()?;
+            stored.compact()?;
+            stored.write_state()?;
+            return Ok((stored, Opened::Created));
+        }
+        let mut stored = Self::load(&dir, file, rel, author, config)?;
+        let opened = match text {
+            Some(text) => stored.merge_file(&text, now)?,
+            None => Opened::Loaded,
+        };
+        Ok((stored, opened))
+    }
+
+    fn load(dir: &Path, file: PathBuf, rel: String, author: Author, config: DocConfig) -> Result<StoredDoc> {
+        let state_path = dir.join(STATE);
+        let state_bytes = fs::read(&state_path).map_err(StoreError::io(&state_path))?;
+        let state: State = serde_json::from_slice(&state_bytes)
+            .map_err(|e| StoreError::corrupt(&state_path, format!("unreadable state: {e}")))?;
+        let snap_path = dir.join(SNAPSHOT);
+        let snapshot = fs::read(&snap_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::corrupt(&snap_path, "the snapshot is missing"),
+            _ => StoreError::Io { path: snap_path.clone(), source: e },
+        })?;
+        let log_path = dir.join(LOG);
+        let (log, contents) = ChangeLog::read(&log_path)?;
+        if contents.torn_tail > 0 {
+            tracing::warn!(path = %log_path.display(), bytes = contents.torn_tail, "cutting off a torn record left by a crash");
+            log.truncate_torn()?;
+        }
+        let changes = contents
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                Change::from_bytes(bytes)
+                    .map_err(|e| StoreError::corrupt(&log_path, format!("record {i} is not an Automerge change: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let doc = Document::load(&snapshot, changes, author, config)
+            .map_err(|e| StoreError::corrupt(&snap_path, e.to_string()))?;
+        Ok(StoredDoc { doc, file, rel, dir: dir.to_owned(), log, state, snapshot_len: snapshot.len() as u64 })
+    }
+
+    /// Merge the file's current content if it changed since tandem last saved it: the
+    /// outside edit (last saved text -> file) is rebased over what the document did
+    /// since (last saved text -> document) and applied as a local edit.
+    pub fn merge_file(&mut self, file_text: &str, now: u64) -> Result<Opened> {
+        if hash_hex(file_text.as_bytes()) == self.state.saved_hash {
+            return Ok(Opened::Loaded);
+        }
+        let current = self.doc.rope().to_string();
+        if current == file_text {
+            self.state.saved_hash = hash_hex(file_text.as_bytes());
+            self.state.saved_heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
+            self.write_state()?;
+            return Ok(Opened::Loaded);
+        }
+        let state_path = self.dir.join(STATE);
+        let saved_heads = parse_heads(&state_path, &self.state.saved_heads)?;
+        let base = self.doc.text_at(&saved_heads).map_err(|e| StoreError::corrupt(&state_path, e.to_string()))?;
+        let theirs = tandem_doc::diff(&base, file_text);
+        let ours = tandem_doc::diff(&base, &current);
+        let edit = theirs.rebase(&ours);
+        self.doc.edit(&edit, now).map_err(|e| StoreError::Doc { path: self.file.clone(), source: e })?;
+        self.commit(now)?;
+        tracing::info!(file = %self.rel, "merged changes made outside tandem");
+        Ok(Opened::MergedExternal(edit))
+    }
+
+    /// The file's path relative to the workspace root.
+    pub fn rel(&self) -> &str {
+        &self.rel
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The document id (stable for the life of the history).
+    pub fn doc_id(&self) -> &str {
+        &self.state.doc_id
+    }
+
+    /// Heads of the version last written to the plain file.
+    pub fn saved_heads(&self) -> &[String] {
+        &self.state.saved_heads
+    }
+
+    /// True when the document differs from what was last written to the file.
+    pub fn is_dirty(&self) -> bool {
+        self.doc.has_pending()
+            || self.doc.heads().iter().map(|h| h.to_string()).ne(self.state.saved_heads.iter().cloned())
+    }
+
+    /// Commit pending edits and append the change to the log, durably.
+    pub fn commit(&mut self, now: u64) -> Result<Option<Change>> {
+        let Some(change) = self.doc.commit(now) else { return Ok(None) };
+        self.log.append(change.raw_bytes())?;
+        Ok(Some(change))
+    }
+
+    /// Store changes that arrived from elsewhere (they are already in the document).
+    pub fn persist(&mut self, changes: &[Change]) -> Result<()> {
+        for c in changes {
+            self.log.append(c.raw_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Commit, then write the plain file atomically and record what it holds.
+    pub fn save(&mut self, now: u64) -> Result<()> {
+        self.commit(now)?;
+        let text = self.doc.rope().to_string();
+        write_atomic(&self.file, text.as_bytes())?;
+        self.state.saved_hash = hash_hex(text.as_bytes());
+        self.state.saved_heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
+        self.write_state()?;
+        if self.log.records() >= COMPACT_RECORDS
+            || (self.log.len_bytes() >= COMPACT_BYTES && self.log.len_bytes() > self.snapshot_len)
+        {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    fn write_state(&self) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(&self.state).expect("state serializes");
+        write_atomic(&self.dir.join(STATE), &bytes)
+    }
+
+    /// Fold the log into a new snapshot: snapshot first (atomically), then the log is
+    /// emptied. A crash in between only means the log's changes are applied twice on
+    /// the next load, which Automerge ignores.
+    pub fn compact(&mut self) -> Result<()> {
+        let bytes = self.doc.save(now_ms());
+        write_atomic(&self.dir.join(SNAPSHOT), &bytes)?;
+        self.log.clear()?;
+        self.snapshot_len = bytes.len() as u64;
+        self.write_cache_for(&bytes)
+    }
+
+    fn write_cache_for(&self, snapshot: &[u8]) -> Result<()> {
+        let key = CacheKey { snapshot: hash_hex(snapshot), log_len: self.log.len_bytes() };
+        let mut out = serde_json::to_vec(&key).expect("key serializes");
+        out.push(b'\n');
+        out.extend_from_slice(self.doc.rope().to_string().as_bytes());
+        write_atomic(&self.dir.join(CACHE), &out)
+    }
+
+    /// Remember the current text for the next [`first_screen`] (call when closing).
+    pub fn write_text_cache(&mut self, now: u64) -> Result<()> {
+        self.commit(now)?;
+        let snap_path = self.dir.join(SNAPSHOT);
+        let snapshot = fs::read(&snap_path).map_err(StoreError::io(&snap_path))?;
+        self.write_cache_for(&snapshot)
+    }
+
+    /// Bytes of history on disk (snapshot + log).
+    pub fn stored_bytes(&self) -> u64 {
+        self.snapshot_len + self.log.len_bytes()
+    }
+}
+
+/// The text of `file` as its history last recorded it, read without loading
+/// Automerge, for drawing the first screen at once. `None` when no current cache
+/// exists (then the caller loads the document normally).
+pub fn first_screen(ws: &Workspace, file: &Path) -> Result<Option<String>> {
+    let dir = ws.doc_dir(&ws.relative(file)?);
+    let Ok(cache) = fs::read(dir.join(CACHE)) else { return Ok(None) };
+    let Some(nl) = cache.iter().position(|&b| b == b'\n') else { return Ok(None) };
+    let Ok(key) = serde_json::from_slice::<CacheKey>(&cache[..nl]) else { return Ok(None) };
+    let log_len = fs::metadata(dir.join(LOG)).map_or(0, |m| m.len());
+    if log_len != key.log_len {
+        return Ok(None);
+    }
+    let Ok(snapshot) = fs::read(dir.join(SNAPSHOT)) else { return Ok(None) };
+    if hash_hex(&snapshot) != key.snapshot {
+        return Ok(None);
+    }
+    Ok(String::from_utf8(cache[nl + 1..].to_vec()).ok())
+}
