@@ -14,8 +14,14 @@ use tandem_doc::DocConfig;
 use tandem_store::{Access, Request, StoreError, Workspace, access, home_dir, load_author, read_text};
 
 #[derive(Parser)]
-#[command(name = "tandem", version, about = "A terminal collaborative editor that is its own peer-to-peer node")]
-#[command(after_help = "Exit codes: 0 ok, 1 failure, 2 usage error.\nEnvironment: TANDEM_HOME (identity and config), TANDEM_NAME (author name), RUST_LOG.")]
+#[command(
+    name = "tandem",
+    version,
+    about = "A terminal collaborative editor that is its own peer-to-peer node"
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage error.\nEnvironment: TANDEM_HOME (identity and config), TANDEM_NAME (author name), RUST_LOG."
+)]
 struct Cli {
     /// Less output (errors only).
     #[arg(short, long, global = true)]
@@ -140,11 +146,16 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Write { file, json } => {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text).map_err(|e| Failure {
-                message: format!("stdin: not UTF-8 text ({e}); `tandem write` takes the new content on stdin"),
+                message: format!(
+                    "stdin: not UTF-8 text ({e}); `tandem write` takes the new content on stdin"
+                ),
                 code: 1,
             })?;
             if text.contains('\0') {
-                return Err(Failure { message: "stdin: binary data (a NUL byte); tandem edits text only".into(), code: 1 });
+                return Err(Failure {
+                    message: "stdin: binary data (a NUL byte); tandem edits text only".into(),
+                    code: 1,
+                });
             }
             let v = call(Request::Write { file: abs(&file)?, text })?;
             if json { out_json(&v) } else { Ok(()) }
@@ -172,7 +183,17 @@ fn run(command: Command) -> Result<(), Failure> {
                 return out_json(&v);
             }
             let mut s = String::new();
-            for key in ["file", "doc_id", "chars", "bytes", "lines", "line_ending", "changes", "saved", "stored_bytes"] {
+            for key in [
+                "file",
+                "doc_id",
+                "chars",
+                "bytes",
+                "lines",
+                "line_ending",
+                "changes",
+                "saved",
+                "stored_bytes",
+            ] {
                 s += &format!("{key:<13}{}\n", plain(&v[key]));
             }
             s += &format!("{:<13}{}\n", "authors", join(&v["authors"]));

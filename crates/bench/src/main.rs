@@ -1,1 +1,193 @@
-fn main() {}
+//! `tandem-bench`: benchmark programs. They print numbers; they never assert timings.
+//!
+//! `tandem-bench replay PATH.json.gz --json` replays an editing trace through the
+//! editor's document path (rope + Automerge + store) and, in the same run, through
+//! raw Automerge (a commit per patch) and raw ropey, then measures opening the saved
+//! document in a fresh process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use tandem_bench::{
+    Clock, current_rss, load_trace, peak_rss, replay_automerge, replay_editor, replay_ropey, reset_peak_rss,
+};
+use tandem_doc::{ActorId, Author, DocConfig};
+use tandem_store::{StoredDoc, Workspace, first_screen};
+
+#[derive(Parser)]
+#[command(name = "tandem-bench", about = "tandem benchmark programs (numbers, not tests)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay an editing trace and print the figures.
+    Replay {
+        trace: PathBuf,
+        /// Print one JSON object (default: a readable summary).
+        #[arg(long)]
+        json: bool,
+        /// Coalescing clock: `trace` (the trace's timestamps) or `every:MS`.
+        #[arg(long, default_value = "trace")]
+        clock: String,
+        /// Override the commit idle window (ms).
+        #[arg(long)]
+        idle_ms: Option<u64>,
+        /// Override the maximum commit delay (ms).
+        #[arg(long)]
+        max_ms: Option<u64>,
+        /// Skip the raw Automerge comparison (it takes seconds on big traces).
+        #[arg(long)]
+        no_baseline: bool,
+        /// Also append the JSON result as one line to this file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// (internal) Open a replayed workspace in a fresh process and measure it.
+    Open { dir: PathBuf },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Replay { trace, json, clock, idle_ms, max_ms, no_baseline, record } => {
+            replay(&trace, json, &clock, idle_ms, max_ms, no_baseline, record.as_deref())
+        }
+        Cmd::Open { dir } => open(&dir),
+    };
+    if let Err(e) = result {
+        eprintln!("tandem-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn replay(
+    path: &Path,
+    json_out: bool,
+    clock: &str,
+    idle_ms: Option<u64>,
+    max_ms: Option<u64>,
+    no_baseline: bool,
+    record: Option<&Path>,
+) -> Result<(), String> {
+    let clock = match clock {
+        "trace" => Clock::Trace,
+        other => Clock::Every(
+            other
+                .strip_prefix("every:")
+                .and_then(|ms| ms.parse().ok())
+                .ok_or_else(|| format!("--clock {other:?}: use `trace` or `every:MS`"))?,
+        ),
+    };
+    let mut config = DocConfig::default();
+    config.commit_idle_ms = idle_ms.unwrap_or(config.commit_idle_ms);
+    config.commit_max_ms = max_ms.unwrap_or(config.commit_max_ms);
+    let trace = load_trace(path)?;
+    let dir = tempdir()?;
+
+    reset_peak_rss();
+    let editor = replay_editor(&trace, &dir, clock, config.clone())?;
+    let editor_peak = peak_rss();
+    if !editor.final_text_ok {
+        return Err(format!("{}: the replayed text differs from endContent", path.display()));
+    }
+    let opened = Process::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .arg("open")
+        .arg(&dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !opened.status.success() {
+        return Err(format!("open: {}", String::from_utf8_lossy(&opened.stderr)));
+    }
+    let open: Value = serde_json::from_slice(&opened.stdout).map_err(|e| e.to_string())?;
+    let (rope_ms, rope_ok) = replay_ropey(&trace);
+    let baseline = (!no_baseline).then(|| replay_automerge(&trace));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let patches = trace.patches();
+    let mut out = json!({
+        "trace": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "txns": trace.txns.len(),
+        "patches": patches,
+        "clock": match clock { Clock::Trace => "trace".to_string(), Clock::Every(ms) => format!("every:{ms}") },
+        "commit_idle_ms": config.commit_idle_ms,
+        "commit_max_ms": config.commit_max_ms,
+        "changes_committed": editor.changes,
+        "replay_ms": round(editor.replay_ms),
+        "us_per_patch": round(editor.replay_ms * 1e3 / patches.max(1) as f64),
+        "peak_rss_bytes": editor_peak,
+        "saved_bytes": editor.automerge_save_bytes,
+        "stored_bytes": editor.stored_bytes,
+        "final_text_bytes": trace.end.len(),
+        "load_ms": open["load_ms"],
+        "first_screen_ms": open["first_screen_ms"],
+        "rss_after_open_bytes": open["rss_after_open_bytes"],
+        "ropey_ms": round(rope_ms),
+        "ropey_ok": rope_ok,
+        "end_content_ok": editor.final_text_ok,
+    });
+    if let Some((am_ms, am_ok, am_bytes)) = baseline {
+        out["automerge_ms"] = json!(round(am_ms));
+        out["automerge_ok"] = json!(am_ok);
+        out["automerge_save_bytes"] = json!(am_bytes);
+        out["ratio_vs_automerge"] = json!(round(editor.replay_ms / am_ms));
+    }
+    if let Some(record) = record {
+        use std::io::Write;
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(record).map_err(|e| e.to_string())?;
+        writeln!(f, "{out}").map_err(|e| e.to_string())?;
+    }
+    if json_out {
+        println!("{out}");
+    } else {
+        for (k, v) in out.as_object().expect("object") {
+            println!("{k:<22} {v}");
+        }
+    }
+    Ok(())
+}
+
+fn open(dir: &Path) -> Result<(), String> {
+    let ws = Workspace::at(dir).map_err(|e| e.to_string())?;
+    let file = dir.join("trace.txt");
+    let started = Instant::now();
+    let text = first_screen(&ws, &file).map_err(|e| e.to_string())?.ok_or("no current text cache")?;
+    let rope = ropey::Rope::from_str(&text);
+    let first_screen_ms = started.elapsed().as_secs_f64() * 1e3;
+    drop(text);
+    let started = Instant::now();
+    let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("workspace locked")?;
+    let author = Author::new("bench", ActorId::from(vec![7u8; 16]));
+    let (stored, _) =
+        StoredDoc::open(&ws, &file, author, DocConfig::default(), false).map_err(|e| e.to_string())?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    if stored.doc.rope() != &rope {
+        return Err("the first screen differs from the loaded document".into());
+    }
+    println!(
+        "{}",
+        json!({
+            "first_screen_ms": round(first_screen_ms),
+            "load_ms": round(load_ms),
+            "rss_after_open_bytes": current_rss(),
+        })
+    );
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn tempdir() -> Result<PathBuf, String> {
+    let dir =
+        std::env::temp_dir().join(format!("tandem-bench-{}-{}", std::process::id(), tandem_store::now_ms()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}

@@ -144,11 +144,7 @@ impl ChangeSet {
 
     /// Apply to a rope whose length is [`Self::len`].
     pub fn apply(&self, rope: &mut Rope) {
-        debug_assert_eq!(
-            rope.len_chars(),
-            self.len,
-            "change set applied to a rope of another length"
-        );
+        debug_assert_eq!(rope.len_chars(), self.len, "change set applied to a rope of another length");
         let mut pos = 0;
         for op in &self.ops {
             match op {
@@ -171,19 +167,11 @@ impl ChangeSet {
         for op in &self.ops {
             match op {
                 Op::Retain(n) => pos += n,
-                Op::Delete(n) => out.push(Splice {
-                    pos,
-                    delete: *n,
-                    insert: "",
-                }),
+                Op::Delete(n) => out.push(Splice { pos, delete: *n, insert: "" }),
                 Op::Insert(s) => {
                     match out.last_mut() {
                         Some(last) if last.pos == pos && last.insert.is_empty() => last.insert = s,
-                        _ => out.push(Splice {
-                            pos,
-                            delete: 0,
-                            insert: s,
-                        }),
+                        _ => out.push(Splice { pos, delete: 0, insert: s }),
                     }
                     pos += char_len(s);
                 }
@@ -243,10 +231,7 @@ impl ChangeSet {
 
     /// `self` followed by `next` as one change set (`next.len()` must be `self.len_after()`).
     pub fn compose(&self, next: &ChangeSet) -> ChangeSet {
-        debug_assert_eq!(
-            self.len_after, next.len,
-            "composing change sets of mismatched lengths"
-        );
+        debug_assert_eq!(self.len_after, next.len, "composing change sets of mismatched lengths");
         let mut out = ChangeSet::new();
         let mut a = self.ops.iter().cloned();
         let mut b = next.ops.iter().cloned();
@@ -266,40 +251,20 @@ impl ChangeSet {
                 }
                 (Some(Op::Retain(i)), Some(Op::Retain(j))) => {
                     out.retain(i.min(j));
-                    ha = if i > j {
-                        Some(Op::Retain(i - j))
-                    } else {
-                        a.next()
-                    };
-                    hb = if j > i {
-                        Some(Op::Retain(j - i))
-                    } else {
-                        b.next()
-                    };
+                    ha = if i > j { Some(Op::Retain(i - j)) } else { a.next() };
+                    hb = if j > i { Some(Op::Retain(j - i)) } else { b.next() };
                 }
                 (Some(Op::Retain(i)), Some(Op::Delete(j))) => {
                     out.delete(i.min(j));
-                    ha = if i > j {
-                        Some(Op::Retain(i - j))
-                    } else {
-                        a.next()
-                    };
-                    hb = if j > i {
-                        Some(Op::Delete(j - i))
-                    } else {
-                        b.next()
-                    };
+                    ha = if i > j { Some(Op::Retain(i - j)) } else { a.next() };
+                    hb = if j > i { Some(Op::Delete(j - i)) } else { b.next() };
                 }
                 (Some(Op::Insert(s)), Some(Op::Retain(j))) => {
                     let n = char_len(&s);
                     if n <= j {
                         out.insert(&s);
                         ha = a.next();
-                        hb = if j > n {
-                            Some(Op::Retain(j - n))
-                        } else {
-                            b.next()
-                        };
+                        hb = if j > n { Some(Op::Retain(j - n)) } else { b.next() };
                     } else {
                         let (head, tail) = split_at_char(&s, j);
                         out.insert(head);
@@ -311,11 +276,7 @@ impl ChangeSet {
                     let n = char_len(&s);
                     if n <= j {
                         ha = a.next();
-                        hb = if j > n {
-                            Some(Op::Delete(j - n))
-                        } else {
-                            b.next()
-                        };
+                        hb = if j > n { Some(Op::Delete(j - n)) } else { b.next() };
                     } else {
                         ha = Some(Op::Insert(split_at_char(&s, j).1.to_owned()));
                         hb = b.next();
@@ -333,10 +294,7 @@ impl ChangeSet {
     /// inserted is never deleted by the result; at one position `other`'s insert
     /// comes first.
     pub fn rebase(&self, other: &ChangeSet) -> ChangeSet {
-        debug_assert_eq!(
-            self.len, other.len,
-            "rebasing over a change set of another document"
-        );
+        debug_assert_eq!(self.len, other.len, "rebasing over a change set of another document");
         let mut out = ChangeSet::new();
         let mut a = self.ops.iter().cloned();
         let mut b = other.ops.iter().cloned();
@@ -356,53 +314,21 @@ impl ChangeSet {
                 }
                 (Some(Op::Retain(i)), Some(Op::Retain(j))) => {
                     out.retain(i.min(j));
-                    ha = if i > j {
-                        Some(Op::Retain(i - j))
-                    } else {
-                        a.next()
-                    };
-                    hb = if j > i {
-                        Some(Op::Retain(j - i))
-                    } else {
-                        b.next()
-                    };
+                    ha = if i > j { Some(Op::Retain(i - j)) } else { a.next() };
+                    hb = if j > i { Some(Op::Retain(j - i)) } else { b.next() };
                 }
                 (Some(Op::Retain(i)), Some(Op::Delete(j))) => {
-                    ha = if i > j {
-                        Some(Op::Retain(i - j))
-                    } else {
-                        a.next()
-                    };
-                    hb = if j > i {
-                        Some(Op::Delete(j - i))
-                    } else {
-                        b.next()
-                    };
+                    ha = if i > j { Some(Op::Retain(i - j)) } else { a.next() };
+                    hb = if j > i { Some(Op::Delete(j - i)) } else { b.next() };
                 }
                 (Some(Op::Delete(i)), Some(Op::Retain(j))) => {
                     out.delete(i.min(j));
-                    ha = if i > j {
-                        Some(Op::Delete(i - j))
-                    } else {
-                        a.next()
-                    };
-                    hb = if j > i {
-                        Some(Op::Retain(j - i))
-                    } else {
-                        b.next()
-                    };
+                    ha = if i > j { Some(Op::Delete(i - j)) } else { a.next() };
+                    hb = if j > i { Some(Op::Retain(j - i)) } else { b.next() };
                 }
                 (Some(Op::Delete(i)), Some(Op::Delete(j))) => {
-                    ha = if i > j {
-                        Some(Op::Delete(i - j))
-                    } else {
-                        a.next()
-                    };
-                    hb = if j > i {
-                        Some(Op::Delete(j - i))
-                    } else {
-                        b.next()
-                    };
+                    ha = if i > j { Some(Op::Delete(i - j)) } else { a.next() };
+                    hb = if j > i { Some(Op::Delete(j - i)) } else { b.next() };
                 }
                 (Some(_), None) | (None, Some(_)) => break,
             }

@@ -19,10 +19,7 @@ pub struct Selection {
 impl Selection {
     /// A caret at `pos` with nothing selected.
     pub fn caret(pos: usize) -> Self {
-        Self {
-            anchor: pos,
-            head: pos,
-        }
+        Self { anchor: pos, head: pos }
     }
 
     /// The first selected char index.
@@ -47,25 +44,15 @@ impl Selection {
             return Selection::caret(edit.map_pos(self.head, assoc));
         }
         let map_end = |pos: usize| {
-            let assoc = if pos == self.start() {
-                Assoc::After
-            } else {
-                Assoc::Before
-            };
+            let assoc = if pos == self.start() { Assoc::After } else { Assoc::Before };
             edit.map_pos(pos, assoc)
         };
-        Selection {
-            anchor: map_end(self.anchor),
-            head: map_end(self.head),
-        }
+        Selection { anchor: map_end(self.anchor), head: map_end(self.head) }
     }
 
     /// Clamp into a document of `len` chars.
     pub fn clamp(&self, len: usize) -> Selection {
-        Selection {
-            anchor: self.anchor.min(len),
-            head: self.head.min(len),
-        }
+        Selection { anchor: self.anchor.min(len), head: self.head.min(len) }
     }
 }
 
@@ -86,9 +73,7 @@ pub(crate) struct Cursors {
 
 impl Default for Cursors {
     fn default() -> Self {
-        Self {
-            slots: vec![Some(Selection::default())],
-        }
+        Self { slots: vec![Some(Selection::default())] }
     }
 }
 
@@ -134,10 +119,7 @@ impl Cursors {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (CursorId, Selection)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.map(|s| (CursorId(i as u32), s)))
+        self.slots.iter().enumerate().filter_map(|(i, s)| s.map(|s| (CursorId(i as u32), s)))
     }
 }
 

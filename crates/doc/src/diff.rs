@@ -17,12 +17,8 @@ const DIFF_BUDGET: Duration = Duration::from_millis(500);
 /// A change set that turns `old` into `new`, small where the texts are alike: common
 /// prefix and suffix are kept, the middle is diffed by lines, and changed lines by chars.
 pub fn diff(old: &str, new: &str) -> ChangeSet {
-    let prefix_bytes: usize = old
-        .chars()
-        .zip(new.chars())
-        .take_while(|(a, b)| a == b)
-        .map(|(a, _)| a.len_utf8())
-        .sum();
+    let prefix_bytes: usize =
+        old.chars().zip(new.chars()).take_while(|(a, b)| a == b).map(|(a, _)| a.len_utf8()).sum();
     let (old_rest, new_rest) = (&old[prefix_bytes..], &new[prefix_bytes..]);
     let suffix_bytes: usize = old_rest
         .chars()
@@ -42,21 +38,14 @@ pub fn diff(old: &str, new: &str) -> ChangeSet {
     let chars = |lines: &[&str]| lines.iter().map(|l| l.chars().count()).sum::<usize>();
     for op in capture_diff_slices_deadline(Algorithm::Myers, &old_lines, &new_lines, deadline) {
         match op {
-            DiffOp::Equal { old_index, len, .. } => {
-                cs.retain(chars(&old_lines[old_index..old_index + len]))
+            DiffOp::Equal { old_index, len, .. } => cs.retain(chars(&old_lines[old_index..old_index + len])),
+            DiffOp::Delete { old_index, old_len, .. } => {
+                cs.delete(chars(&old_lines[old_index..old_index + old_len]))
             }
-            DiffOp::Delete {
-                old_index, old_len, ..
-            } => cs.delete(chars(&old_lines[old_index..old_index + old_len])),
-            DiffOp::Insert {
-                new_index, new_len, ..
-            } => cs.insert(&new_lines[new_index..new_index + new_len].concat()),
-            DiffOp::Replace {
-                old_index,
-                old_len,
-                new_index,
-                new_len,
-            } => {
+            DiffOp::Insert { new_index, new_len, .. } => {
+                cs.insert(&new_lines[new_index..new_index + new_len].concat())
+            }
+            DiffOp::Replace { old_index, old_len, new_index, new_len } => {
                 let a = old_lines[old_index..old_index + old_len].concat();
                 let b = new_lines[new_index..new_index + new_len].concat();
                 diff_chars(&mut cs, &a, &b, deadline);
@@ -79,15 +68,10 @@ fn diff_chars(cs: &mut ChangeSet, old: &str, new: &str, deadline: Option<Instant
         match op {
             DiffOp::Equal { len, .. } => cs.retain(len),
             DiffOp::Delete { old_len, .. } => cs.delete(old_len),
-            DiffOp::Insert {
-                new_index, new_len, ..
-            } => cs.insert(&b[new_index..new_index + new_len].iter().collect::<String>()),
-            DiffOp::Replace {
-                old_len,
-                new_index,
-                new_len,
-                ..
-            } => {
+            DiffOp::Insert { new_index, new_len, .. } => {
+                cs.insert(&b[new_index..new_index + new_len].iter().collect::<String>())
+            }
+            DiffOp::Replace { old_len, new_index, new_len, .. } => {
                 cs.delete(old_len);
                 cs.insert(&b[new_index..new_index + new_len].iter().collect::<String>());
             }
@@ -110,10 +94,7 @@ mod tests {
 
     #[test]
     fn one_word_change_is_a_one_word_edit() {
-        let cs = roundtrip(
-            "line one\nline two\nline three\n",
-            "line one\nline 2\nline three\n",
-        );
+        let cs = roundtrip("line one\nline two\nline three\n", "line one\nline 2\nline three\n");
         assert_eq!(cs.stats(), (1, 3));
     }
 
@@ -121,10 +102,7 @@ mod tests {
     fn unrelated_texts_and_unicode_round_trip() {
         roundtrip("", "héllo\r\nwörld 🎉\n");
         roundtrip("abc\ndef\n", "");
-        roundtrip(
-            "日本語のテキスト\n二行目\n",
-            "日本語テキスト\n三行目\n追加\n",
-        );
+        roundtrip("日本語のテキスト\n二行目\n", "日本語テキスト\n三行目\n追加\n");
         roundtrip("a\tb\r\nc", "a\tb\nc");
     }
 }

@@ -27,10 +27,7 @@ pub struct Author {
 
 impl Author {
     pub fn new(name: impl Into<String>, actor: ActorId) -> Self {
-        Self {
-            name: name.into(),
-            actor,
-        }
+        Self { name: name.into(), actor }
     }
 }
 
@@ -50,12 +47,7 @@ pub struct DocConfig {
 
 impl Default for DocConfig {
     fn default() -> Self {
-        Self {
-            commit_idle_ms: 300,
-            commit_max_ms: 2_000,
-            undo_group_ms: 1_000,
-            undo_depth: 1_000,
-        }
+        Self { commit_idle_ms: 300, commit_max_ms: 2_000, undo_group_ms: 1_000, undo_depth: 1_000 }
     }
 }
 
@@ -163,15 +155,12 @@ impl Document {
     ) -> Result<Self, DocError> {
         let mut am = AutoCommit::load(saved).map_err(|e| DocError::Corrupt(e.to_string()))?;
         if !changes.is_empty() {
-            am.apply_changes(changes)
-                .map_err(|e| DocError::Corrupt(e.to_string()))?;
+            am.apply_changes(changes).map_err(|e| DocError::Corrupt(e.to_string()))?;
         }
         let text = match am.get(ROOT, TEXT_KEY) {
             Ok(Some((automerge::Value::Object(ObjType::Text), id))) => id,
             Ok(_) => {
-                return Err(DocError::NotText(format!(
-                    "no text object at key {TEXT_KEY:?}"
-                )));
+                return Err(DocError::NotText(format!("no text object at key {TEXT_KEY:?}")));
             }
             Err(e) => return Err(DocError::Corrupt(e.to_string())),
         };
@@ -179,11 +168,7 @@ impl Document {
     }
 
     /// Build a document from changes alone (the genesis change is implied).
-    pub fn from_changes(
-        changes: Vec<Change>,
-        author: Author,
-        config: DocConfig,
-    ) -> Result<Self, DocError> {
+    pub fn from_changes(changes: Vec<Change>, author: Author, config: DocConfig) -> Result<Self, DocError> {
         let mut doc = Self::new(author, config);
         doc.apply_remote(changes, 0)?;
         doc.history = History::new(doc.config.undo_group_ms, doc.config.undo_depth);
@@ -191,26 +176,12 @@ impl Document {
     }
 
     fn wrap(mut am: AutoCommit, text: ObjId, author: Author, config: DocConfig) -> Self {
-        am.set_author(Some(automerge::Author::from(
-            author.name.as_bytes().to_vec(),
-        )));
+        am.set_author(Some(automerge::Author::from(author.name.as_bytes().to_vec())));
         am.set_actor(author.actor.clone());
         let rope = Rope::from_str(&am.text(&text).unwrap_or_default());
-        // Remote patches come from the diff index, which starts here.
-        am.update_diff_cursor();
         let heads = am.get_heads();
         let history = History::new(config.undo_group_ms, config.undo_depth);
-        Self {
-            am,
-            text,
-            rope,
-            heads,
-            author,
-            config,
-            pending: None,
-            cursors: Cursors::default(),
-            history,
-        }
+        Self { am, text, rope, heads, author, config, pending: None, cursors: Cursors::default(), history }
     }
 
     /// The text, always equal to the Automerge text (pending edits included).
@@ -253,21 +224,17 @@ impl Document {
         if edit.is_identity() {
             return Ok(());
         }
-        let before = self.rope.clone();
+        // Invert before applying: cloning the rope instead would make the edit copy
+        // the tree path it touches.
+        let inverse = edit.invert(&self.rope);
         let selection = self.cursor(CursorId::LOCAL).unwrap_or_default();
         self.apply_edit(edit, Origin::Local, now_ms);
-        self.history.record_local(edit, &before, selection, now_ms);
+        self.history.record_local(edit, inverse, selection, now_ms);
         Ok(())
     }
 
     /// Replace `delete` chars at `pos` with `insert` (a local edit).
-    pub fn splice(
-        &mut self,
-        pos: usize,
-        delete: usize,
-        insert: &str,
-        now_ms: u64,
-    ) -> Result<(), DocError> {
+    pub fn splice(&mut self, pos: usize, delete: usize, insert: &str, now_ms: u64) -> Result<(), DocError> {
         let len = self.rope.len_chars();
         let edit = ChangeSet::splice(len, pos, delete, insert).ok_or_else(|| {
             DocError::BadEdit(format!(
@@ -304,28 +271,19 @@ impl Document {
         let (first, last) = self.pending?;
         let idle = now_ms.saturating_sub(last) >= self.config.commit_idle_ms;
         let overdue = now_ms.saturating_sub(first) >= self.config.commit_max_ms;
-        if idle || overdue {
-            self.commit(now_ms)
-        } else {
-            None
-        }
+        if idle || overdue { self.commit(now_ms) } else { None }
     }
 
     /// When [`Self::poll_commit`] will next commit, if edits are pending.
     pub fn commit_deadline(&self) -> Option<u64> {
-        self.pending.map(|(first, last)| {
-            (last + self.config.commit_idle_ms).min(first + self.config.commit_max_ms)
-        })
+        self.pending
+            .map(|(first, last)| (last + self.config.commit_idle_ms).min(first + self.config.commit_max_ms))
     }
 
     /// Commit pending local edits now (flush). Returns the new change, if there was one.
     pub fn commit(&mut self, now_ms: u64) -> Option<Change> {
         self.pending.take()?;
-        let hash = self
-            .am
-            .commit_with(CommitOptions::default().with_time(now_ms as i64))?;
-        // Local ops are already in the rope: keep them out of the remote patch index.
-        self.am.update_diff_cursor();
+        let hash = self.am.commit_with(CommitOptions::default().with_time(now_ms as i64))?;
         self.heads = self.am.get_heads();
         self.am.get_change_by_hash(&hash)
     }
@@ -333,16 +291,15 @@ impl Document {
     /// Apply a batch of changes from elsewhere with one Automerge call and turn the
     /// resulting patches into rope edits. Pending local edits are committed first.
     /// Returns the rope edits made, in order (empty when the changes were known).
-    pub fn apply_remote(
-        &mut self,
-        changes: Vec<Change>,
-        now_ms: u64,
-    ) -> Result<Vec<ChangeSet>, DocError> {
+    pub fn apply_remote(&mut self, changes: Vec<Change>, now_ms: u64) -> Result<Vec<ChangeSet>, DocError> {
         self.commit(now_ms);
-        self.am
-            .apply_changes(changes)
-            .map_err(|e| DocError::Corrupt(format!("change rejected by Automerge: {e}")))?;
+        // The patch log is on only around remote applies: logging every local
+        // keystroke's ops costs more than the local edit itself.
+        self.am.update_diff_cursor();
+        let applied = self.am.apply_changes(changes);
         let patches = self.am.diff_incremental();
+        self.am.reset_diff_cursor();
+        applied.map_err(|e| DocError::Corrupt(format!("change rejected by Automerge: {e}")))?;
         self.heads = self.am.get_heads();
         let mut edits = Vec::new();
         let mut resync = false;
@@ -356,9 +313,7 @@ impl Document {
                 PatchAction::SpliceText { index, value, .. } => {
                     ChangeSet::splice(len, *index, 0, &value.make_string())
                 }
-                PatchAction::DeleteSeq { index, length } => {
-                    ChangeSet::splice(len, *index, *length, "")
-                }
+                PatchAction::DeleteSeq { index, length } => ChangeSet::splice(len, *index, *length, ""),
                 _ => None,
             };
             match edit {
@@ -379,8 +334,7 @@ impl Document {
     /// Make the rope equal to Automerge's text again (after a root-level conflict or an
     /// unexpected patch). Returns the correcting edit, if one was needed.
     pub fn resync(&mut self) -> Option<ChangeSet> {
-        if let Ok(Some((automerge::Value::Object(ObjType::Text), id))) = self.am.get(ROOT, TEXT_KEY)
-        {
+        if let Ok(Some((automerge::Value::Object(ObjType::Text), id))) = self.am.get(ROOT, TEXT_KEY) {
             self.text = id;
         }
         let truth = self.am.text(&self.text).unwrap_or_default();
@@ -407,19 +361,17 @@ impl Document {
 
     /// True when the rope equals Automerge's text (an O(n) check for tests and verify).
     pub fn is_consistent(&self) -> bool {
-        self.am
-            .text(&self.text)
-            .is_ok_and(|t| self.rope == t.as_str())
+        self.am.text(&self.text).is_ok_and(|t| self.rope == t.as_str())
     }
 
     /// Undo the local user's newest undo step. Returns the edit it made, or `None`
     /// when there is nothing to undo.
     pub fn undo(&mut self, now_ms: u64) -> Option<ChangeSet> {
         let (edit, selection) = self.history.undo_edit()?;
-        let before = self.rope.clone();
+        let inverse = edit.invert(&self.rope);
         let after_sel = self.cursor(CursorId::LOCAL).unwrap_or_default();
         self.apply_edit(&edit, Origin::Undo, now_ms);
-        self.history.applied_undo(&edit, &before, after_sel);
+        self.history.applied_undo(&edit, inverse, after_sel);
         self.set_cursor(CursorId::LOCAL, selection);
         Some(edit)
     }
@@ -428,10 +380,10 @@ impl Document {
     /// nothing to redo.
     pub fn redo(&mut self, now_ms: u64) -> Option<ChangeSet> {
         let (edit, selection) = self.history.redo_edit()?;
-        let before = self.rope.clone();
+        let inverse = edit.invert(&self.rope);
         let after_sel = self.cursor(CursorId::LOCAL).unwrap_or_default();
         self.apply_edit(&edit, Origin::Redo, now_ms);
-        self.history.applied_redo(&edit, &before, after_sel);
+        self.history.applied_redo(&edit, inverse, after_sel);
         self.set_cursor(CursorId::LOCAL, selection);
         Some(edit)
     }
@@ -500,9 +452,7 @@ impl Document {
             .map(|m| ChangeInfo {
                 hash: m.hash,
                 actor: m.actor.into_owned(),
-                author: m
-                    .author
-                    .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()),
+                author: m.author.map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()),
                 seq: m.seq,
                 time_ms: m.timestamp,
                 deps: m.deps,
@@ -519,8 +469,6 @@ impl Document {
 
     /// Text as it was at `heads`.
     pub fn text_at(&self, heads: &[ChangeHash]) -> Result<String, DocError> {
-        self.am
-            .text_at(&self.text, heads)
-            .map_err(|e| DocError::BadEdit(format!("unknown version: {e}")))
+        self.am.text_at(&self.text, heads).map_err(|e| DocError::BadEdit(format!("unknown version: {e}")))
     }
 }

@@ -21,9 +21,7 @@ impl std::str::FromStr for Format {
             "md" | "markdown" => Ok(Format::Md),
             "json" => Ok(Format::Json),
             "html" => Ok(Format::Html),
-            other => Err(format!(
-                "unknown format {other:?}: use txt, md, json or html"
-            )),
+            other => Err(format!("unknown format {other:?}: use txt, md, json or html")),
         }
     }
 }
@@ -103,11 +101,7 @@ pub fn export(text: &str, format: Format, meta: &ExportMeta) -> String {
 }
 
 fn line_count(text: &str) -> usize {
-    if text.is_empty() {
-        0
-    } else {
-        text.matches('\n').count() + usize::from(!text.ends_with('\n'))
-    }
+    if text.is_empty() { 0 } else { text.matches('\n').count() + usize::from(!text.ends_with('\n')) }
 }
 
 fn extension(name: &str) -> &str {
@@ -152,12 +146,7 @@ pub fn escape_html(text: &str) -> String {
 fn html(text: &str, meta: &ExportMeta) -> String {
     let name = escape_html(&meta.name);
     let authors = escape_html(&meta.authors.join(", "));
-    let version = meta
-        .heads
-        .iter()
-        .map(|h| &h[..h.len().min(12)])
-        .collect::<Vec<_>>()
-        .join(" ");
+    let version = meta.heads.iter().map(|h| &h[..h.len().min(12)]).collect::<Vec<_>>().join(" ");
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">
@@ -212,23 +201,14 @@ mod tests {
         let out = export("a ```` b", Format::Md, &meta("x.rs"));
         assert!(out.starts_with("`````rs\n"), "{out}");
         assert!(out.ends_with("\n`````\n"));
-        assert_eq!(
-            export("# title\n", Format::Md, &meta("notes.md")),
-            "# title\n"
-        );
+        assert_eq!(export("# title\n", Format::Md, &meta("notes.md")), "# title\n");
     }
 
     #[test]
     fn html_escapes_everything_markup_could_use() {
-        let out = export(
-            "<script>alert('x')</script> & \"q\"",
-            Format::Html,
-            &meta("<b>.txt"),
-        );
+        let out = export("<script>alert('x')</script> & \"q\"", Format::Html, &meta("<b>.txt"));
         assert!(!out.contains("<script>"));
-        assert!(
-            out.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;")
-        );
+        assert!(out.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"));
         assert!(out.contains("<title>&lt;b&gt;.txt</title>"));
     }
 

@@ -7,8 +7,6 @@
 
 use std::collections::VecDeque;
 
-use ropey::Rope;
-
 use crate::changeset::ChangeSet;
 use crate::cursor::Selection;
 
@@ -85,7 +83,8 @@ impl History {
         while self.undo.len() > self.depth {
             self.undo.pop_front();
         }
-        let oldest = self.undo.iter().chain(self.redo.iter()).map(|s| s.at).min();
+        // Steps are pushed in log order, so each stack's oldest step is at its bottom.
+        let oldest = self.undo.front().into_iter().chain(self.redo.first()).map(|s| s.at).min();
         match oldest {
             None => self.log.clear(),
             Some(at) => {
@@ -107,16 +106,8 @@ impl History {
         self.push_log(edit);
     }
 
-    /// Record a local edit; `before` is the document before it, `selection` the local
-    /// selection before it.
-    pub fn record_local(
-        &mut self,
-        edit: &ChangeSet,
-        before: &Rope,
-        selection: Selection,
-        now_ms: u64,
-    ) {
-        let inverse = edit.invert(before);
+    /// Record a local edit and its inverse; `selection` is the local selection before it.
+    pub fn record_local(&mut self, edit: &ChangeSet, inverse: ChangeSet, selection: Selection, now_ms: u64) {
         let seq = self.push_log(edit);
         self.redo.clear();
 
@@ -147,11 +138,7 @@ impl History {
             step.inverse = inverse.compose(&step.inverse);
             step.at = seq;
         } else {
-            self.undo.push_back(Step {
-                inverse,
-                at: seq,
-                selection,
-            });
+            self.undo.push_back(Step { inverse, at: seq, selection });
         }
         // Pastes and multi-char inserts are steps of their own.
         let single_char = splice.is_some_and(|(_, _, ins)| ins.chars().count() <= 1);
@@ -162,12 +149,9 @@ impl History {
                 last_ms: now_ms,
                 last_char_was_space: ins.chars().all(char::is_whitespace),
             }),
-            (Kind::Delete, Some((pos, _, _))) => Some(OpenGroup {
-                kind,
-                next_pos: pos,
-                last_ms: now_ms,
-                last_char_was_space: false,
-            }),
+            (Kind::Delete, Some((pos, _, _))) => {
+                Some(OpenGroup { kind, next_pos: pos, last_ms: now_ms, last_char_was_space: false })
+            }
             _ => None,
         };
         self.trim();
@@ -195,27 +179,19 @@ impl History {
         Some((self.rebased(step), step.selection))
     }
 
-    /// Record that the undo edit was applied; `before` is the document before it.
-    pub fn applied_undo(&mut self, edit: &ChangeSet, before: &Rope, selection: Selection) {
+    /// Record that the undo edit (whose inverse is `inverse`) was applied.
+    pub fn applied_undo(&mut self, edit: &ChangeSet, inverse: ChangeSet, selection: Selection) {
         self.undo.pop_back();
         let seq = self.push_log(edit);
-        self.redo.push(Step {
-            inverse: edit.invert(before),
-            at: seq,
-            selection,
-        });
+        self.redo.push(Step { inverse, at: seq, selection });
         self.trim();
     }
 
-    /// Record that the redo edit was applied; `before` is the document before it.
-    pub fn applied_redo(&mut self, edit: &ChangeSet, before: &Rope, selection: Selection) {
+    /// Record that the redo edit (whose inverse is `inverse`) was applied.
+    pub fn applied_redo(&mut self, edit: &ChangeSet, inverse: ChangeSet, selection: Selection) {
         self.redo.pop();
         let seq = self.push_log(edit);
-        self.undo.push_back(Step {
-            inverse: edit.invert(before),
-            at: seq,
-            selection,
-        });
+        self.undo.push_back(Step { inverse, at: seq, selection });
         self.trim();
     }
 

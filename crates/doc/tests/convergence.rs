@@ -38,12 +38,7 @@ enum Step {
 }
 
 fn text_strategy() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-z ]{0,4}",
-        Just("\r\n".to_string()),
-        Just("\t".to_string()),
-        "[é日本🎉\u{301}]{1,3}",
-    ]
+    prop_oneof!["[a-z ]{0,4}", Just("\r\n".to_string()), Just("\t".to_string()), "[é日本🎉\u{301}]{1,3}",]
 }
 
 fn step_strategy(peers: usize) -> impl Strategy<Value = Step> {
@@ -62,9 +57,7 @@ fn step_strategy(peers: usize) -> impl Strategy<Value = Step> {
 
 fn shuffle<T>(items: &mut [T], mut seed: u64) {
     for i in (1..items.len()).rev() {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         items.swap(i, (seed >> 33) as usize % (i + 1));
     }
 }
@@ -80,10 +73,7 @@ fn check(peer: &Peer) -> Result<(), TestCaseError> {
     prop_assert!(peer.doc.is_consistent(), "rope and Automerge text differ");
     let len = peer.doc.len_chars();
     for (_, sel) in peer.doc.cursors() {
-        prop_assert!(
-            sel.anchor <= len && sel.head <= len,
-            "cursor {sel:?} outside 0..{len}"
-        );
+        prop_assert!(sel.anchor <= len && sel.head <= len, "cursor {sel:?} outside 0..{len}");
     }
     Ok(())
 }
@@ -92,47 +82,27 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let mut ps: Vec<Peer> = (0..peers)
         .map(|i| {
             let actor = ActorId::from(vec![i as u8 + 1; 16]);
-            let mut doc = Document::new(
-                Author::new(format!("peer{i}"), actor.clone()),
-                DocConfig::default(),
-            );
+            let mut doc = Document::new(Author::new(format!("peer{i}"), actor.clone()), DocConfig::default());
             let watcher = doc.add_cursor(Selection::caret(0));
-            Peer {
-                doc,
-                actor,
-                watcher,
-            }
+            Peer { doc, actor, watcher }
         })
         .collect();
     let mut now = 1_000u64;
     for step in steps {
         now += 7;
         match step {
-            Step::Edit {
-                peer,
-                at,
-                del,
-                text,
-            } => {
+            Step::Edit { peer, at, del, text } => {
                 let d = &mut ps[peer].doc;
                 let len = d.len_chars();
                 let pos = ((len as f64) * at) as usize;
                 let del = del.min(len - pos);
                 d.splice(pos, del, &text, now).unwrap();
-                d.set_cursor(
-                    tandem_doc::CursorId::LOCAL,
-                    Selection::caret(pos + text.chars().count()),
-                );
+                d.set_cursor(tandem_doc::CursorId::LOCAL, Selection::caret(pos + text.chars().count()));
             }
             Step::Commit { peer } => {
                 ps[peer].doc.commit(now);
             }
-            Step::Deliver {
-                from,
-                to,
-                seed,
-                batch,
-            } => {
+            Step::Deliver { from, to, seed, batch } => {
                 if from == to {
                     continue;
                 }
@@ -158,11 +128,7 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let p = &mut ps[peer];
                 let before = p.doc.rope().clone();
                 let actors = p.doc.char_actors(0..before.len_chars());
-                let edit = if is_undo {
-                    p.doc.undo(now)
-                } else {
-                    p.doc.redo(now)
-                };
+                let edit = if is_undo { p.doc.undo(now) } else { p.doc.redo(now) };
                 if let Some(edit) = edit {
                     // Every char the undo/redo removed was inserted by this peer.
                     let mut pos = 0;
@@ -171,11 +137,7 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
                             tandem_doc::Op::Retain(n) => pos += n,
                             tandem_doc::Op::Delete(n) => {
                                 for a in &actors[pos..pos + n] {
-                                    prop_assert_eq!(
-                                        a,
-                                        &p.actor,
-                                        "undo removed another author's text"
-                                    );
+                                    prop_assert_eq!(a, &p.actor, "undo removed another author's text");
                                 }
                                 pos += n;
                             }
@@ -250,10 +212,7 @@ fn undo_after_remote_insert_inside_my_text_keeps_theirs() {
 
 #[test]
 fn typing_groups_by_word_and_pause() {
-    let mut d = Document::new(
-        Author::new("a", ActorId::from(vec![1; 16])),
-        DocConfig::default(),
-    );
+    let mut d = Document::new(Author::new("a", ActorId::from(vec![1; 16])), DocConfig::default());
     let mut t = 0;
     for (i, c) in "one two".chars().enumerate() {
         t += 100;
@@ -273,31 +232,17 @@ fn typing_groups_by_word_and_pause() {
 #[test]
 fn crlf_tabs_and_astral_text_round_trip_through_automerge() {
     let text = "a\tb\r\nc 🎉 e\u{301}\r\n日本\n";
-    let mut d = Document::with_text(
-        Author::new("a", ActorId::random()),
-        DocConfig::default(),
-        text,
-        1,
-    );
+    let mut d = Document::with_text(Author::new("a", ActorId::random()), DocConfig::default(), text, 1);
     let saved = d.save(2);
-    let loaded = Document::load(
-        &saved,
-        vec![],
-        Author::new("b", ActorId::random()),
-        DocConfig::default(),
-    )
-    .unwrap();
+    let loaded =
+        Document::load(&saved, vec![], Author::new("b", ActorId::random()), DocConfig::default()).unwrap();
     assert_eq!(loaded.rope().to_string(), text);
 }
 
 #[test]
 fn garbage_bytes_are_a_clear_error() {
-    let err = Document::load(
-        b"not automerge",
-        vec![],
-        Author::new("a", ActorId::random()),
-        DocConfig::default(),
-    )
-    .unwrap_err();
+    let err =
+        Document::load(b"not automerge", vec![], Author::new("a", ActorId::random()), DocConfig::default())
+            .unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
 }

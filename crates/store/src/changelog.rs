@@ -56,7 +56,10 @@ impl ChangeLog {
                     torn_tail = rest.len() as u64;
                     break;
                 }
-                return Err(StoreError::corrupt(path, format!("checksum mismatch in the record at byte {at}")));
+                return Err(StoreError::corrupt(
+                    path,
+                    format!("checksum mismatch in the record at byte {at}"),
+                ));
             }
             records.push(payload.to_vec());
             at += HEADER + len;
@@ -94,7 +97,11 @@ impl ChangeLog {
     /// Empty the log (after its records went into a durable snapshot).
     pub fn clear(&mut self) -> Result<()> {
         if self.len > 0 || self.path.exists() {
-            let f = OpenOptions::new().create(true).truncate(true).write(true).open(&self.path)
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&self.path)
                 .map_err(StoreError::io(&self.path))?;
             f.sync_all().map_err(StoreError::io(&self.path))?;
         }

@@ -47,7 +47,9 @@ pub fn append_durable(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn read_text(path: &Path) -> Result<String> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound(path.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::NotFound(path.to_owned()));
+        }
         Err(_) if path.is_dir() => return Err(StoreError::IsDirectory(path.to_owned())),
         Err(e) => return Err(StoreError::Io { path: path.to_owned(), source: e }),
     };
@@ -59,8 +61,6 @@ pub fn text_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<String> {
     if let Some(offset) = bytes.iter().position(|&b| b == 0) {
         return Err(StoreError::Binary { path: path.to_owned(), offset });
     }
-    String::from_utf8(bytes).map_err(|e| StoreError::InvalidUtf8 {
-        path: path.to_owned(),
-        offset: e.utf8_error().valid_up_to(),
-    })
+    String::from_utf8(bytes)
+        .map_err(|e| StoreError::InvalidUtf8 { path: path.to_owned(), offset: e.utf8_error().valid_up_to() })
 }

@@ -71,10 +71,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn edits_json(edit: &ChangeSet) -> Vec<Value> {
-    edit.splices()
-        .iter()
-        .map(|s| json!({"pos": s.pos, "delete": s.delete, "insert": s.insert}))
-        .collect()
+    edit.splices().iter().map(|s| json!({"pos": s.pos, "delete": s.delete, "insert": s.insert})).collect()
 }
 
 impl Service {
@@ -107,7 +104,8 @@ impl Service {
                 stored
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                let (stored, opened) = StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), false)?;
+                let (stored, opened) =
+                    StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), false)?;
                 let stored = v.insert(stored);
                 if let Opened::MergedExternal(edit) = opened {
                     stored.save(now_ms())?;

@@ -22,11 +22,8 @@ impl Workspace {
     pub fn discover(file: &Path) -> Result<Workspace> {
         let abs = absolute(file)?;
         let start = abs.parent().unwrap_or(Path::new("/")).to_owned();
-        let root = start
-            .ancestors()
-            .find(|d| d.join(STORE_DIR).is_dir())
-            .map(Path::to_owned)
-            .unwrap_or(start);
+        let root =
+            start.ancestors().find(|d| d.join(STORE_DIR).is_dir()).map(Path::to_owned).unwrap_or(start);
         Ok(Workspace { root })
     }
 
