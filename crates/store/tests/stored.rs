@@ -1,0 +1,106 @@
+//! The store on real files: three-way merge of outside edits, the first-screen cache,
+//! recovery from a torn log, and the single-owner lock.
+
+use std::path::Path;
+
+use tandem_doc::{ActorId, Author, DocConfig};
+use tandem_store::{Opened, StoredDoc, Workspace, first_screen};
+
+fn author() -> Author {
+    Author::new("me", ActorId::from(vec![3u8; 16]))
+}
+
+fn open(ws: &Workspace, file: &Path) -> (StoredDoc, Opened) {
+    StoredDoc::open(ws, file, author(), DocConfig::default(), false).unwrap()
+}
+
+#[test]
+fn outside_edit_merges_with_unsaved_document_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "alpha\nbeta\ngamma\n").unwrap();
+    let ws = Workspace::at(dir.path()).unwrap();
+    let _lock = ws.try_lock().unwrap().unwrap();
+    {
+        let (mut s, opened) = open(&ws, &file);
+        assert_eq!(opened, Opened::Created);
+        // Committed to history, not yet saved to the file.
+        s.doc.splice(0, 0, "> ", 1).unwrap();
+        s.commit(2).unwrap();
+        assert!(s.is_dirty());
+    }
+    // Meanwhile another tool edits the file.
+    std::fs::write(&file, "alpha\nbeta\ngamma\ndelta\n").unwrap();
+    let (mut s, opened) = open(&ws, &file);
+    assert!(matches!(opened, Opened::MergedExternal(_)), "{opened:?}");
+    assert_eq!(s.doc.rope().to_string(), "> alpha\nbeta\ngamma\ndelta\n");
+    s.save(3).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "> alpha\nbeta\ngamma\ndelta\n");
+    drop(s);
+    // Saved: opening again finds nothing to merge.
+    assert_eq!(open(&ws, &file).1, Opened::Loaded);
+}
+
+#[test]
+fn first_screen_cache_is_used_only_while_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "cached text\n").unwrap();
+    let ws = Workspace::at(dir.path()).unwrap();
+    let _lock = ws.try_lock().unwrap().unwrap();
+    let (mut s, _) = open(&ws, &file);
+    assert_eq!(first_screen(&ws, &file).unwrap().as_deref(), Some("cached text\n"));
+    s.doc.splice(0, 0, "new ", 5).unwrap();
+    s.commit(6).unwrap();
+    // The log grew: the cache no longer describes the history.
+    assert_eq!(first_screen(&ws, &file).unwrap(), None);
+    s.write_text_cache(7).unwrap();
+    assert_eq!(first_screen(&ws, &file).unwrap().as_deref(), Some("new cached text\n"));
+}
+
+#[test]
+fn a_torn_log_record_is_cut_and_committed_changes_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "x").unwrap();
+    let ws = Workspace::at(dir.path()).unwrap();
+    let _lock = ws.try_lock().unwrap().unwrap();
+    {
+        let (mut s, _) = open(&ws, &file);
+        s.doc.splice(1, 0, "y", 1).unwrap();
+        s.commit(2).unwrap();
+    }
+    let log = ws.doc_dir("f.txt").join("changes.log");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, &[200, 1, 0, 0, 9, 9, 9]).unwrap();
+    let (s, _) = open(&ws, &file);
+    assert_eq!(s.doc.rope().to_string(), "xy");
+    // The tail was cut, so the next commit appends after the last good record.
+    drop(s);
+    let (mut s, _) = open(&ws, &file);
+    s.doc.splice(2, 0, "z", 3).unwrap();
+    s.commit(4).unwrap();
+    drop(s);
+    assert_eq!(open(&ws, &file).0.doc.rope().to_string(), "xyz");
+}
+
+#[test]
+fn only_one_process_owns_a_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::at(dir.path()).unwrap();
+    let first = ws.try_lock().unwrap();
+    assert!(first.is_some());
+    assert!(ws.try_lock().unwrap().is_none(), "a second owner was let in");
+    drop(first);
+    assert!(ws.try_lock().unwrap().is_some(), "the lock is released on drop");
+}
+
+#[test]
+fn workspace_is_the_nearest_ancestor_with_history() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".tandem")).unwrap();
+    std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    let ws = Workspace::discover(&dir.path().join("a/b/note.md")).unwrap();
+    assert_eq!(ws.root(), dir.path().canonicalize().unwrap());
+    assert_eq!(ws.relative(&dir.path().join("a/b/note.md")).unwrap(), "a/b/note.md");
+}

@@ -1,0 +1,391 @@
+//! End-to-end tests of the `tandem` binary on real files in temporary directories.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        Env { dir, home }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tandem"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("TANDEM_HOME", &self.home)
+            .env("TANDEM_NAME", "tester")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Run and require success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "tandem {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every file under `dir` with its bytes, to prove a failing command touched nothing.
+fn snapshot_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap() != "lock" {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn cat_edit_and_info_work_on_a_plain_file() {
+    let env = Env::new();
+    env.write("notes.txt", "héllo wörld\n");
+    assert_eq!(env.ok(&["cat", "notes.txt"]), "héllo wörld\n");
+    // Char positions: "héllo" is 5 chars though 6 bytes.
+    env.ok(&["edit", "notes.txt", "--at", "5", "--insert", ", dear"]);
+    env.ok(&["edit", "notes.txt", "--at", "0", "--delete", "1", "--insert", "H"]);
+    assert_eq!(std::fs::read_to_string(env.path("notes.txt")).unwrap(), "Héllo, dear wörld\n");
+    assert!(env.path(".tandem").is_dir(), "history lives beside the file");
+    let info = env.json(&["info", "notes.txt", "--json"]);
+    assert_eq!(info["chars"], 18);
+    assert_eq!(info["bytes"], "Héllo, dear wörld\n".len());
+    assert_eq!(info["lines"], 1);
+    assert_eq!(info["line_ending"], "lf");
+    assert_eq!(info["changes"], 4, "genesis, the file's content, two edits");
+    assert_eq!(info["authors"], serde_json::json!(["tester"]));
+    assert_eq!(info["saved"], true);
+    assert_eq!(info["heads"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn crlf_line_endings_survive_edits() {
+    let env = Env::new();
+    env.write("dos.txt", "one\r\ntwo\r\n");
+    env.ok(&["edit", "dos.txt", "--at", "5", "--insert", "1.5\r\n"]);
+    assert_eq!(std::fs::read(env.path("dos.txt")).unwrap(), b"one\r\n1.5\r\ntwo\r\n");
+    assert_eq!(env.json(&["info", "dos.txt", "--json"])["line_ending"], "crlf");
+}
+
+#[test]
+fn write_records_a_minimal_diff() {
+    let env = Env::new();
+    let long: String = (0..200).map(|i| format!("line number {i}\n")).collect();
+    env.write("big.txt", &long);
+    let changed = long.replace("line number 100\n", "line NUMBER 100\n");
+    let out = env.run_stdin(&["write", "big.txt", "--json"], changed.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["inserted"].as_u64(), v["deleted"].as_u64()), (Some(6), Some(6)));
+    assert_eq!(std::fs::read_to_string(env.path("big.txt")).unwrap(), changed);
+    let log = env.json(&["log", "big.txt", "--json"]);
+    let last = log.as_array().unwrap().last().unwrap();
+    assert!(last["ops"].as_u64().unwrap() <= 12, "minimal change, got {last}");
+    // Writing the same text again changes nothing.
+    let again = env.run_stdin(&["write", "big.txt", "--json"], changed.as_bytes());
+    let v: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v["changed"], false);
+}
+
+#[test]
+fn outside_edits_are_merged_not_lost() {
+    let env = Env::new();
+    env.write("todo.md", "- buy milk\n");
+    env.ok(&["edit", "todo.md", "--at", "10", "--insert", " and eggs"]);
+    // Another editor changes the file behind tandem's back.
+    let outside = std::fs::read_to_string(env.path("todo.md")).unwrap() + "- call mum\n";
+    std::fs::write(env.path("todo.md"), &outside).unwrap();
+    env.ok(&["edit", "todo.md", "--at", "0", "--insert", "# list\n"]);
+    assert_eq!(std::fs::read_to_string(env.path("todo.md")).unwrap(), "# list\n- buy milk and eggs\n- call mum\n");
+    let log = env.json(&["log", "todo.md", "--json"]);
+    assert_eq!(log.as_array().unwrap().len(), 5, "the outside edit is its own change: {log}");
+}
+
+#[test]
+fn log_lists_changes_with_author_and_time() {
+    let env = Env::new();
+    env.write("a.txt", "a");
+    env.ok(&["edit", "a.txt", "--at", "1", "--insert", "b"]);
+    let log = env.json(&["log", "a.txt", "--json"]);
+    let entries = log.as_array().unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(last["author"], "tester");
+    assert!(last["time_ms"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(last["deps"][0], entries[entries.len() - 2]["change"]);
+    let human = env.ok(&["log", "a.txt"]);
+    assert_eq!(human.lines().count(), entries.len());
+    assert!(human.contains("tester"));
+}
+
+#[test]
+fn export_in_every_format() {
+    let env = Env::new();
+    env.write("code.rs", "fn main() { println!(\"<hi> & bye\"); }\n");
+    assert_eq!(env.ok(&["export", "code.rs", "--format", "txt"]), "fn main() { println!(\"<hi> & bye\"); }\n");
+    let md = env.ok(&["export", "code.rs", "--format", "md"]);
+    assert!(md.starts_with("```rs\nfn main()") && md.ends_with("\n```\n"), "{md}");
+    let json: Value = serde_json::from_str(&env.ok(&["export", "code.rs", "--format", "json"])).unwrap();
+    assert_eq!(json["text"], "fn main() { println!(\"<hi> & bye\"); }\n");
+    assert_eq!(json["change_count"], 2);
+    assert_eq!(json["heads"].as_array().unwrap().len(), 1);
+    assert_eq!(json["authors"], serde_json::json!(["tester"]));
+    env.ok(&["export", "code.rs", "--format", "html", "-o", "code.html"]);
+    let html = std::fs::read_to_string(env.path("code.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("&lt;hi&gt; &amp; bye"));
+    assert!(!html.contains("<hi>"));
+}
+
+#[test]
+fn bad_files_get_clear_errors_and_nothing_is_touched() {
+    let env = Env::new();
+    env.write("ok.txt", "fine\n");
+    env.ok(&["cat", "ok.txt"]);
+    env.write("bin.dat", b"PNG\x00\x01\x02");
+    env.write("latin1.txt", b"caf\xe9\n");
+    std::fs::create_dir(env.path("adir")).unwrap();
+    let before = snapshot_tree(env.dir.path());
+    for (file, needle) in [
+        ("bin.dat", "binary data"),
+        ("latin1.txt", "not valid UTF-8 (at byte 3)"),
+        ("missing.txt", "no such file"),
+        ("adir", "directory"),
+    ] {
+        for args in [vec!["cat", file], vec!["edit", file, "--at", "0", "--insert", "x"], vec!["info", file]] {
+            let out = env.run(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            let err = stderr(&out);
+            assert!(err.contains(file) && err.contains(needle), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    assert_eq!(snapshot_tree(env.dir.path()), before, "a failed command changed files");
+}
+
+#[test]
+fn a_corrupt_history_is_reported_and_left_alone() {
+    let env = Env::new();
+    env.write("doc.txt", "precious\n");
+    env.ok(&["edit", "doc.txt", "--at", "8", "--insert", " data"]);
+    let doc_dir = std::fs::read_dir(env.path(".tandem/docs")).unwrap().next().unwrap().unwrap().path();
+    for (victim, garbage) in [
+        ("snapshot.am", Some(b"\x85\x6f\x4a\x83garbage".to_vec())),
+        ("state.json", Some(b"{not json".to_vec())),
+        ("changes.log", None),
+    ] {
+        let path = doc_dir.join(victim);
+        let original = std::fs::read(&path).unwrap_or_default();
+        let mut bad = match garbage {
+            Some(garbage) => garbage,
+            None => {
+                // A flipped byte in the first of several records: not a torn tail.
+                env.ok(&["edit", "doc.txt", "--at", "0", "--insert", ">"]);
+                env.ok(&["edit", "doc.txt", "--at", "0", "--insert", ">"]);
+                let mut b = std::fs::read(&path).unwrap();
+                b[40] ^= 0xff;
+                b
+            }
+        };
+        std::fs::write(&path, &bad).unwrap();
+        let file_before = std::fs::read(env.path("doc.txt")).unwrap();
+        let tree_before = snapshot_tree(env.dir.path());
+        let out = env.run(&["cat", "doc.txt"]);
+        assert_eq!(out.status.code(), Some(1), "{victim}");
+        let err = stderr(&out);
+        assert!(err.contains("corrupt tandem history") && err.contains(victim), "{victim}: {err}");
+        assert_eq!(std::fs::read(env.path("doc.txt")).unwrap(), file_before);
+        assert_eq!(snapshot_tree(env.dir.path()), tree_before, "{victim}: files changed");
+        if victim == "changes.log" {
+            bad[40] ^= 0xff;
+            std::fs::write(&path, &bad).unwrap();
+        } else {
+            std::fs::write(&path, &original).unwrap();
+        }
+        assert!(env.run(&["cat", "doc.txt"]).status.success(), "{victim}: repaired history opens again");
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_code_2() {
+    let env = Env::new();
+    env.write("a.txt", "abc");
+    for args in [
+        vec!["edit", "a.txt", "--insert", "x"],
+        vec!["export", "a.txt", "--format", "pdf"],
+        vec!["nonsense"],
+        vec!["edit", "a.txt", "--at", "4", "--insert", "x"],
+        vec!["edit", "a.txt", "--at", "1", "--delete", "5"],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    let out = env.run(&["edit", "a.txt", "--at", "4", "--insert", "x"]);
+    assert!(stderr(&out).contains("a.txt") && stderr(&out).contains("0..=3"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(env.path("a.txt")).unwrap(), "abc");
+}
+
+#[test]
+fn binary_stdin_for_write_is_refused() {
+    let env = Env::new();
+    env.write("a.txt", "abc");
+    let out = env.run_stdin(&["write", "a.txt"], b"\x00\x01");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stdin"), "{}", stderr(&out));
+    let out = env.run_stdin(&["write", "a.txt"], b"\xff\xfe");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(env.path("a.txt")).unwrap(), "abc");
+}
+
+/// Reads JSON lines from a child's stdout on a thread, with a timeout per line.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl Lines {
+    fn new(child: &mut Child) -> Lines {
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx }
+    }
+
+    fn next_json(&self) -> Value {
+        let line = self.rx.recv_timeout(Duration::from_secs(20)).expect("a watch line within 20 s");
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_socket(dir: &Path) {
+    let sock = dir.join(".tandem/control.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "the owner never served its control socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn watch_streams_changes_made_through_the_owner_socket() {
+    let env = Env::new();
+    env.write("live.txt", "hello\n");
+    let mut owner = env.cmd(&["watch", "live.txt", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
+    let owner_lines = Lines::new(&mut owner);
+    let _owner = Killed(owner);
+    wait_for_socket(env.dir.path());
+    // A second watcher reaches the owner through the socket.
+    let mut second = env.cmd(&["watch", "live.txt", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
+    let second_lines = Lines::new(&mut second);
+    let _second = Killed(second);
+    std::thread::sleep(Duration::from_millis(300));
+
+    env.ok(&["edit", "live.txt", "--at", "5", "--insert", " wörld"]);
+    for lines in [&owner_lines, &second_lines] {
+        let event = lines.next_json();
+        assert_eq!(event["file"], "live.txt");
+        assert_eq!(event["author"], "tester");
+        assert_eq!(event["edits"], serde_json::json!([{"pos": 5, "delete": 0, "insert": " wörld"}]));
+        assert_eq!(event["heads"].as_array().unwrap().len(), 1);
+        assert!(event["time_ms"].as_i64().unwrap() > 0);
+    }
+    assert_eq!(std::fs::read_to_string(env.path("live.txt")).unwrap(), "hello wörld\n");
+    // An edit made with another tool shows up too, as a merged change.
+    std::fs::write(env.path("live.txt"), "hello wörld\nmore\n").unwrap();
+    let event = owner_lines.next_json();
+    assert_eq!(event["edits"], serde_json::json!([{"pos": 12, "delete": 0, "insert": "more\n"}]));
+    // Commands keep working through the owner.
+    assert_eq!(env.ok(&["cat", "live.txt"]), "hello wörld\nmore\n");
+}
+
+#[test]
+fn edits_acknowledged_before_a_kill_survive_it() {
+    let env = Env::new();
+    env.write("log.txt", "");
+    let mut acknowledged = Vec::new();
+    for round in 0..12u64 {
+        // An owner process that is killed with SIGKILL at an arbitrary moment.
+        let owner = env.cmd(&["watch", "log.txt", "--json"]).stdout(Stdio::null()).spawn().unwrap();
+        let mut owner = Killed(owner);
+        wait_for_socket(env.dir.path());
+        let line = format!("line {round}\n");
+        let len = env.ok(&["cat", "log.txt"]).chars().count();
+        let len_s = len.to_string();
+        let writer = env.cmd(&["edit", "log.txt", "--at", &len_s, "--insert", &line]).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(round * 3 % 20));
+        owner.0.kill().unwrap();
+        owner.0.wait().unwrap();
+        let status = writer.wait_with_output().unwrap().status;
+        if status.success() {
+            acknowledged.push(line);
+        }
+        // The history opens cleanly and every acknowledged edit is in it and in the file.
+        let text = env.ok(&["cat", "log.txt"]);
+        let file = std::fs::read_to_string(env.path("log.txt")).unwrap();
+        for a in &acknowledged {
+            assert!(text.contains(a.as_str()), "round {round}: lost {a:?}; text {text:?}");
+            assert!(file.contains(a.as_str()), "round {round}: file lost {a:?}; file {file:?}");
+        }
+    }
+    assert!(!acknowledged.is_empty());
+}
