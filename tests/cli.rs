@@ -45,7 +45,13 @@ impl Env {
     }
 
     fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(stdin).unwrap();
         child.wait_with_output().unwrap()
     }
@@ -143,7 +149,10 @@ fn outside_edits_are_merged_not_lost() {
     let outside = std::fs::read_to_string(env.path("todo.md")).unwrap() + "- call mum\n";
     std::fs::write(env.path("todo.md"), &outside).unwrap();
     env.ok(&["edit", "todo.md", "--at", "0", "--insert", "# list\n"]);
-    assert_eq!(std::fs::read_to_string(env.path("todo.md")).unwrap(), "# list\n- buy milk and eggs\n- call mum\n");
+    assert_eq!(
+        std::fs::read_to_string(env.path("todo.md")).unwrap(),
+        "# list\n- buy milk and eggs\n- call mum\n"
+    );
     let log = env.json(&["log", "todo.md", "--json"]);
     assert_eq!(log.as_array().unwrap().len(), 5, "the outside edit is its own change: {log}");
 }
@@ -168,7 +177,10 @@ fn log_lists_changes_with_author_and_time() {
 fn export_in_every_format() {
     let env = Env::new();
     env.write("code.rs", "fn main() { println!(\"<hi> & bye\"); }\n");
-    assert_eq!(env.ok(&["export", "code.rs", "--format", "txt"]), "fn main() { println!(\"<hi> & bye\"); }\n");
+    assert_eq!(
+        env.ok(&["export", "code.rs", "--format", "txt"]),
+        "fn main() { println!(\"<hi> & bye\"); }\n"
+    );
     let md = env.ok(&["export", "code.rs", "--format", "md"]);
     assert!(md.starts_with("```rs\nfn main()") && md.ends_with("\n```\n"), "{md}");
     let json: Value = serde_json::from_str(&env.ok(&["export", "code.rs", "--format", "json"])).unwrap();
@@ -198,7 +210,8 @@ fn bad_files_get_clear_errors_and_nothing_is_touched() {
         ("missing.txt", "no such file"),
         ("adir", "directory"),
     ] {
-        for args in [vec!["cat", file], vec!["edit", file, "--at", "0", "--insert", "x"], vec!["info", file]] {
+        for args in [vec!["cat", file], vec!["edit", file, "--at", "0", "--insert", "x"], vec!["info", file]]
+        {
             let out = env.run(&args);
             assert_eq!(out.status.code(), Some(1), "{args:?}");
             let err = stderr(&out);
@@ -371,7 +384,11 @@ fn edits_acknowledged_before_a_kill_survive_it() {
         let line = format!("line {round}\n");
         let len = env.ok(&["cat", "log.txt"]).chars().count();
         let len_s = len.to_string();
-        let writer = env.cmd(&["edit", "log.txt", "--at", &len_s, "--insert", &line]).stderr(Stdio::null()).spawn().unwrap();
+        let writer = env
+            .cmd(&["edit", "log.txt", "--at", &len_s, "--insert", &line])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(round * 3 % 20));
         owner.0.kill().unwrap();
         owner.0.wait().unwrap();

@@ -73,11 +73,20 @@ pub fn load_trace(path: &Path) -> Result<Trace, String> {
     Ok(Trace { start: raw.start_content, end: raw.end_content, txns })
 }
 
-/// Milliseconds since the Unix epoch of an ISO-8601 UTC time like
-/// `2021-04-19T06:06:58.219Z` (fraction optional).
+/// Milliseconds since the Unix epoch of an ISO-8601 time like
+/// `2021-04-19T06:06:58.219Z` or `2023-11-22T03:57:32+00:00` (fraction optional).
 pub fn parse_iso_ms(s: &str) -> Option<u64> {
-    let s = s.strip_suffix('Z').unwrap_or(s);
     let (date, time) = s.split_once('T')?;
+    let (time, offset_min) = if let Some(t) = time.strip_suffix('Z') {
+        (t, 0)
+    } else if let Some(i) = time.rfind(['+', '-']) {
+        let (t, off) = time.split_at(i);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (h, m) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
+        (t, sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?))
+    } else {
+        (time, 0)
+    };
     let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
@@ -92,7 +101,20 @@ pub fn parse_iso_ms(s: &str) -> Option<u64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(((days * 24 + hh) * 60 + mm) * 60 * 1000 + ss * 1000 + frac_ms).ok()
+    u64::try_from(((days * 24 + hh) * 60 + mm - offset_min) * 60 * 1000 + ss * 1000 + frac_ms).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_times_with_and_without_offsets() {
+        use super::parse_iso_ms;
+        assert_eq!(parse_iso_ms("1970-01-01T00:00:01.5Z"), Some(1_500));
+        assert_eq!(parse_iso_ms("2021-04-19T06:06:58.219Z"), Some(1_618_812_418_219));
+        assert_eq!(parse_iso_ms("2023-11-22T03:57:32+00:00"), parse_iso_ms("2023-11-22T03:57:32Z"));
+        assert_eq!(parse_iso_ms("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_iso_ms("yesterday"), None);
+    }
 }
 
 /// Which clock drives commit coalescing during a replay.
@@ -136,17 +158,13 @@ pub fn replay_editor(
             Clock::Trace => txn.time_ms,
             Clock::Every(ms) => base + i as u64 * ms,
         };
-        if stored.poll_commit(now).map_err(|e| e.to_string())?.is_some() {
-            changes += 1;
-        }
+        changes += stored.poll_commit(now).map_err(|e| e.to_string())?.len();
         for (pos, del, ins) in &txn.patches {
             stored.doc.splice(*pos, *del, ins, now).map_err(|e| format!("txn {i}: {e}"))?;
         }
     }
     let end = trace.txns.last().map_or(base, |t| t.time_ms) + 10_000;
-    if stored.commit(end).map_err(|e| e.to_string())?.is_some() {
-        changes += 1;
-    }
+    changes += stored.commit(end).map_err(|e| e.to_string())?.len();
     stored.save(end).map_err(|e| e.to_string())?;
     let replay_ms = started.elapsed().as_secs_f64() * 1e3;
     stored.compact().map_err(|e| e.to_string())?;

@@ -19,7 +19,11 @@ fn replaying_a_small_trace_reaches_its_end_content() {
     let result = replay_editor(&trace, dir.path(), Clock::Trace, DocConfig::default()).unwrap();
     assert!(result.final_text_ok, "replayed text differs from endContent");
     assert_eq!(std::fs::read_to_string(dir.path().join("trace.txt")).unwrap(), trace.end);
-    assert!(result.changes > 1 && result.changes < trace.txns.len(), "commits were coalesced: {}", result.changes);
+    assert!(
+        result.changes > 1 && result.changes < trace.txns.len(),
+        "commits were coalesced: {}",
+        result.changes
+    );
 }
 
 #[test]

@@ -246,3 +246,20 @@ fn garbage_bytes_are_a_clear_error() {
             .unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
 }
+
+#[test]
+fn a_huge_paste_is_cut_into_bounded_changes_but_undone_in_one_step() {
+    let mut d = Document::new(Author::new("a", ActorId::from(vec![1; 16])), DocConfig::default());
+    let paste: String = "0123456789abcdé\n".repeat(10_000);
+    d.splice(0, 0, &paste, 1).unwrap();
+    let changes = d.commit(2);
+    assert!(changes.len() >= 3, "160K chars should need several changes, got {}", changes.len());
+    assert!(changes.iter().all(|c| c.len() <= 1 << 16), "a change holds too many ops");
+    let mut other = Document::new(Author::new("b", ActorId::from(vec![2; 16])), DocConfig::default());
+    other.apply_remote(changes, 3).unwrap();
+    assert_eq!(other.rope().to_string(), paste);
+    d.undo(4).unwrap();
+    assert_eq!(d.len_chars(), 0);
+    assert!(d.commit(5).len() >= 3, "the undo (a huge delete) is cut too");
+    assert!(d.is_consistent());
+}

@@ -219,22 +219,23 @@ impl StoredDoc {
             || self.doc.heads().iter().map(|h| h.to_string()).ne(self.state.saved_heads.iter().cloned())
     }
 
-    /// Commit pending edits and append the change to the log, durably.
-    pub fn commit(&mut self, now: u64) -> Result<Option<Change>> {
-        let Some(change) = self.doc.commit(now) else { return Ok(None) };
-        self.log.append(change.raw_bytes())?;
-        Ok(Some(change))
+    /// Commit pending edits and append the new local changes to the log, durably.
+    pub fn commit(&mut self, now: u64) -> Result<Vec<Change>> {
+        let changes = self.doc.commit(now);
+        self.persist(&changes)?;
+        Ok(changes)
     }
 
     /// Commit if the document's idle window or maximum delay has passed (see
     /// [`tandem_doc::Document::poll_commit`]), appending the change to the log.
-    pub fn poll_commit(&mut self, now: u64) -> Result<Option<Change>> {
-        let Some(change) = self.doc.poll_commit(now) else { return Ok(None) };
-        self.log.append(change.raw_bytes())?;
-        Ok(Some(change))
+    pub fn poll_commit(&mut self, now: u64) -> Result<Vec<Change>> {
+        let changes = self.doc.poll_commit(now);
+        self.persist(&changes)?;
+        Ok(changes)
     }
 
-    /// Store changes that arrived from elsewhere (they are already in the document).
+    /// Append changes to the log (local ones from [`Self::commit`], or changes that
+    /// arrived from elsewhere and are already in the document).
     pub fn persist(&mut self, changes: &[Change]) -> Result<()> {
         for c in changes {
             self.log.append(c.raw_bytes())?;
