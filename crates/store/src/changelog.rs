@@ -4,12 +4,22 @@
 //! Record: `len: u32 LE | blake3(payload): 32 bytes | payload`. A crash can only
 //! leave a torn record at the end; it is detected by its length or checksum and
 //! cut off. A bad record anywhere else is corruption and is reported, never skipped.
+//!
+//! Durability: every record is written to the file at once, so killing the process
+//! never loses a committed change. fsync (which only matters if the whole machine
+//! goes down) is grouped: at most one per [`SYNC_INTERVAL`], and always on
+//! [`ChangeLog::sync`] and drop. An fsync costs ~150 us of wall time here; one per
+//! commit made trace replays with many commits 2.7x slower than raw Automerge.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, StoreError};
-use crate::fsutil::append_durable;
+
+/// Longest time a written record may wait for its fsync while commits keep coming.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 
 const HEADER: usize = 4 + 32;
 /// No single change may be larger than this (a whole-file paste of a big file fits).
@@ -19,6 +29,11 @@ pub struct ChangeLog {
     path: PathBuf,
     len: u64,
     records: usize,
+    /// Open for appending once the first record is written.
+    file: Option<File>,
+    /// When the log was last fsynced, and whether records were written since.
+    synced_at: Instant,
+    unsynced: bool,
 }
 
 /// What reading a log found.
@@ -64,7 +79,14 @@ impl ChangeLog {
             records.push(payload.to_vec());
             at += HEADER + len;
         }
-        let log = ChangeLog { path: path.to_owned(), len: at as u64, records: records.len() };
+        let log = ChangeLog {
+            path: path.to_owned(),
+            len: at as u64,
+            records: records.len(),
+            file: None,
+            synced_at: Instant::now(),
+            unsynced: false,
+        };
         Ok((log, Contents { records, torn_tail }))
     }
 
@@ -75,7 +97,7 @@ impl ChangeLog {
         f.sync_all().map_err(StoreError::io(&self.path))
     }
 
-    /// Append one record durably.
+    /// Append one record (written at once; fsynced as described in the module docs).
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
         if payload.len() > MAX_RECORD {
             return Err(StoreError::BadRequest(format!(
@@ -88,14 +110,40 @@ impl ChangeLog {
         rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         rec.extend_from_slice(blake3::hash(payload).as_bytes());
         rec.extend_from_slice(payload);
-        append_durable(&self.path, &rec)?;
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .map_err(StoreError::io(&self.path))?,
+            ),
+        };
+        file.write_all(&rec).map_err(StoreError::io(&self.path))?;
         self.len += rec.len() as u64;
         self.records += 1;
+        self.unsynced = true;
+        if self.synced_at.elapsed() >= SYNC_INTERVAL {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// fsync records written since the last sync.
+    pub fn sync(&mut self) -> Result<()> {
+        if let (true, Some(file)) = (self.unsynced, &self.file) {
+            file.sync_data().map_err(StoreError::io(&self.path))?;
+        }
+        self.unsynced = false;
+        self.synced_at = Instant::now();
         Ok(())
     }
 
     /// Empty the log (after its records went into a durable snapshot).
     pub fn clear(&mut self) -> Result<()> {
+        self.file = None;
+        self.unsynced = false;
         if self.len > 0 || self.path.exists() {
             let f = OpenOptions::new()
                 .create(true)
@@ -116,6 +164,14 @@ impl ChangeLog {
 
     pub fn records(&self) -> usize {
         self.records
+    }
+}
+
+impl Drop for ChangeLog {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::error!("{e}");
+        }
     }
 }
 

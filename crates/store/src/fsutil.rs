@@ -1,6 +1,6 @@
 //! Crash-safe file primitives: atomic replace, durable append, text validation.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
@@ -33,13 +33,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// fsync a directory so a rename or create inside it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io(dir))
-}
-
-/// Append `bytes` to `path` and make them durable.
-pub fn append_durable(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(StoreError::io(path))?;
-    f.write_all(bytes).map_err(StoreError::io(path))?;
-    f.sync_data().map_err(StoreError::io(path))
 }
 
 /// Read a file that must be UTF-8 text: binary data and invalid UTF-8 are errors that

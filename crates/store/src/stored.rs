@@ -243,9 +243,15 @@ impl StoredDoc {
         Ok(())
     }
 
+    /// Make every change written so far durable (fsync); call when idle.
+    pub fn sync(&mut self) -> Result<()> {
+        self.log.sync()
+    }
+
     /// Commit, then write the plain file atomically and record what it holds.
     pub fn save(&mut self, now: u64) -> Result<()> {
         self.commit(now)?;
+        self.log.sync()?;
         let text = self.doc.rope().to_string();
         write_atomic(&self.file, text.as_bytes())?;
         self.state.saved_hash = hash_hex(text.as_bytes());
