@@ -40,9 +40,14 @@ struct State {
     saved_hash: String,
     /// Heads of the document whose text that was.
     saved_heads: Vec<String>,
+    /// The history as it was when the file was saved: while it is still so, the
+    /// plain file itself is the first screen.
+    #[serde(default)]
+    saved_key: Option<CacheKey>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// Names one state of the history on disk without loading it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct CacheKey {
     snapshot: String,
     log_len: u64,
@@ -69,6 +74,7 @@ pub struct StoredDoc {
     log: ChangeLog,
     state: State,
     snapshot_len: u64,
+    snapshot_hash: String,
 }
 
 fn hash_hex(bytes: &[u8]) -> String {
@@ -120,8 +126,10 @@ impl StoredDoc {
                 path: rel.clone(),
                 saved_hash: hash_hex(content.as_bytes()),
                 saved_heads: doc.heads().iter().map(|h| h.to_string()).collect(),
+                saved_key: None,
             };
-            let mut stored = StoredDoc { doc, file, rel, dir, log, state, snapshot_len: 0 };
+            let mut stored =
+                StoredDoc { doc, file, rel, dir, log, state, snapshot_len: 0, snapshot_hash: String::new() };
             stored.log.clear()?;
             stored.compact()?;
             stored.write_state()?;
@@ -164,7 +172,16 @@ impl StoredDoc {
         let doc = Document::load(&snapshot, changes, author, config)
             .map_err(|e| StoreError::corrupt(&snap_path, e.to_string()))?;
         release_freed_memory();
-        Ok(StoredDoc { doc, file, rel, dir: dir.to_owned(), log, state, snapshot_len: snapshot.len() as u64 })
+        Ok(StoredDoc {
+            doc,
+            file,
+            rel,
+            dir: dir.to_owned(),
+            log,
+            state,
+            snapshot_len: snapshot.len() as u64,
+            snapshot_hash: hash_hex(&snapshot),
+        })
     }
 
     /// Merge the file's current content if it changed since tandem last saved it: the
@@ -256,6 +273,7 @@ impl StoredDoc {
         write_atomic(&self.file, text.as_bytes())?;
         self.state.saved_hash = hash_hex(text.as_bytes());
         self.state.saved_heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
+        self.state.saved_key = Some(self.key());
         self.write_state()?;
         if self.log.records() >= COMPACT_RECORDS
             || (self.log.len_bytes() >= COMPACT_BYTES && self.log.len_bytes() > self.snapshot_len)
@@ -278,23 +296,31 @@ impl StoredDoc {
         write_atomic(&self.dir.join(SNAPSHOT), &bytes)?;
         self.log.clear()?;
         self.snapshot_len = bytes.len() as u64;
-        self.write_cache_for(&bytes)
+        self.snapshot_hash = hash_hex(&bytes);
+        if self.state.saved_key.is_some() && !self.is_dirty() {
+            // The file still shows this history: keep it usable as the first screen.
+            self.state.saved_key = Some(self.key());
+            self.write_state()?;
+        }
+        self.write_text_cache_now()
     }
 
-    fn write_cache_for(&self, snapshot: &[u8]) -> Result<()> {
-        let key = CacheKey { snapshot: hash_hex(snapshot), log_len: self.log.len_bytes() };
-        let mut out = serde_json::to_vec(&key).expect("key serializes");
+    fn key(&self) -> CacheKey {
+        CacheKey { snapshot: self.snapshot_hash.clone(), log_len: self.log.len_bytes() }
+    }
+
+    fn write_text_cache_now(&self) -> Result<()> {
+        let mut out = serde_json::to_vec(&self.key()).expect("key serializes");
         out.push(b'\n');
         out.extend_from_slice(self.doc.rope().to_string().as_bytes());
         write_atomic(&self.dir.join(CACHE), &out)
     }
 
-    /// Remember the current text for the next [`first_screen`] (call when closing).
+    /// Remember the current text for the next [`first_screen`] (call when closing
+    /// with unsaved changes; a saved document's file already serves).
     pub fn write_text_cache(&mut self, now: u64) -> Result<()> {
         self.commit(now)?;
-        let snap_path = self.dir.join(SNAPSHOT);
-        let snapshot = fs::read(&snap_path).map_err(StoreError::io(&snap_path))?;
-        self.write_cache_for(&snapshot)
+        self.write_text_cache_now()
     }
 
     /// Bytes of history on disk (snapshot + log).
@@ -317,20 +343,29 @@ fn release_freed_memory() {
 }
 
 /// The text of `file` as its history last recorded it, read without loading
-/// Automerge, for drawing the first screen at once. `None` when no current cache
-/// exists (then the caller loads the document normally).
+/// Automerge, for drawing the first screen at once: the plain file when it still
+/// shows the history's latest state, else the text cache if that is current. `None`
+/// when neither is (then the caller loads the document normally).
 pub fn first_screen(ws: &Workspace, file: &Path) -> Result<Option<String>> {
-    let dir = ws.doc_dir(&ws.relative(file)?);
+    let rel = ws.relative(file)?;
+    let dir = ws.doc_dir(&rel);
+    let Ok(snapshot) = fs::read(dir.join(SNAPSHOT)) else { return Ok(None) };
+    let current = CacheKey {
+        snapshot: hash_hex(&snapshot),
+        log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()),
+    };
+    let state: Option<State> = fs::read(dir.join(STATE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(state) = state.filter(|s| s.saved_key.as_ref() == Some(&current)) {
+        if let Ok(bytes) = fs::read(ws.root().join(&rel)) {
+            if hash_hex(&bytes) == state.saved_hash {
+                return Ok(String::from_utf8(bytes).ok());
+            }
+        }
+    }
     let Ok(cache) = fs::read(dir.join(CACHE)) else { return Ok(None) };
     let Some(nl) = cache.iter().position(|&b| b == b'\n') else { return Ok(None) };
-    let Ok(key) = serde_json::from_slice::<CacheKey>(&cache[..nl]) else { return Ok(None) };
-    let log_len = fs::metadata(dir.join(LOG)).map_or(0, |m| m.len());
-    if log_len != key.log_len {
-        return Ok(None);
+    match serde_json::from_slice::<CacheKey>(&cache[..nl]) {
+        Ok(key) if key == current => Ok(String::from_utf8(cache[nl + 1..].to_vec()).ok()),
+        _ => Ok(None),
     }
-    let Ok(snapshot) = fs::read(dir.join(SNAPSHOT)) else { return Ok(None) };
-    if hash_hex(&snapshot) != key.snapshot {
-        return Ok(None);
-    }
-    Ok(String::from_utf8(cache[nl + 1..].to_vec()).ok())
 }

@@ -56,6 +56,13 @@ fn first_screen_cache_is_used_only_while_current() {
     assert_eq!(first_screen(&ws, &file).unwrap(), None);
     s.write_text_cache(7).unwrap();
     assert_eq!(first_screen(&ws, &file).unwrap().as_deref(), Some("new cached text\n"));
+    // A saved document's file is its first screen...
+    s.doc.splice(0, 0, "saved ", 8).unwrap();
+    s.save(9).unwrap();
+    assert_eq!(first_screen(&ws, &file).unwrap().as_deref(), Some("saved new cached text\n"));
+    // ...until the file is changed behind tandem's back.
+    std::fs::write(&file, "edited elsewhere\n").unwrap();
+    assert_eq!(first_screen(&ws, &file).unwrap(), None);
 }
 
 #[test]
