@@ -80,6 +80,11 @@ impl ChangeSet {
         self.len
     }
 
+    /// True for the change set of an empty document.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0 && self.len_after == 0
+    }
+
     /// Length of the document after applying it, in chars.
     pub fn len_after(&self) -> usize {
         self.len_after

@@ -102,10 +102,10 @@ impl Cursors {
     }
 
     pub fn remove(&mut self, id: CursorId) {
-        if id != CursorId::LOCAL {
-            if let Some(slot) = self.slots.get_mut(id.0 as usize) {
-                *slot = None;
-            }
+        if id != CursorId::LOCAL
+            && let Some(slot) = self.slots.get_mut(id.0 as usize)
+        {
+            *slot = None;
         }
     }
 

@@ -355,12 +355,11 @@ pub fn first_screen(ws: &Workspace, file: &Path) -> Result<Option<String>> {
         log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()),
     };
     let state: Option<State> = fs::read(dir.join(STATE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    if let Some(state) = state.filter(|s| s.saved_key.as_ref() == Some(&current)) {
-        if let Ok(bytes) = fs::read(ws.root().join(&rel)) {
-            if hash_hex(&bytes) == state.saved_hash {
-                return Ok(String::from_utf8(bytes).ok());
-            }
-        }
+    if let Some(state) = state.filter(|s| s.saved_key.as_ref() == Some(&current))
+        && let Ok(bytes) = fs::read(ws.root().join(&rel))
+        && hash_hex(&bytes) == state.saved_hash
+    {
+        return Ok(String::from_utf8(bytes).ok());
     }
     let Ok(cache) = fs::read(dir.join(CACHE)) else { return Ok(None) };
     let Some(nl) = cache.iter().position(|&b| b == b'\n') else { return Ok(None) };

@@ -125,11 +125,11 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
     }
     // Canonicalize the deepest existing ancestor, keep the rest as written.
     let existing = out.ancestors().find(|a| a.exists()).map(Path::to_owned);
-    if let Some(base) = existing {
-        if let Ok(canon) = base.canonicalize() {
-            let rest = out.strip_prefix(&base).expect("ancestor is a prefix");
-            return Ok(if rest.as_os_str().is_empty() { canon } else { canon.join(rest) });
-        }
+    if let Some(base) = existing
+        && let Ok(canon) = base.canonicalize()
+    {
+        let rest = out.strip_prefix(&base).expect("ancestor is a prefix");
+        return Ok(if rest.as_os_str().is_empty() { canon } else { canon.join(rest) });
     }
     Ok(out)
 }
