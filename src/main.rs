@@ -30,7 +30,9 @@ struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Open FILE in the editor (created on first save if missing).
+    file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -103,8 +105,22 @@ impl From<StoreError> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.quiet, cli.verbose);
-    match run(cli.command) {
+    let result = match (cli.command, cli.file) {
+        (Some(command), _) => {
+            init_logging(cli.quiet, cli.verbose, false);
+            run(command)
+        }
+        (None, Some(file)) => {
+            init_logging(cli.quiet, cli.verbose, true);
+            editor::open(&file)
+        }
+        (None, None) => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("tandem: {}", f.message);
@@ -113,7 +129,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(quiet: bool, verbose: u8) {
+/// Logs go to stderr, except in the editor, where they would tear the screen: there
+/// they go to `$TANDEM_HOME/tandem.log`.
+fn init_logging(quiet: bool, verbose: u8, editor: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -122,7 +140,19 @@ fn init_logging(quiet: bool, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if editor {
+        let home = home_dir();
+        let file = std::fs::create_dir_all(&home).and_then(|_| {
+            std::fs::OpenOptions::new().create(true).append(true).open(home.join("tandem.log"))
+        });
+        match file {
+            Ok(f) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init(),
+            Err(_) => builder.with_writer(std::io::sink).init(),
+        }
+    } else {
+        builder.with_writer(std::io::stderr).init();
+    }
 }
 
 fn run(command: Command) -> Result<(), Failure> {
@@ -201,6 +231,111 @@ fn run(command: Command) -> Result<(), Failure> {
             out(&s)
         }
         Command::Watch { file, json } => watch(&abs(&file)?, json),
+    }
+}
+
+mod editor {
+    //! `tandem FILE`: the editor, owning the file's workspace for as long as it runs
+    //! so scripts reach the open document through the control socket.
+
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use tandem_doc::{DocConfig, Document};
+    use tandem_store::{Service, StoreError, Workspace, home_dir, load_author, now_ms, read_text};
+    use tandem_tui::{Config, Host};
+
+    use super::Failure;
+
+    struct StoreHost {
+        service: Arc<Service>,
+        file: PathBuf,
+        last_refresh: Instant,
+    }
+
+    impl StoreHost {
+        fn with<T>(
+            &self,
+            f: impl FnOnce(&mut tandem_store::StoredDoc) -> Result<T, StoreError>,
+        ) -> Result<T, String> {
+            self.service.with_open(&self.file, f).map_err(|e| e.to_string())
+        }
+    }
+
+    impl Host for StoreHost {
+        fn with_doc(&mut self, f: &mut dyn FnMut(&mut Document)) {
+            let _ = self.with(|s| {
+                f(&mut s.doc);
+                Ok(())
+            });
+        }
+
+        fn save(&mut self) -> Result<String, String> {
+            self.with(|s| {
+                s.save(now_ms())?;
+                let lines = s.doc.rope().len_lines();
+                Ok(format!("saved {} ({lines} lines)", s.rel()))
+            })
+        }
+
+        fn tick(&mut self, now: u64) -> Result<(), String> {
+            self.with(|s| s.poll_commit(now).map(drop))?;
+            if self.last_refresh.elapsed() >= Duration::from_secs(1) {
+                self.last_refresh = Instant::now();
+                // Edits another program saved to the file are merged in live.
+                self.service.refresh_file(&self.file).map_err(|e| e.to_string())?;
+                self.with(|s| s.sync())?;
+            }
+            Ok(())
+        }
+
+        fn is_dirty(&mut self) -> bool {
+            self.with(|s| Ok(s.is_dirty())).unwrap_or(true)
+        }
+
+        fn close(&mut self) {
+            (self.closer())();
+        }
+
+        fn closer(&self) -> Box<dyn Fn() + Send> {
+            let (service, file) = (Arc::clone(&self.service), self.file.clone());
+            Box::new(move || {
+                let now = now_ms();
+                if let Err(e) = service.with_open(&file, |s| s.write_text_cache(now)) {
+                    tracing::error!("closing {}: {e}", file.display());
+                }
+            })
+        }
+    }
+
+    pub fn open(file: &Path) -> Result<(), Failure> {
+        match read_text(file) {
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let file = tandem_store::absolute(file)?;
+        let ws = Workspace::discover(&file)?;
+        let author = load_author(&home_dir())?;
+        let config =
+            Config::load(&home_dir().join("config.toml")).map_err(|e| Failure { message: e, code: 1 })?;
+        let service = Service::own(ws.clone(), author, DocConfig::default())?.ok_or_else(|| Failure {
+            message: format!(
+                "{}: its workspace {} is open in another tandem process; close it first (live sharing between editors arrives with `tandem share`)",
+                file.display(),
+                ws.root().display()
+            ),
+            code: 1,
+        })?;
+        let service = Arc::new(service);
+        service.open(&file, true)?;
+        if let Err(e) = service.serve() {
+            tracing::warn!("scripts cannot reach this editor: {e}");
+        }
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut host = StoreHost { service, file, last_refresh: Instant::now() };
+        tandem_tui::run(&mut host, config, &name)
+            .map_err(|e| Failure { message: format!("terminal: {e}"), code: 1 })
     }
 }
 

@@ -117,6 +117,40 @@ impl Service {
         f(stored)
     }
 
+    /// Open `file` (creating an empty document when it does not exist and `create`
+    /// is set) and keep it open. Returns how it was opened.
+    pub fn open(&self, file: &Path, create: bool) -> Result<Opened> {
+        let rel = self.ws.relative(file)?;
+        let mut docs = lock(&self.docs);
+        if docs.contains_key(&rel) {
+            return Ok(Opened::Loaded);
+        }
+        let (mut stored, opened) =
+            StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), create)?;
+        if let Opened::MergedExternal(edit) = &opened {
+            stored.save(now_ms())?;
+            self.publish(&mut stored, edit);
+        }
+        docs.insert(rel, stored);
+        Ok(opened)
+    }
+
+    /// Run `f` on a document opened with [`Service::open`], without looking at the
+    /// file first (the editor calls this every frame).
+    pub fn with_open<T>(&self, file: &Path, f: impl FnOnce(&mut StoredDoc) -> Result<T>) -> Result<T> {
+        let rel = self.ws.relative(file)?;
+        let mut docs = lock(&self.docs);
+        let stored = docs
+            .get_mut(&rel)
+            .ok_or_else(|| StoreError::BadRequest(format!("{} is not open", file.display())))?;
+        f(stored)
+    }
+
+    /// Merge changes made to the open `file` on disk by other tools.
+    pub fn refresh_file(&self, file: &Path) -> Result<()> {
+        self.with_open(file, |s| self.refresh(s))
+    }
+
     /// Merge what changed in the file on disk since it was last read or written.
     fn refresh(&self, stored: &mut StoredDoc) -> Result<()> {
         let text = match read_text(stored.file()) {

@@ -1,0 +1,195 @@
+//! tandem's terminal front end: a modeless editor drawn with ratatui on crossterm.
+//!
+//! - [`Editor`] (editor.rs) holds view state and turns key, mouse and paste events
+//!   into edits of a [`tandem_doc::Document`]; it never touches the terminal.
+//! - [`render`] draws an editor and its document into a ratatui buffer, measuring
+//!   only the visible lines.
+//! - [`run`] owns the terminal: raw mode, alternate screen, bracketed paste, mouse,
+//!   and its restoration on exit, panic, SIGTERM and SIGHUP.
+//!
+//! The document lives with a [`Host`] (the store, later the network), so scripts and
+//! peers can change it while the editor shows it; the editor reaches it only through
+//! [`Host::with_doc`].
+
+pub mod config;
+pub mod editor;
+pub mod keymap;
+pub mod render;
+pub mod text;
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossterm::cursor::SetCursorStyle;
+use crossterm::event::{
+    self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+};
+use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tandem_doc::Document;
+
+pub use config::{ColorDepth, Config};
+pub use editor::{Action, Editor, Mode, Peer};
+pub use render::render;
+
+/// Where the editor's document lives, and what saving means.
+pub trait Host {
+    /// Run `f` on the live document.
+    fn with_doc(&mut self, f: &mut dyn FnMut(&mut Document));
+    /// Commit and write the file. `Ok` carries a short report for the message line;
+    /// `Err` a message naming the problem (the buffer is kept either way).
+    fn save(&mut self) -> Result<String, String>;
+    /// Periodic work: commit after the idle window, persist, merge outside changes.
+    fn tick(&mut self, now_ms: u64) -> Result<(), String>;
+    /// True when the document differs from the file on disk.
+    fn is_dirty(&mut self) -> bool;
+    /// The editor is closing: commit what is pending.
+    fn close(&mut self);
+    /// What to run when a signal ends the editor from another thread (crossterm may be
+    /// blocked reading a terminal that is gone): commit what is pending.
+    fn closer(&self) -> Box<dyn Fn() + Send>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Put the terminal back as we found it. Safe to call more than once.
+pub fn restore_terminal() {
+    let mut out = io::stdout();
+    let _ = crossterm::execute!(
+        out,
+        DisableBracketedPaste,
+        DisableMouseCapture,
+        SetCursorStyle::DefaultUserShape,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+    let _ = disable_raw_mode();
+}
+
+/// Run the editor until the user quits (or SIGTERM/SIGHUP arrives).
+pub fn run(host: &mut dyn Host, config: Config, name: &str) -> io::Result<()> {
+    let depth = ColorDepth::detect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // SIGTERM, SIGHUP (terminal closed) and SIGINT end the editor from a thread of their
+    // own: when the terminal is gone, crossterm spins reading it and never returns.
+    let mut signals = Signals::new([SIGTERM, SIGHUP, SIGINT])?;
+    let closer = host.closer();
+    let stopping = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            stopping.store(true, Ordering::SeqCst);
+            tracing::info!("signal {sig}: committing and leaving");
+            closer();
+            restore_terminal();
+            std::process::exit(128 + sig);
+        }
+    });
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous_hook(info);
+    }));
+
+    enable_raw_mode()?;
+    let mut out = io::stdout();
+    crossterm::execute!(
+        out,
+        EnterAlternateScreen,
+        EnableBracketedPaste,
+        EnableMouseCapture,
+        SetCursorStyle::SteadyBar
+    )?;
+    let result = event_loop(host, config, name, depth, &stop);
+    host.close();
+    restore_terminal();
+    result
+}
+
+fn event_loop(
+    host: &mut dyn Host,
+    config: Config,
+    name: &str,
+    depth: ColorDepth,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let mut editor = None;
+    host.with_doc(&mut |doc| editor = Some(Editor::new(config.clone(), name, doc)));
+    let mut editor = editor.expect("the host ran the closure");
+    let mut last_tick = Instant::now() - Duration::from_secs(1);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let now = now_ms();
+        if last_tick.elapsed() >= Duration::from_millis(50) {
+            if let Err(e) = host.tick(now) {
+                editor.error(e);
+            }
+            last_tick = Instant::now();
+        }
+        editor.dirty = host.is_dirty();
+        terminal.draw(|frame| {
+            let area = frame.area();
+            let mut cursor = None;
+            host.with_doc(&mut |doc| cursor = render(&mut editor, doc, area, frame.buffer_mut(), depth, now));
+            if let Some((x, y)) = cursor {
+                frame.set_cursor_position((x, y));
+            }
+        })?;
+        if let Some(seq) = editor.osc52.take() {
+            let mut out = io::stdout();
+            out.write_all(seq.as_bytes())?;
+            out.flush()?;
+        }
+        if !event::poll(Duration::from_millis(100))? {
+            continue;
+        }
+        // Handle everything that is already waiting before drawing again.
+        loop {
+            let ev = event::read()?;
+            if let Event::Resize(..) = ev {
+                terminal.autoresize()?;
+            }
+            let mut action = Action::None;
+            let now = now_ms();
+            host.with_doc(&mut |doc| action = editor.handle_event(&ev, doc, now));
+            match action {
+                Action::None => {}
+                Action::Save => {
+                    save(host, &mut editor);
+                }
+                Action::Quit => return Ok(()),
+                Action::SaveAndQuit => {
+                    if save(host, &mut editor) {
+                        return Ok(());
+                    }
+                }
+            }
+            if !event::poll(Duration::ZERO)? {
+                break;
+            }
+        }
+    }
+}
+
+fn save(host: &mut dyn Host, editor: &mut Editor) -> bool {
+    match host.save() {
+        Ok(report) => {
+            editor.info(report);
+            true
+        }
+        Err(e) => {
+            editor.error(format!("not saved: {e} (your text is kept; fix it and press Ctrl-S again)"));
+            false
+        }
+    }
+}

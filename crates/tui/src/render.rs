@@ -1,0 +1,370 @@
+//! Drawing the editor into a ratatui buffer. Only visible lines are measured, so a
+//! frame costs the same in a 10-line file and a 10 MB one.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use tandem_doc::{CursorId, Document, Selection};
+use unicode_width::UnicodeWidthStr;
+
+use crate::config::ColorDepth;
+use crate::editor::{Activity, Editor, Mode, Row};
+use crate::keymap::describe;
+use crate::text::{self, Symbol, line_text};
+
+/// Styles of the editor's parts, adapted to the terminal's colors.
+struct Styles {
+    depth: ColorDepth,
+    line_no: Style,
+    line_no_current: Style,
+    selection: Style,
+    status: Style,
+    message: Style,
+    error: Style,
+    search_match: Style,
+    hidden: Style,
+}
+
+impl Styles {
+    fn new(editor: &Editor, depth: ColorDepth) -> Styles {
+        let t = &editor.config.theme;
+        let fg = |c: Color| depth.adapt(c).map_or(Style::default(), |c| Style::default().fg(c));
+        let bg = |c: Color, fallback: Modifier| {
+            depth.adapt(c).map_or(Style::default().add_modifier(fallback), |c| Style::default().bg(c))
+        };
+        Styles {
+            depth,
+            line_no: fg(t.line_numbers),
+            line_no_current: Style::default().add_modifier(Modifier::BOLD),
+            selection: bg(t.selection_bg, Modifier::REVERSED),
+            status: match (depth.adapt(t.status_bg), depth.adapt(t.status_fg)) {
+                (Some(b), Some(f)) => Style::default().bg(b).fg(f),
+                _ => Style::default().add_modifier(Modifier::REVERSED),
+            },
+            message: fg(t.message),
+            error: fg(t.error).add_modifier(Modifier::BOLD),
+            search_match: bg(t.search_match_bg, Modifier::UNDERLINED),
+            hidden: fg(t.hidden),
+        }
+    }
+
+    fn peer(&self, color: Color) -> Style {
+        match self.depth.adapt(color) {
+            Some(c) => Style::default().bg(c).fg(Color::Black),
+            None => Style::default().add_modifier(Modifier::REVERSED | Modifier::UNDERLINED),
+        }
+    }
+
+    fn peer_label(&self, color: Color) -> Style {
+        match self.depth.adapt(color) {
+            Some(c) => Style::default().fg(c).add_modifier(Modifier::BOLD),
+            None => Style::default().add_modifier(Modifier::BOLD),
+        }
+    }
+}
+
+/// Draw the editor over `area` of `buf`; returns where the terminal cursor belongs.
+pub fn render(
+    editor: &mut Editor,
+    doc: &mut Document,
+    area: Rect,
+    buf: &mut Buffer,
+    depth: ColorDepth,
+    now_ms: u64,
+) -> Option<(u16, u16)> {
+    let styles = Styles::new(editor, depth);
+    let bars = if area.height >= 3 { 2 } else { 0 };
+    let text_height = area.height.saturating_sub(bars) as usize;
+    let rope = doc.rope().clone();
+    let gutter = if editor.line_numbers { rope.len_lines().to_string().len().max(3) + 1 } else { 0 };
+    let text_width = (area.width as usize).saturating_sub(gutter).max(1);
+    editor.text_width = text_width;
+    editor.text_height = text_height.max(1);
+    editor.track_followed(doc);
+    let tab = editor.config.tab_width;
+    let local = doc.cursor(CursorId::LOCAL).unwrap_or_default();
+    let cursor_line = rope.char_to_line(local.head.min(rope.len_chars()));
+    let peers: Vec<(String, Color, Selection)> = editor
+        .peers
+        .iter()
+        .filter_map(|p| doc.cursor(p.cursor).map(|s| (p.name.clone(), p.color, s)))
+        .collect();
+    let query = editor.search_query().map(str::to_owned);
+
+    let mut rows: Vec<Row> = Vec::with_capacity(text_height);
+    let mut cursor_at = None;
+    let mut line = editor.top_line(doc);
+    let mut first_row = editor.top_row;
+    let x0 = area.x + gutter as u16;
+    editor.text_origin = (x0, area.y);
+    while rows.len() < text_height && line < rope.len_lines() {
+        let text = line_text(&rope, line);
+        let line_start = rope.line_to_char(line);
+        let line_chars = text.chars().count();
+        let starts = if editor.soft_wrap { text::wrap_rows(&text, text_width, tab) } else { vec![0] };
+        let matches = query.as_deref().map(|q| match_ranges(&text, q)).unwrap_or_default();
+        let cells: Vec<text::Cell<'_>> = text::cells(&text, tab).collect();
+        for (r, &start) in starts.iter().enumerate().skip(first_row.min(starts.len() - 1)) {
+            if rows.len() >= text_height {
+                break;
+            }
+            let y = area.y + rows.len() as u16;
+            let end = starts.get(r + 1).copied().unwrap_or(line_chars);
+            if gutter > 0 {
+                let label =
+                    if r == 0 { format!("{:>w$} ", line + 1, w = gutter - 1) } else { " ".repeat(gutter) };
+                let style = if line == cursor_line { styles.line_no_current } else { styles.line_no };
+                buf.set_stringn(area.x, y, &label, gutter, style);
+            }
+            let start_col = text::col_of(&text, start, tab);
+            let shift = if editor.soft_wrap { start_col } else { editor.left_col };
+            let mut content_end_x = 0usize;
+            for cell in cells.iter().filter(|c| c.start >= start && c.start < end) {
+                if cell.col < shift {
+                    continue;
+                }
+                let x = cell.col - shift;
+                if x + cell.width > text_width {
+                    break;
+                }
+                let pos = line_start + cell.start;
+                let mut style = Style::default();
+                if matches.iter().any(|(s, e)| cell.start >= *s && cell.start < *e) {
+                    style = style.patch(styles.search_match);
+                }
+                for (_, color, sel) in &peers {
+                    if pos >= sel.start() && pos < sel.end() {
+                        style = style.patch(styles.peer(*color).add_modifier(Modifier::DIM));
+                    }
+                }
+                if pos >= local.start() && pos < local.end() {
+                    style = style.patch(styles.selection);
+                }
+                for (_, color, sel) in &peers {
+                    if sel.head == pos {
+                        style = style.patch(styles.peer(*color));
+                    }
+                }
+                let sx = x0 + x as u16;
+                match cell.symbol {
+                    Symbol::Text(g) => {
+                        buf.set_stringn(sx, y, g, cell.width, style);
+                    }
+                    Symbol::Tab => {
+                        buf.set_stringn(sx, y, " ".repeat(cell.width), cell.width, style);
+                    }
+                    Symbol::Hidden => {
+                        buf.set_stringn(sx, y, "·", 1, style.patch(styles.hidden));
+                    }
+                }
+                content_end_x = x + cell.width;
+            }
+            let row = Row { line, start, end, start_col };
+            let last_row = r + 1 == starts.len();
+            // Carets at the end of a line (or of a wrapped row) sit after its last cell.
+            let in_row = |pos: usize| {
+                pos >= line_start + start && (pos < line_start + end || (last_row && pos == line_start + end))
+            };
+            let caret_x = |pos: usize| text::col_of(&text, pos - line_start, tab).checked_sub(shift);
+            if in_row(local.head) {
+                if let Some(x) = caret_x(local.head).filter(|x| *x < text_width) {
+                    cursor_at = Some((x0 + x as u16, y));
+                }
+            }
+            let mut label_x = content_end_x + 1;
+            for (name, color, sel) in &peers {
+                if !in_row(sel.head) {
+                    continue;
+                }
+                if let Some(x) = caret_x(sel.head).filter(|x| *x < text_width) {
+                    if sel.head == line_start + end && last_row {
+                        buf.set_stringn(x0 + x as u16, y, " ", 1, styles.peer(*color));
+                        label_x = label_x.max(x + 2);
+                    }
+                }
+                let label = format!("‹{name}›");
+                let w = label.width();
+                let lx = if label_x + w <= text_width { label_x } else { text_width.saturating_sub(w) };
+                buf.set_stringn(x0 + lx as u16, y, &label, text_width - lx, styles.peer_label(*color));
+                label_x = lx + w + 1;
+            }
+            rows.push(row);
+        }
+        first_row = 0;
+        line += 1;
+    }
+    editor.rows = rows;
+
+    if bars > 0 {
+        let status_y = area.y + area.height - 2;
+        draw_status(editor, doc, &styles, area, status_y, buf, now_ms);
+        let msg_y = area.y + area.height - 1;
+        if let Some(c) = draw_message(editor, &styles, area, msg_y, buf) {
+            cursor_at = Some(c);
+        }
+    }
+    if let Mode::Help { scroll } = editor.mode {
+        draw_help(editor, area, buf, scroll);
+        cursor_at = None;
+    }
+    cursor_at
+}
+
+/// Char ranges in `text` matching `query` (smart case).
+fn match_ranges(text: &str, query: &str) -> Vec<(usize, usize)> {
+    let fold = !query.chars().any(char::is_uppercase);
+    let hay: Vec<char> = if fold {
+        text.chars().map(|c| c.to_lowercase().next().unwrap_or(c)).collect()
+    } else {
+        text.chars().collect()
+    };
+    let needle: Vec<char> =
+        if fold { query.to_lowercase().chars().collect() } else { query.chars().collect() };
+    if needle.is_empty() || needle.len() > hay.len() {
+        return Vec::new();
+    }
+    (0..=hay.len() - needle.len())
+        .filter(|&i| hay[i..i + needle.len()] == needle[..])
+        .map(|i| (i, i + needle.len()))
+        .collect()
+}
+
+fn draw_status(
+    editor: &Editor,
+    doc: &Document,
+    styles: &Styles,
+    area: Rect,
+    y: u16,
+    buf: &mut Buffer,
+    now_ms: u64,
+) {
+    let rope = doc.rope();
+    buf.set_style(Rect::new(area.x, y, area.width, 1), styles.status);
+    let sel = doc.cursor(CursorId::LOCAL).unwrap_or_default();
+    let head = sel.head.min(rope.len_chars());
+    let line = rope.char_to_line(head);
+    let col = text::col_of(&line_text(rope, line), head - rope.line_to_char(line), editor.config.tab_width);
+    let selected =
+        if sel.is_caret() { String::new() } else { format!(" ({} selected)", sel.end() - sel.start()) };
+    let ending =
+        match tandem_doc::export::line_ending(&rope.slice(..rope.len_chars().min(100_000)).to_string()) {
+            "crlf" => "CRLF",
+            "mixed" => "mixed",
+            _ => "LF",
+        };
+    let left = format!(
+        " {}{} │ Ln {}, Col {}{} │ UTF-8 {}{}",
+        editor.name,
+        if editor.dirty { " [+]" } else { "" },
+        line + 1,
+        col + 1,
+        selected,
+        ending,
+        if editor.soft_wrap { " │ wrap" } else { "" },
+    );
+    buf.set_stringn(area.x, y, &left, area.width as usize, styles.status);
+    // Peers, right-aligned: a colored dot and the name, dimmed when idle or away.
+    let mut spans: Vec<(String, Style)> = Vec::new();
+    for (i, p) in editor.peers.iter().enumerate() {
+        let (dot, suffix) = match p.activity(now_ms) {
+            Activity::Active => ("●", ""),
+            Activity::Idle => ("◐", " idle"),
+            Activity::Away => ("○", " away"),
+        };
+        let following = if editor.follow == Some(i) { " (following)" } else { "" };
+        spans.push((format!("{dot} "), styles.status.patch(styles.peer_label(p.color))));
+        spans.push((format!("{}{suffix}{following}  ", p.name), styles.status));
+    }
+    // Who is here matters more than the right end of the status text: the peers get
+    // up to 60% of the line, drawn over it; past that only their dots are shown.
+    let mut width: usize = spans.iter().map(|(s, _)| s.width()).sum();
+    if width > area.width as usize * 3 / 5 {
+        spans.retain(|(s, _)| s.starts_with(['●', '◐', '○']));
+        width = spans.iter().map(|(s, _)| s.width()).sum();
+    }
+    if width > 0 && width < area.width as usize {
+        let mut x = area.x + area.width - width as u16;
+        for (s, style) in spans {
+            buf.set_stringn(x, y, &s, s.width(), style);
+            x += s.width() as u16;
+        }
+    }
+}
+
+fn draw_message(
+    editor: &Editor,
+    styles: &Styles,
+    area: Rect,
+    y: u16,
+    buf: &mut Buffer,
+) -> Option<(u16, u16)> {
+    let w = area.width as usize;
+    match &editor.mode {
+        Mode::Search { query, .. } => {
+            let prompt = format!("Find: {query}");
+            buf.set_stringn(area.x, y, &prompt, w, Style::default());
+            let hint = "  Enter/F3 next · Shift-Enter previous · Tab keep · Esc cancel";
+            let px = prompt.width();
+            if px + hint.width() < w {
+                buf.set_stringn(area.x + px as u16, y, hint, w - px, styles.line_no);
+            }
+            Some((area.x + (px as u16).min(area.width.saturating_sub(1)), y))
+        }
+        Mode::Goto { input } => {
+            let prompt = format!("Go to line: {input}");
+            buf.set_stringn(area.x, y, &prompt, w, Style::default());
+            Some((area.x + (prompt.width() as u16).min(area.width.saturating_sub(1)), y))
+        }
+        _ => {
+            if let Some(m) = &editor.message {
+                let style = if m.error { styles.error } else { styles.message };
+                buf.set_stringn(area.x, y, &m.text, w, style);
+            } else {
+                buf.set_stringn(area.x, y, "F1 help · Ctrl-S save · Ctrl-Q quit", w, styles.line_no);
+            }
+            None
+        }
+    }
+}
+
+fn draw_help(editor: &Editor, area: Rect, buf: &mut Buffer, scroll: usize) {
+    let lines = describe(&editor.config.keys);
+    let key_w = lines.iter().map(|(k, _)| k.width()).max().unwrap_or(0).min(30);
+    let w = (area.width.saturating_sub(4)).min(90);
+    let h = area.height.saturating_sub(2);
+    if w < 20 || h < 5 {
+        return;
+    }
+    let x = area.x + (area.width - w) / 2;
+    let y = area.y + 1;
+    let frame = Rect::new(x, y, w, h);
+    for yy in frame.y..frame.y + frame.height {
+        buf.set_stringn(
+            frame.x,
+            yy,
+            " ".repeat(w as usize),
+            w as usize,
+            Style::default().add_modifier(Modifier::REVERSED),
+        );
+    }
+    let title = " tandem keys — Esc closes, ↑/↓ scroll ";
+    buf.set_stringn(
+        x + 2,
+        y,
+        title,
+        w as usize - 4,
+        Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD),
+    );
+    let inner = (h - 2) as usize;
+    let scroll = scroll.min(lines.len().saturating_sub(inner));
+    for (i, (keys, help)) in lines.iter().skip(scroll).take(inner).enumerate() {
+        let row = format!(" {keys:<key_w$}  {help}");
+        buf.set_stringn(
+            x + 1,
+            y + 1 + i as u16,
+            &row,
+            w as usize - 2,
+            Style::default().add_modifier(Modifier::REVERSED),
+        );
+    }
+}
