@@ -313,10 +313,11 @@ impl Config {
     pub fn command_for(&self, key: &KeyEvent) -> Option<Command> {
         let mut mods = key.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
         // Shifted characters arrive as their upper-case or symbol char already.
-        if let KeyCode::Char(_) = key.code {
-            if !mods.contains(KeyModifiers::CONTROL) && !mods.contains(KeyModifiers::ALT) {
-                mods.remove(KeyModifiers::SHIFT);
-            }
+        if let KeyCode::Char(_) = key.code
+            && !mods.contains(KeyModifiers::CONTROL)
+            && !mods.contains(KeyModifiers::ALT)
+        {
+            mods.remove(KeyModifiers::SHIFT);
         }
         let code = match key.code {
             KeyCode::Char(c) if mods.contains(KeyModifiers::CONTROL) || mods.contains(KeyModifiers::ALT) => {

@@ -166,21 +166,22 @@ pub fn render(
                 pos >= line_start + start && (pos < line_start + end || (last_row && pos == line_start + end))
             };
             let caret_x = |pos: usize| text::col_of(&text, pos - line_start, tab).checked_sub(shift);
-            if in_row(local.head) {
-                if let Some(x) = caret_x(local.head).filter(|x| *x < text_width) {
-                    cursor_at = Some((x0 + x as u16, y));
-                }
+            if in_row(local.head)
+                && let Some(x) = caret_x(local.head).filter(|x| *x < text_width)
+            {
+                cursor_at = Some((x0 + x as u16, y));
             }
             let mut label_x = content_end_x + 1;
             for (name, color, sel) in &peers {
                 if !in_row(sel.head) {
                     continue;
                 }
-                if let Some(x) = caret_x(sel.head).filter(|x| *x < text_width) {
-                    if sel.head == line_start + end && last_row {
-                        buf.set_stringn(x0 + x as u16, y, " ", 1, styles.peer(*color));
-                        label_x = label_x.max(x + 2);
-                    }
+                if let Some(x) = caret_x(sel.head).filter(|x| *x < text_width)
+                    && sel.head == line_start + end
+                    && last_row
+                {
+                    buf.set_stringn(x0 + x as u16, y, " ", 1, styles.peer(*color));
+                    label_x = label_x.max(x + 2);
                 }
                 let label = format!("‹{name}›");
                 let w = label.width();

@@ -241,9 +241,7 @@ fn typing_undo_and_redo_through_keys() {
 #[test]
 fn indent_and_dedent_selected_lines() {
     let mut d = doc("a\nb\nc\n");
-    let mut cfg = Config::default();
-    cfg.expand_tabs = true;
-    cfg.tab_width = 2;
+    let cfg = Config { expand_tabs: true, tab_width: 2, ..Config::default() };
     let mut e = Editor::new(cfg, "i.txt", &mut d);
     e.handle_event(&key(KeyCode::Down, KeyModifiers::SHIFT), &mut d, NOW);
     e.handle_event(&key(KeyCode::Down, KeyModifiers::SHIFT), &mut d, NOW);
