@@ -1,0 +1,247 @@
+//! The editor in a real terminal: tmux runs `tandem FILE`, `send-keys` types,
+//! `capture-pane` reads the screen, and the file on disk is checked after saving.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+    dir: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl Tmux {
+    /// A private tmux server with one 80x20 window running `tandem FILE`.
+    fn start(file: &str, content: Option<&str>) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("skipping: tmux is not installed (scripts/test.sh installs it)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(c) = content {
+            std::fs::write(dir.path().join(file), c).unwrap();
+        }
+        let home = dir.path().join("home");
+        let socket = format!(
+            "tandem-test-{}-{}",
+            std::process::id(),
+            dir.path().file_name().unwrap().to_string_lossy()
+        );
+        let t = Tmux { socket, dir, home };
+        let cmd = format!(
+            "cd '{}' && exec env TANDEM_HOME='{}' TANDEM_NAME=tester TERM=xterm-256color '{}' '{}'",
+            t.dir.path().display(),
+            t.home.display(),
+            env!("CARGO_BIN_EXE_tandem"),
+            file
+        );
+        let ok = t.tmux(&["new-session", "-d", "-x", "80", "-y", "20", "-s", "main", &cmd]).status.success();
+        assert!(ok, "tmux could not start");
+        t.tmux(&["set-option", "-t", "main", "remain-on-exit", "on"]);
+        t.wait_for("F1 help");
+        Some(t)
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.tmux(&["send-keys", "-t", "main", k]);
+        }
+    }
+
+    fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "main", "-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "main"]).stdout).into_owned()
+    }
+
+    /// Wait until the screen shows `needle`.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "screen never showed {needle:?}:\n{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    fn pane_dead(&self) -> bool {
+        String::from_utf8_lossy(&self.tmux(&["display", "-p", "-t", "main", "#{pane_dead}"]).stdout).trim()
+            == "1"
+    }
+
+    fn wait_exit(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.pane_dead() {
+            assert!(Instant::now() < deadline, "the editor did not exit:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn tandem(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("TANDEM_HOME", &self.home)
+            .env("TANDEM_NAME", "script")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+fn cat(t: &Tmux, file: &str) -> String {
+    let out = t.tandem(&["cat", file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn typing_unicode_saving_and_quitting() {
+    let Some(t) = Tmux::start("new.txt", None) else { return };
+    t.type_text("héllo 日本 🎉");
+    t.keys(&["Enter"]);
+    t.type_text("second line");
+    t.wait_for("second line");
+    let s = t.wait_for("new.txt [+]");
+    assert!(s.contains("héllo 日本 🎉"), "{s}");
+    assert!(s.contains("Ln 2, Col 12"), "{s}");
+    t.keys(&["C-s"]);
+    t.wait_for("saved new.txt");
+    assert_eq!(t.file("new.txt"), "héllo 日本 🎉\nsecond line");
+    t.keys(&["C-q"]);
+    t.wait_exit();
+    let alt = t.tmux(&["display", "-p", "-t", "main", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "the terminal left the alternate screen");
+}
+
+#[test]
+fn a_paste_is_one_edit_and_one_undo_step() {
+    let Some(t) = Tmux::start("p.txt", Some("start\n")) else { return };
+    t.keys(&["End"]);
+    t.tmux(&["set-buffer", "-b", "clip", " one\ntwo\nthree"]);
+    // -p: bracketed paste, as a terminal does when the application asked for it.
+    t.tmux(&["paste-buffer", "-p", "-b", "clip", "-t", "main"]);
+    t.wait_for("three");
+    t.keys(&["C-z"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.screen().contains("three") {
+        assert!(Instant::now() < deadline, "undo left part of the paste:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!t.screen().contains("two"));
+    t.keys(&["C-y", "C-s"]);
+    t.wait_for("saved p.txt");
+    assert_eq!(t.file("p.txt"), "start one\ntwo\nthree\n");
+}
+
+#[test]
+fn editing_keys_select_cut_search_and_go_to_line() {
+    let Some(t) = Tmux::start("k.txt", Some("alpha beta gamma\nsecond\nthird\n")) else { return };
+    // Select "alpha" with shift+ctrl+right and cut it.
+    t.keys(&["C-S-Right", "C-x"]);
+    t.wait_for("cut 6 characters");
+    t.keys(&["C-f"]);
+    t.type_text("third");
+    t.keys(&["Enter", "Escape"]);
+    t.keys(&["C-g"]);
+    t.type_text("2");
+    t.keys(&["Enter", "End"]);
+    t.type_text("!");
+    t.keys(&["C-s"]);
+    t.wait_for("saved k.txt");
+    assert_eq!(t.file("k.txt"), "beta gamma\nsecond!\nthird\n");
+}
+
+#[test]
+fn script_edits_and_outside_edits_show_up_live() {
+    let Some(t) = Tmux::start("live.md", Some("# notes\n")) else { return };
+    // A script reaches the open document through the editor's control socket.
+    let out = t.tandem(&["edit", "live.md", "--at", "8", "--insert", "from a script\n"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    t.wait_for("from a script");
+    // Another program rewrites the file: the editor merges the change in.
+    let mut text = t.file("live.md");
+    text.push_str("from another editor\n");
+    std::fs::write(t.path("live.md"), text).unwrap();
+    t.wait_for("from another editor");
+    // And my own typing still lands where my cursor is.
+    t.type_text("> ");
+    t.wait_for("> # notes");
+}
+
+#[test]
+fn quitting_with_unsaved_changes_asks_and_keeps_history() {
+    let Some(t) = Tmux::start("q.txt", Some("keep\n")) else { return };
+    t.type_text("draft ");
+    t.wait_for("q.txt [+]");
+    t.keys(&["C-q"]);
+    t.wait_for("unsaved changes");
+    t.keys(&["n"]);
+    t.wait_exit();
+    assert_eq!(t.file("q.txt"), "keep\n", "not saved to the file");
+    assert_eq!(cat(&t, "q.txt"), "draft keep\n", "but kept in history");
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_loses_nothing() {
+    let Some(t) = Tmux::start("s.txt", Some("x\n")) else { return };
+    t.type_text("typed ");
+    t.wait_for("typed x");
+    let pid = String::from_utf8_lossy(&t.tmux(&["display", "-p", "-t", "main", "#{pane_pid}"]).stdout)
+        .trim()
+        .to_string();
+    // The pane's process is the editor itself (`exec`).
+    let out = Command::new("kill").args(["-TERM", &pid]).output().unwrap();
+    assert!(out.status.success(), "could not signal {pid}");
+    t.wait_exit();
+    let alt = t.tmux(&["display", "-p", "-t", "main", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0");
+    assert_eq!(cat(&t, "s.txt"), "typed x\n");
+}
+
+#[test]
+fn a_failed_save_says_why_and_keeps_the_buffer() {
+    let Some(t) = Tmux::start("ro.txt", Some("data\n")) else { return };
+    // Root ignores file modes, so make the directory immutable instead.
+    let dir = t.dir.path().to_owned();
+    if !chattr(&dir, "+i") {
+        eprintln!("skipping: chattr +i is not supported here");
+        return;
+    }
+    t.type_text("more ");
+    t.keys(&["C-s"]);
+    let s = t.wait_for("not saved");
+    assert!(s.contains("ro.txt") || s.contains("Permission") || s.contains("not permitted"), "{s}");
+    chattr(&dir, "-i");
+    assert!(s.contains("more data"), "the buffer is kept:\n{s}");
+    t.keys(&["C-s"]);
+    t.wait_for("saved ro.txt");
+    assert_eq!(t.file("ro.txt"), "more data\n");
+}
+
+fn chattr(dir: &Path, flag: &str) -> bool {
+    Command::new("chattr").arg(flag).arg(dir).output().is_ok_and(|o| o.status.success())
+}
