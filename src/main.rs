@@ -239,11 +239,13 @@ mod editor {
     //! so scripts reach the open document through the control socket.
 
     use std::path::{Path, PathBuf};
-    use std::sync::Arc;
+    use std::sync::{Arc, OnceLock};
     use std::time::{Duration, Instant};
 
     use tandem_doc::{DocConfig, Document};
-    use tandem_store::{Service, StoreError, Workspace, home_dir, load_author, now_ms, read_text};
+    use tandem_store::{
+        Service, StoreError, Workspace, first_screen, home_dir, load_author, now_ms, read_text,
+    };
     use tandem_tui::{Config, Host};
 
     use super::Failure;
@@ -252,6 +254,8 @@ mod editor {
         service: Arc<Service>,
         file: PathBuf,
         last_refresh: Instant,
+        /// Set by the loading thread: the document is open (or why it is not).
+        loaded: Arc<OnceLock<Result<(), String>>>,
     }
 
     impl StoreHost {
@@ -264,6 +268,14 @@ mod editor {
     }
 
     impl Host for StoreHost {
+        fn ready(&mut self) -> Result<bool, String> {
+            match self.loaded.get() {
+                None => Ok(false),
+                Some(Ok(())) => Ok(true),
+                Some(Err(e)) => Err(e.clone()),
+            }
+        }
+
         fn with_doc(&mut self, f: &mut dyn FnMut(&mut Document)) {
             let _ = self.with(|s| {
                 f(&mut s.doc);
@@ -328,14 +340,28 @@ mod editor {
             code: 1,
         })?;
         let service = Arc::new(service);
-        service.open(&file, true)?;
+        // The first screen comes from the file or the text cache at once; Automerge
+        // loads on a thread meanwhile (seconds for a multi-megabyte history).
+        let preview = first_screen(&ws, &file)
+            .ok()
+            .flatten()
+            .or_else(|| read_text(&file).ok())
+            .map(|t| ropey::Rope::from_str(&t));
+        // Serve scripts at once: their requests wait for the document to load.
         if let Err(e) = service.serve() {
             tracing::warn!("scripts cannot reach this editor: {e}");
         }
+        let loaded = Arc::new(OnceLock::new());
+        {
+            let (service, file, loaded) = (Arc::clone(&service), file.clone(), Arc::clone(&loaded));
+            std::thread::spawn(move || {
+                let _ = loaded.set(service.open(&file, true).map(drop).map_err(|e| e.to_string()));
+            });
+        }
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut host = StoreHost { service, file, last_refresh: Instant::now() };
-        tandem_tui::run(&mut host, config, &name)
-            .map_err(|e| Failure { message: format!("terminal: {e}"), code: 1 })
+        let mut host = StoreHost { service, file, last_refresh: Instant::now(), loaded };
+        tandem_tui::run(&mut host, config, &name, preview)
+            .map_err(|e| Failure { message: e.to_string(), code: 1 })
     }
 }
 

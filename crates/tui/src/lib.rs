@@ -39,6 +39,9 @@ pub use render::render;
 
 /// Where the editor's document lives, and what saving means.
 pub trait Host {
+    /// True once the document can be edited; until then the editor shows the first
+    /// screen it was given. `Err` when loading failed (the editor then exits with it).
+    fn ready(&mut self) -> Result<bool, String>;
     /// Run `f` on the live document.
     fn with_doc(&mut self, f: &mut dyn FnMut(&mut Document));
     /// Commit and write the file. `Ok` carries a short report for the message line;
@@ -74,8 +77,9 @@ pub fn restore_terminal() {
     let _ = disable_raw_mode();
 }
 
-/// Run the editor until the user quits (or SIGTERM/SIGHUP arrives).
-pub fn run(host: &mut dyn Host, config: Config, name: &str) -> io::Result<()> {
+/// Run the editor until the user quits (or SIGTERM/SIGHUP arrives). `preview` is the
+/// text to show while the host loads the document (see [`Host::ready`]).
+pub fn run(host: &mut dyn Host, config: Config, name: &str, preview: Option<ropey::Rope>) -> io::Result<()> {
     let depth = ColorDepth::detect();
     let stop = Arc::new(AtomicBool::new(false));
     // SIGTERM, SIGHUP (terminal closed) and SIGINT end the editor from a thread of their
@@ -107,7 +111,7 @@ pub fn run(host: &mut dyn Host, config: Config, name: &str) -> io::Result<()> {
         EnableMouseCapture,
         SetCursorStyle::SteadyBar
     )?;
-    let result = event_loop(host, config, name, depth, &stop);
+    let result = event_loop(host, config, name, depth, &stop, preview);
     host.close();
     restore_terminal();
     result
@@ -119,11 +123,43 @@ fn event_loop(
     name: &str,
     depth: ColorDepth,
     stop: &AtomicBool,
+    preview: Option<ropey::Rope>,
 ) -> io::Result<()> {
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    // Until the document is loaded, draw the first screen and keep the keys for later.
+    let mut early: Vec<Event> = Vec::new();
+    let preview = preview.unwrap_or_default();
+    while !host.ready().map_err(io::Error::other)? {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        terminal.draw(|frame| {
+            let area = frame.area();
+            render::render_preview(&preview, name, &config, area, frame.buffer_mut(), depth);
+        })?;
+        if event::poll(Duration::from_millis(20))? {
+            match event::read()? {
+                Event::Resize(..) => terminal.autoresize()?,
+                Event::Key(k)
+                    if k.code == event::KeyCode::Char('q')
+                        && k.modifiers == event::KeyModifiers::CONTROL
+                        && early.is_empty() =>
+                {
+                    return Ok(());
+                }
+                ev => early.push(ev),
+            }
+        }
+    }
     let mut editor = None;
     host.with_doc(&mut |doc| editor = Some(Editor::new(config.clone(), name, doc)));
     let mut editor = editor.expect("the host ran the closure");
+    for ev in early {
+        let now = now_ms();
+        host.with_doc(&mut |doc| {
+            editor.handle_event(&ev, doc, now);
+        });
+    }
     let mut last_tick = Instant::now() - Duration::from_secs(1);
     loop {
         if stop.load(Ordering::Relaxed) {

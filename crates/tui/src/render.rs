@@ -369,3 +369,43 @@ fn draw_help(editor: &Editor, area: Rect, buf: &mut Buffer, scroll: usize) {
         );
     }
 }
+
+/// The first screen of a document that is still loading: its first lines, read-only.
+pub fn render_preview(
+    rope: &ropey::Rope,
+    name: &str,
+    config: &crate::Config,
+    area: Rect,
+    buf: &mut Buffer,
+    depth: ColorDepth,
+) {
+    let line_no = depth.adapt(config.theme.line_numbers).map_or(Style::default(), |c| Style::default().fg(c));
+    let bars = if area.height >= 3 { 2 } else { 0 };
+    let height = area.height.saturating_sub(bars) as usize;
+    let gutter = if config.line_numbers { rope.len_lines().to_string().len().max(3) + 1 } else { 0 };
+    let width = (area.width as usize).saturating_sub(gutter);
+    for line in 0..height.min(rope.len_lines()) {
+        let y = area.y + line as u16;
+        if gutter > 0 {
+            buf.set_stringn(area.x, y, format!("{:>w$} ", line + 1, w = gutter - 1), gutter, line_no);
+        }
+        let text = line_text(rope, line);
+        for cell in text::cells(&text, config.tab_width) {
+            if cell.col + cell.width > width {
+                break;
+            }
+            let x = area.x + (gutter + cell.col) as u16;
+            match cell.symbol {
+                Symbol::Text(g) => buf.set_stringn(x, y, g, cell.width, Style::default()),
+                Symbol::Tab | Symbol::Hidden => buf.set_stringn(x, y, " ", 1, Style::default()),
+            };
+        }
+    }
+    if bars > 0 {
+        let status = Style::default().add_modifier(Modifier::REVERSED);
+        let y = area.y + area.height - 2;
+        buf.set_style(Rect::new(area.x, y, area.width, 1), status);
+        buf.set_stringn(area.x, y, format!(" {name} │ loading history…"), area.width as usize, status);
+        buf.set_stringn(area.x, y + 1, "F1 help · Ctrl-S save · Ctrl-Q quit", area.width as usize, line_no);
+    }
+}
