@@ -245,3 +245,20 @@ fn a_failed_save_says_why_and_keeps_the_buffer() {
 fn chattr(dir: &Path, flag: &str) -> bool {
     Command::new("chattr").arg(flag).arg(dir).output().is_ok_and(|o| o.status.success())
 }
+
+#[test]
+fn resizing_the_terminal_redraws_to_fit() {
+    let Some(t) = Tmux::start("r.txt", Some(&"word ".repeat(40))) else { return };
+    t.tmux(&["resize-window", "-t", "main", "-x", "40", "-y", "8"]);
+    t.keys(&["M-z"]);
+    let s = t.wait_for("soft wrap on");
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines.iter().all(|l| unicode_width(l) <= 40), "{s}");
+    assert!(lines[1].contains("word"), "the long line wraps onto the next row:\n{s}");
+    t.tmux(&["resize-window", "-t", "main", "-x", "100", "-y", "20"]);
+    t.wait_for("│ wrap");
+}
+
+fn unicode_width(s: &str) -> usize {
+    s.chars().count()
+}

@@ -4,6 +4,8 @@
 //! Trace format (gzipped JSON): `{"startContent", "endContent", "txns": [{"time",
 //! "patches": [[pos, delete, insert], ...]}]}`; positions are Unicode code points.
 
+pub mod keystroke;
+
 use std::io::Read;
 use std::path::Path;
 use std::time::Instant;

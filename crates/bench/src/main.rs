@@ -50,6 +50,19 @@ enum Cmd {
     },
     /// (internal) Open a replayed workspace in a fresh process and measure it.
     Open { dir: PathBuf },
+    /// Keystroke-to-frame and open-to-first-screen on a small file, a 10 MB file and
+    /// the automerge-paper document (with its history).
+    Keystroke {
+        /// The automerge-paper trace.
+        #[arg(long, default_value = "../shared/traces/automerge-paper.json.gz")]
+        paper: PathBuf,
+        /// Keystrokes per document.
+        #[arg(long, default_value_t = 2000)]
+        keys: usize,
+        /// Also append each JSON result as a line to this file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -59,6 +72,7 @@ fn main() {
             replay(&trace, json, &clock, idle_ms, max_ms, no_baseline, record.as_deref())
         }
         Cmd::Open { dir } => open(&dir),
+        Cmd::Keystroke { paper, keys, record } => keystroke(&paper, keys, record.as_deref()),
     };
     if let Err(e) = result {
         eprintln!("tandem-bench: {e}");
@@ -178,6 +192,47 @@ fn open(dir: &Path) -> Result<(), String> {
             "rss_after_open_bytes": current_rss(),
         })
     );
+    Ok(())
+}
+
+fn keystroke(paper: &Path, keys: usize, record: Option<&Path>) -> Result<(), String> {
+    use tandem_bench::keystroke::{bench_stored, generated_text};
+    let mut results = Vec::new();
+    // The same kind of lines at 20 KB and 10 MB: any difference is the cost of length.
+    for (name, text) in
+        [("generated-20KB", generated_text(20_000)), ("generated-10MB", generated_text(10_000_000))]
+    {
+        let dir = tempdir()?;
+        let file = dir.join("doc.txt");
+        std::fs::write(&file, &text).map_err(|e| e.to_string())?;
+        // Import the file into history first (as the first `tandem` command on it does).
+        {
+            let ws = Workspace::at(&dir).map_err(|e| e.to_string())?;
+            let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("locked")?;
+            let author = Author::new("bench", ActorId::from(vec![9u8; 16]));
+            StoredDoc::open(&ws, &file, author, DocConfig::default(), false).map_err(|e| e.to_string())?;
+        }
+        results.push(bench_stored(name, &dir, &file, keys)?);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // The paper document with a realistic history: typed at 150 ms a key.
+    let trace = load_trace(paper)?;
+    let dir = tempdir()?;
+    replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
+    results.push(bench_stored("automerge-paper", &dir, &dir.join("trace.txt"), keys)?);
+    let _ = std::fs::remove_dir_all(&dir);
+    for r in &results {
+        println!("{r}");
+        if let Some(record) = record {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(record)
+                .map_err(|e| e.to_string())?;
+            writeln!(f, "{r}").map_err(|e| e.to_string())?;
+        }
+    }
     Ok(())
 }
 

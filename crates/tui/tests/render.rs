@@ -250,3 +250,61 @@ fn indent_and_dedent_selected_lines() {
     e.handle_event(&key(KeyCode::BackTab, KeyModifiers::SHIFT), &mut d, NOW);
     assert_eq!(d.rope().to_string(), "a\nb\nc\n");
 }
+
+fn mouse(kind: crossterm::event::MouseEventKind, x: u16, y: u16) -> Event {
+    Event::Mouse(crossterm::event::MouseEvent { kind, column: x, row: y, modifiers: KeyModifiers::NONE })
+}
+
+#[test]
+fn mouse_click_drag_and_wheel() {
+    use crossterm::event::{MouseButton, MouseEventKind};
+    let text: String = (1..=100).map(|i| format!("line {i} 日本\n")).collect();
+    let mut d = doc(&text);
+    let mut e = Editor::new(Config::default(), "m.txt", &mut d);
+    draw(&mut e, &mut d, 30, 10, ColorDepth::None);
+    // Click on row 2, column 4 of the text (after the 4-column gutter): "li|ne 3".
+    e.handle_event(&mouse(MouseEventKind::Down(MouseButton::Left), 6, 2), &mut d, NOW);
+    let line3 = d.rope().line_to_char(2);
+    assert_eq!(d.cursor(CursorId::LOCAL).unwrap(), Selection::caret(line3 + 2));
+    // Clicking the right half of a wide char lands before it.
+    e.handle_event(&mouse(MouseEventKind::Down(MouseButton::Left), 4 + 8, 0), &mut d, NOW);
+    assert_eq!(d.cursor(CursorId::LOCAL).unwrap(), Selection::caret(7));
+    // Drag to select.
+    e.handle_event(&mouse(MouseEventKind::Down(MouseButton::Left), 4, 1), &mut d, NOW);
+    e.handle_event(&mouse(MouseEventKind::Drag(MouseButton::Left), 8, 1), &mut d, NOW);
+    e.handle_event(&mouse(MouseEventKind::Up(MouseButton::Left), 8, 1), &mut d, NOW);
+    let line2 = d.rope().line_to_char(1);
+    assert_eq!(d.cursor(CursorId::LOCAL).unwrap(), Selection { anchor: line2, head: line2 + 4 });
+    // The wheel scrolls the view, not the cursor.
+    e.handle_event(&mouse(MouseEventKind::ScrollDown, 5, 5), &mut d, NOW);
+    let (term, _) = draw(&mut e, &mut d, 30, 10, ColorDepth::None);
+    assert!(screen(&term)[0].starts_with("  4 line 4"), "{:?}", screen(&term));
+    assert_eq!(d.cursor(CursorId::LOCAL).unwrap(), Selection { anchor: line2, head: line2 + 4 });
+}
+
+#[test]
+fn follow_mode_tracks_a_peer_and_jump_goes_to_them() {
+    let text: String = (1..=200).map(|i| format!("line {i}\n")).collect();
+    let mut d = doc(&text);
+    let mut e = Editor::new(Config::default(), "f.txt", &mut d);
+    let far = d.rope().line_to_char(150);
+    let bob = e.add_peer(&mut d, "bob", Selection::caret(far), NOW);
+    draw(&mut e, &mut d, 50, 10, ColorDepth::None);
+    e.run(tandem_tui::keymap::Command::FollowPeer, &mut d, NOW);
+    let (term, _) = draw(&mut e, &mut d, 50, 10, ColorDepth::None);
+    assert!(
+        screen(&term).iter().any(|l| l.contains("line 151") && l.contains("‹bob›")),
+        "{:?}",
+        screen(&term)
+    );
+    assert!(screen(&term)[8].contains("bob (following)"));
+    // Bob scrolls to the top and shares his viewport: we follow.
+    e.update_peer(&mut d, bob, Selection::caret(5), Some(0), NOW);
+    let (term, _) = draw(&mut e, &mut d, 50, 10, ColorDepth::None);
+    assert!(screen(&term)[0].starts_with("  1 line 1"));
+    // Any movement of mine stops following; jump puts my cursor on his.
+    e.handle_event(&key(KeyCode::Down, KeyModifiers::NONE), &mut d, NOW);
+    assert_eq!(e.follow, None);
+    e.run(tandem_tui::keymap::Command::JumpToPeer, &mut d, NOW);
+    assert_eq!(d.cursor(CursorId::LOCAL).unwrap(), Selection::caret(5));
+}
