@@ -322,6 +322,17 @@ mod editor {
     }
 
     pub fn open(file: &Path) -> Result<(), Failure> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+            return Err(Failure {
+                message: format!(
+                    "{}: the editor needs a terminal; from scripts use `tandem cat|edit|write|export {}`",
+                    file.display(),
+                    file.display()
+                ),
+                code: 1,
+            });
+        }
         match read_text(file) {
             Ok(_) | Err(StoreError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),

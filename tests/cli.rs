@@ -272,7 +272,8 @@ fn usage_errors_exit_with_code_2() {
     for args in [
         vec!["edit", "a.txt", "--insert", "x"],
         vec!["export", "a.txt", "--format", "pdf"],
-        vec!["nonsense"],
+        vec!["--nonsense"],
+        vec!["cat"],
         vec!["edit", "a.txt", "--at", "4", "--insert", "x"],
         vec!["edit", "a.txt", "--at", "1", "--delete", "5"],
     ] {
@@ -282,6 +283,15 @@ fn usage_errors_exit_with_code_2() {
     let out = env.run(&["edit", "a.txt", "--at", "4", "--insert", "x"]);
     assert!(stderr(&out).contains("a.txt") && stderr(&out).contains("0..=3"), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(env.path("a.txt")).unwrap(), "abc");
+}
+
+#[test]
+fn the_editor_without_a_terminal_says_so() {
+    let env = Env::new();
+    env.write("a.txt", "abc");
+    let out = env.cmd(&["a.txt"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("needs a terminal"), "{}", stderr(&out));
 }
 
 #[test]
