@@ -262,3 +262,115 @@ fn resizing_the_terminal_redraws_to_fit() {
 fn unicode_width(s: &str) -> usize {
     s.chars().count()
 }
+
+/// A private sshd on 127.0.0.1 for one test (root only: sshd must switch users).
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    fn start() -> Option<Sshd> {
+        let sshd = Path::new("/usr/sbin/sshd");
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc_geteuid() } == 0;
+        if !sshd.exists() || !root {
+            eprintln!("skipping: needs root and openssh-server (scripts/test.sh installs it)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (name, comment) in [("host", "host"), ("client", "client")] {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                .arg(d.join(name))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ssh-keygen failed");
+        }
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {auth}\nPermitRootLogin yes\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {pid}\n",
+            host = d.join("host").display(),
+            auth = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Sshd { child, port, key: d.join("client"), _dir: dir })
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+#[test]
+fn the_editor_works_over_ssh_and_copies_through_osc52() {
+    let Some(sshd) = Sshd::start() else { return };
+    let Some(t) = Tmux::start("local.txt", Some("")) else { return };
+    t.keys(&["C-q"]);
+    t.wait_exit();
+    std::fs::write(t.path("remote.txt"), "über ssh\n").unwrap();
+    // tmux keeps OSC 52 copies in its paste buffers when set-clipboard is on.
+    t.tmux(&["set-option", "-g", "set-clipboard", "on"]);
+    let remote = format!(
+        "cd '{}' && TANDEM_HOME='{}' TERM=xterm-256color exec '{}' remote.txt",
+        t.dir.path().display(),
+        t.home.display(),
+        env!("CARGO_BIN_EXE_tandem")
+    );
+    let ssh = format!(
+        "ssh -tt -p {} -i '{}' -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 \"{}\"",
+        sshd.port,
+        sshd.key.display(),
+        remote
+    );
+    t.tmux(&["respawn-pane", "-k", "-t", "main", &ssh]);
+    t.wait_for("remote.txt │");
+    t.keys(&["S-End", "C-c"]);
+    t.wait_for("copied 8 characters");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let buffer = String::from_utf8_lossy(&t.tmux(&["show-buffer"]).stdout).into_owned();
+        if buffer == "über ssh" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "OSC 52 did not reach the terminal's clipboard: {buffer:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t.keys(&["End"]);
+    t.type_text(" — ok");
+    t.keys(&["C-s"]);
+    t.wait_for("saved remote.txt");
+    assert_eq!(t.file("remote.txt"), "über ssh — ok\n");
+    t.keys(&["C-q"]);
+    t.wait_exit();
+}
