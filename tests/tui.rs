@@ -206,20 +206,21 @@ fn quitting_with_unsaved_changes_asks_and_keeps_history() {
 }
 
 #[test]
-fn sigterm_restores_the_terminal_and_loses_nothing() {
-    let Some(t) = Tmux::start("s.txt", Some("x\n")) else { return };
-    t.type_text("typed ");
-    t.wait_for("typed x");
-    let pid = String::from_utf8_lossy(&t.tmux(&["display", "-p", "-t", "main", "#{pane_pid}"]).stdout)
-        .trim()
-        .to_string();
-    // The pane's process is the editor itself (`exec`).
-    let out = Command::new("kill").args(["-TERM", &pid]).output().unwrap();
-    assert!(out.status.success(), "could not signal {pid}");
-    t.wait_exit();
-    let alt = t.tmux(&["display", "-p", "-t", "main", "#{alternate_on}"]);
-    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0");
-    assert_eq!(cat(&t, "s.txt"), "typed x\n");
+fn sigterm_and_sighup_restore_the_terminal_and_lose_nothing() {
+    for signal in ["-TERM", "-HUP"] {
+        let Some(t) = Tmux::start("s.txt", Some("x\n")) else { return };
+        t.type_text("typed ");
+        t.wait_for("typed x");
+        let pid = String::from_utf8_lossy(&t.tmux(&["display", "-p", "-t", "main", "#{pane_pid}"]).stdout).trim().to_string();
+        // The pane's process is the editor itself (`exec`).
+        let out = Command::new("kill").args([signal, &pid]).output().unwrap();
+        assert!(out.status.success(), "could not signal {pid}");
+        t.wait_exit();
+        let alt = t.tmux(&["display", "-p", "-t", "main", "#{alternate_on}"]);
+        assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "{signal}");
+        assert_eq!(cat(&t, "s.txt"), "typed x\n", "{signal}: the typing is in history");
+        assert_eq!(t.file("s.txt"), "x\n", "{signal}: the file is only written on save");
+    }
 }
 
 #[test]
