@@ -284,15 +284,12 @@ mod editor {
         }
 
         fn save(&mut self) -> Result<String, String> {
-            self.with(|s| {
-                s.save(now_ms())?;
-                let lines = s.doc.rope().len_lines();
-                Ok(format!("saved {} ({lines} lines)", s.rel()))
-            })
+            self.service.save(&self.file, now_ms()).map_err(|e| e.to_string())?;
+            self.with(|s| Ok(format!("saved {} ({} lines)", s.rel(), s.doc.rope().len_lines())))
         }
 
         fn tick(&mut self, now: u64) -> Result<(), String> {
-            self.with(|s| s.poll_commit(now).map(drop))?;
+            self.service.poll_commit(&self.file, now).map_err(|e| e.to_string())?;
             if self.last_refresh.elapsed() >= Duration::from_secs(1) {
                 self.last_refresh = Instant::now();
                 // Edits another program saved to the file are merged in live.

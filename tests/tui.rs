@@ -211,7 +211,9 @@ fn sigterm_and_sighup_restore_the_terminal_and_lose_nothing() {
         let Some(t) = Tmux::start("s.txt", Some("x\n")) else { return };
         t.type_text("typed ");
         t.wait_for("typed x");
-        let pid = String::from_utf8_lossy(&t.tmux(&["display", "-p", "-t", "main", "#{pane_pid}"]).stdout).trim().to_string();
+        let pid = String::from_utf8_lossy(&t.tmux(&["display", "-p", "-t", "main", "#{pane_pid}"]).stdout)
+            .trim()
+            .to_string();
         // The pane's process is the editor itself (`exec`).
         let out = Command::new("kill").args([signal, &pid]).output().unwrap();
         assert!(out.status.success(), "could not signal {pid}");
@@ -374,4 +376,35 @@ fn the_editor_works_over_ssh_and_copies_through_osc52() {
     assert_eq!(t.file("remote.txt"), "über ssh — ok\n");
     t.keys(&["C-q"]);
     t.wait_exit();
+}
+
+#[test]
+fn watch_reports_what_is_typed_in_the_editor() {
+    let Some(t) = Tmux::start("w.txt", Some("end\n")) else { return };
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["watch", "w.txt", "--json"])
+        .current_dir(t.dir.path())
+        .env("TANDEM_HOME", &t.home)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    t.type_text("héllo ");
+    // The editor commits after 300 ms without typing; watch sees that change.
+    let line = rx.recv_timeout(Duration::from_secs(20)).expect("a watch event");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["author"], "tester");
+    assert_eq!(event["edits"], serde_json::json!([{"pos": 0, "delete": 0, "insert": "héllo "}]));
 }

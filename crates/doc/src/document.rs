@@ -117,6 +117,10 @@ pub struct Document {
     pending_ops: usize,
     /// Local changes committed but not yet handed out by [`Document::take_local_changes`].
     unsent: Vec<ChangeHash>,
+    /// The local edits of the open transaction, composed into one.
+    pending_edit: Option<ChangeSet>,
+    /// Composed local edits of committed changes, for [`Document::take_local_edits`].
+    committed_edits: Vec<ChangeSet>,
     cursors: Cursors,
     history: History,
 }
@@ -152,6 +156,7 @@ impl Document {
             doc.history = History::new(doc.config.undo_group_ms, doc.config.undo_depth);
             doc.flush_pending();
             doc.unsent.clear();
+            doc.committed_edits.clear();
         }
         doc
     }
@@ -202,6 +207,8 @@ impl Document {
             pending: None,
             pending_ops: 0,
             unsent: Vec::new(),
+            pending_edit: None,
+            committed_edits: Vec::new(),
             cursors: Cursors::default(),
             history,
         }
@@ -277,6 +284,10 @@ impl Document {
 
     fn apply_edit(&mut self, edit: &ChangeSet, origin: Origin, now_ms: u64) {
         if origin != Origin::Remote {
+            self.pending_edit = Some(match self.pending_edit.take() {
+                Some(before) => before.compose(edit),
+                None => edit.clone(),
+            });
             let first = self.pending.map_or(now_ms, |(first, _)| first);
             self.pending = Some((first, now_ms));
             for s in edit.splices() {
@@ -321,6 +332,9 @@ impl Document {
 
     fn commit_transaction(&mut self, now_ms: u64) {
         self.pending_ops = 0;
+        if let Some(edit) = self.pending_edit.take() {
+            self.committed_edits.push(edit);
+        }
         if let Some(hash) = self.am.commit_with(CommitOptions::default().with_time(now_ms as i64)) {
             self.unsent.push(hash);
         }
@@ -355,6 +369,13 @@ impl Document {
             self.commit_transaction(now_ms);
         }
         self.take_local_changes()
+    }
+
+    /// The local edits committed since the last call, one composed edit per commit
+    /// (oldest first; each applies to the text the previous one left). For change
+    /// feeds such as `tandem watch`.
+    pub fn take_local_edits(&mut self) -> Vec<ChangeSet> {
+        std::mem::take(&mut self.committed_edits)
     }
 
     /// Local changes committed since the last call, oldest first.

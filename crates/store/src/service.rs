@@ -107,9 +107,9 @@ impl Service {
                 let (stored, opened) =
                     StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), false)?;
                 let stored = v.insert(stored);
-                if let Opened::MergedExternal(edit) = opened {
+                if let Opened::MergedExternal(_) = opened {
                     stored.save(now_ms())?;
-                    self.publish(stored, &edit);
+                    self.publish(stored);
                 }
                 stored
             }
@@ -127,9 +127,9 @@ impl Service {
         }
         let (mut stored, opened) =
             StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), create)?;
-        if let Opened::MergedExternal(edit) = &opened {
+        if let Opened::MergedExternal(_) = &opened {
             stored.save(now_ms())?;
-            self.publish(&mut stored, edit);
+            self.publish(&mut stored);
         }
         docs.insert(rel, stored);
         Ok(opened)
@@ -159,29 +159,51 @@ impl Service {
             Err(StoreError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if let Opened::MergedExternal(edit) = stored.merge_file(&text, now_ms())? {
+        if let Opened::MergedExternal(_) = stored.merge_file(&text, now_ms())? {
             stored.save(now_ms())?;
-            self.publish(stored, &edit);
+            self.publish(stored);
         }
         Ok(())
     }
 
-    fn publish(&self, stored: &mut StoredDoc, edit: &ChangeSet) {
+    /// Tell watchers about every local edit committed since the last call.
+    fn publish(&self, stored: &mut StoredDoc) {
+        let edits = stored.doc.take_local_edits();
         let mut watchers = lock(&self.watchers);
-        if !watchers.iter().any(|(rel, _)| rel == stored.rel()) {
+        if edits.is_empty() || !watchers.iter().any(|(rel, _)| rel == stored.rel()) {
             return;
         }
         let info = stored.doc.change_log().pop();
-        let event = json!({
-            "file": stored.rel(),
-            "change": info.as_ref().map(|c| c.hash.to_string()),
-            "author": info.as_ref().and_then(|c| c.author.clone()),
-            "actor": info.as_ref().map(|c| c.actor.to_hex_string()),
-            "time_ms": info.as_ref().map(|c| c.time_ms),
-            "edits": edits_json(edit),
-            "heads": stored.doc.heads().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-        });
-        watchers.retain(|(rel, tx)| rel != stored.rel() || tx.send(event.clone()).is_ok());
+        for edit in edits {
+            let event = json!({
+                "file": stored.rel(),
+                "change": info.as_ref().map(|c| c.hash.to_string()),
+                "author": info.as_ref().and_then(|c| c.author.clone()),
+                "actor": info.as_ref().map(|c| c.actor.to_hex_string()),
+                "time_ms": info.as_ref().map(|c| c.time_ms),
+                "edits": edits_json(&edit),
+                "heads": stored.doc.heads().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            });
+            watchers.retain(|(rel, tx)| rel != stored.rel() || tx.send(event.clone()).is_ok());
+        }
+    }
+
+    /// Commit the open `file` if its idle window has passed, and tell watchers.
+    pub fn poll_commit(&self, file: &Path, now: u64) -> Result<()> {
+        self.with_open(file, |s| {
+            s.poll_commit(now)?;
+            self.publish(s);
+            Ok(())
+        })
+    }
+
+    /// Save the open `file` and tell watchers about what that committed.
+    pub fn save(&self, file: &Path, now: u64) -> Result<()> {
+        self.with_open(file, |s| {
+            s.save(now)?;
+            self.publish(s);
+            Ok(())
+        })
     }
 
     /// Events for every change made to `file` from now on: one JSON object each, with
@@ -251,7 +273,7 @@ impl Service {
         if changed {
             s.doc.edit(edit, now).map_err(|e| StoreError::Doc { path: s.file().to_owned(), source: e })?;
             s.save(now)?;
-            self.publish(s, edit);
+            self.publish(s);
         }
         let (inserted, deleted) = edit.stats();
         Ok(json!({
