@@ -89,6 +89,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Share FILE with other devices: print a ticket, then keep the document in sync.
+    Share {
+        file: PathBuf,
+        /// Run without a screen (servers, scripts, tests). Required for now.
+        #[arg(long)]
+        headless: bool,
+        /// Print the ticket as one JSON line (`{"ticket": ...}`).
+        #[arg(long)]
+        json: bool,
+        /// quic or tcp (default: both, QUIC first).
+        #[arg(long, default_value = "any")]
+        transport: String,
+        /// Listen on this IPv4 address only (default: every interface).
+        #[arg(long, default_value = "0.0.0.0")]
+        listen: std::net::Ipv4Addr,
+    },
+    /// Join a shared document from its ticket, saving it into DIR (default: here).
+    Join {
+        ticket: String,
+        dir: Option<PathBuf>,
+        /// Run without a screen. Required for now.
+        #[arg(long)]
+        headless: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "any")]
+        transport: String,
+        /// Listen on this IPv4 address only (default: every interface).
+        #[arg(long, default_value = "0.0.0.0")]
+        listen: std::net::Ipv4Addr,
+    },
 }
 
 /// A failed command: its message and exit code.
@@ -231,6 +262,196 @@ fn run(command: Command) -> Result<(), Failure> {
             out(&s)
         }
         Command::Watch { file, json } => watch(&abs(&file)?, json),
+        Command::Share { file, headless, json, transport, listen } => {
+            sharing::share(&abs(&file)?, headless, json, &transport, listen)
+        }
+        Command::Join { ticket, dir, headless, json, transport, listen } => sharing::join(
+            &ticket,
+            &dir.unwrap_or_else(|| PathBuf::from(".")),
+            headless,
+            json,
+            &transport,
+            listen,
+        ),
+    }
+}
+
+mod sharing {
+    //! `tandem share` and `tandem join`: a libp2p node (crates/net) driving the
+    //! workspace's service, which keeps serving scripts on the control socket.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use tandem_doc::{Change, DocConfig};
+    use tandem_net::node::{self, Node};
+    use tandem_net::{Role, Ticket, Transport, device_key};
+    use tandem_store::{Service, Workspace, home_dir, load_author};
+
+    use super::Failure;
+
+    fn fail(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), code: 1 }
+    }
+
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), code: 2 }
+    }
+
+    fn own(ws: &Workspace) -> Result<Arc<Service>, Failure> {
+        let author = load_author(&home_dir())?;
+        let service = Service::own(ws.clone(), author, DocConfig::default())?.ok_or_else(|| {
+            fail(format!(
+                "{}: this workspace is open in another tandem process; share from that one, or stop it first",
+                ws.root().display()
+            ))
+        })?;
+        let service = Arc::new(service);
+        if let Err(e) = service.serve() {
+            tracing::warn!("scripts cannot reach this peer: {e}");
+        }
+        Ok(service)
+    }
+
+    fn doc_bytes(hex: &str) -> Result<[u8; 16], Failure> {
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .filter_map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect();
+        bytes.try_into().map_err(|_| fail(format!("document id {hex:?} is not 16 bytes of hex")))
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Local changes from the service, moved onto the node's async channel.
+    fn feed(
+        service: &Service,
+        file: &Path,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<Vec<Vec<u8>>>, Failure> {
+        let rx = service.subscribe_changes(file)?;
+        let (tx, out) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for batch in rx {
+                if tx.send(batch).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(out)
+    }
+
+    fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+        tokio::runtime::Runtime::new().map_err(|e| fail(format!("starting the network: {e}")))
+    }
+
+    fn parse_transport(t: &str) -> Result<Transport, Failure> {
+        t.parse().map_err(usage)
+    }
+
+    pub fn share(
+        file: &Path,
+        headless: bool,
+        json: bool,
+        transport: &str,
+        listen: std::net::Ipv4Addr,
+    ) -> Result<(), Failure> {
+        if !headless {
+            return Err(usage(
+                "sharing from the editor is not built yet: run `tandem share FILE --headless` beside it",
+            ));
+        }
+        let transport = parse_transport(transport)?;
+        let ws = Workspace::discover(file)?;
+        let service = own(&ws)?;
+        service.open(file, false)?;
+        let doc_id = service.with_open(file, |s| Ok(s.doc_id().to_owned()))?;
+        let doc = doc_bytes(&doc_id)?;
+        let key = device_key(&home_dir()).map_err(fail)?;
+        let peer = key.public().to_peer_id();
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        runtime()?.block_on(async {
+            let (mut swarm, listeners) = node::swarm(key, transport, listen).map_err(fail)?;
+            let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+            let ticket = Ticket { name, doc, peer, addrs: addrs.clone(), role: Role::Writer };
+            if json {
+                let line = serde_json::json!({
+                    "ticket": ticket.to_string(),
+                    "peer_id": peer.to_string(),
+                    "doc_id": doc_id,
+                    "addrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                });
+                super::out_json(&line)?;
+            } else {
+                super::out(&format!("{ticket}\n"))?;
+            }
+            let local = feed(&service, file)?;
+            Node::new(swarm, service, file.to_owned(), doc, transport).run(local).await;
+            Ok(())
+        })
+    }
+
+    pub fn join(
+        ticket: &str,
+        dir: &Path,
+        headless: bool,
+        json: bool,
+        transport: &str,
+        listen: std::net::Ipv4Addr,
+    ) -> Result<(), Failure> {
+        let ticket: Ticket = ticket.parse().map_err(|e: tandem_net::TicketError| usage(e.to_string()))?;
+        if !headless {
+            return Err(usage(
+                "joining into the editor is not built yet: run `tandem join TICKET DIR --headless`",
+            ));
+        }
+        let transport = parse_transport(transport)?;
+        std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        let ws = Workspace::at(dir)?;
+        let file = ws.root().join(&ticket.name);
+        let service = own(&ws)?;
+        let key = device_key(&home_dir()).map_err(fail)?;
+        let doc_id = hex(&ticket.doc);
+        runtime()?.block_on(async {
+            let (mut swarm, listeners) = node::swarm(key.clone(), transport, listen).map_err(fail)?;
+            let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+            let envelopes = node::fetch(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc, transport)
+                .await
+                .map_err(|e| fail(format!("joining {}: {e}", ticket.name)))?;
+            let changes = envelopes
+                .into_iter()
+                .map(|e| {
+                    Change::from_bytes(e).map_err(|err| fail(format!("the sharer sent a bad change: {err}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            service.join(&file, &doc_id, changes)?;
+            if json {
+                // A joiner is a peer like any other: its own ticket lets others chain on.
+                let own = Ticket {
+                    name: ticket.name.clone(),
+                    doc: ticket.doc,
+                    peer: key.public().to_peer_id(),
+                    addrs,
+                    role: ticket.role,
+                };
+                let line = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "peer_id": key.public().to_peer_id().to_string(),
+                    "doc_id": doc_id,
+                    "ticket": own.to_string(),
+                });
+                super::out_json(&line)?;
+            } else {
+                super::out(&format!("joined: {}\n", file.display()))?;
+            }
+            let local = feed(&service, &file)?;
+            let mut node = Node::new(swarm, service, file.clone(), ticket.doc, transport);
+            let connected = node.swarm.is_connected(&ticket.peer);
+            node.keep_connected(ticket.peer, ticket.addrs.clone(), connected);
+            node.run(local).await;
+            Ok(())
+        })
     }
 }
 

@@ -568,6 +568,12 @@ impl Document {
         self.am.document().get_changes_meta(&[]).len()
     }
 
+    /// Which of `hashes` this document does not have (pending edits are committed first).
+    pub fn missing(&mut self, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
+        self.flush_pending();
+        hashes.iter().filter(|h| self.am.get_change_meta_by_hash(h).is_none()).copied().collect()
+    }
+
     /// Text as it was at `heads`.
     pub fn text_at(&self, heads: &[ChangeHash]) -> Result<String, DocError> {
         self.am.text_at(&self.text, heads).map_err(|e| DocError::BadEdit(format!("unknown version: {e}")))

@@ -54,6 +54,9 @@ impl Request {
     }
 }
 
+/// Batches of raw change bytes, as [`Service::subscribe_changes`] hands them out.
+type ChangeFeed = Sender<Vec<Vec<u8>>>;
+
 /// The owner of a workspace: its open documents, and who watches them.
 pub struct Service {
     ws: Workspace,
@@ -62,6 +65,8 @@ pub struct Service {
     config: DocConfig,
     docs: Mutex<HashMap<String, StoredDoc>>,
     watchers: Mutex<Vec<(String, Sender<Value>)>>,
+    /// Who gets every local change's bytes (the network).
+    change_feeds: Mutex<Vec<(String, ChangeFeed)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,6 +90,7 @@ impl Service {
             config,
             docs: Mutex::new(HashMap::new()),
             watchers: Mutex::new(Vec::new()),
+            change_feeds: Mutex::new(Vec::new()),
         }))
     }
 
@@ -135,6 +141,16 @@ impl Service {
         Ok(opened)
     }
 
+    /// Make `file` the shared document `doc_id` from a peer's `changes` (see
+    /// [`StoredDoc::join`]) and keep it open.
+    pub fn join(&self, file: &Path, doc_id: &str, changes: Vec<tandem_doc::Change>) -> Result<()> {
+        let rel = self.ws.relative(file)?;
+        let stored =
+            StoredDoc::join(&self.ws, file, doc_id, changes, self.author.clone(), self.config.clone())?;
+        lock(&self.docs).insert(rel, stored);
+        Ok(())
+    }
+
     /// Run `f` on a document opened with [`Service::open`], without looking at the
     /// file first (the editor calls this every frame).
     pub fn with_open<T>(&self, file: &Path, f: impl FnOnce(&mut StoredDoc) -> Result<T>) -> Result<T> {
@@ -166,8 +182,15 @@ impl Service {
         Ok(())
     }
 
-    /// Tell watchers about every local edit committed since the last call.
+    /// Tell watchers about every local edit committed since the last call, and hand
+    /// the new local changes to the change feeds.
     fn publish(&self, stored: &mut StoredDoc) {
+        let outbox = stored.take_outbox();
+        if !outbox.is_empty() {
+            let bytes: Vec<Vec<u8>> = outbox.iter().map(|c| c.raw_bytes().to_vec()).collect();
+            lock(&self.change_feeds)
+                .retain(|(rel, tx)| rel != stored.rel() || tx.send(bytes.clone()).is_ok());
+        }
         let edits = stored.doc.take_local_edits();
         let mut watchers = lock(&self.watchers);
         if edits.is_empty() || !watchers.iter().any(|(rel, _)| rel == stored.rel()) {
@@ -186,6 +209,50 @@ impl Service {
             });
             watchers.retain(|(rel, tx)| rel != stored.rel() || tx.send(event.clone()).is_ok());
         }
+    }
+
+    /// Every local change to `file` from now on, as raw bytes, batch by batch.
+    pub fn subscribe_changes(&self, file: &Path) -> Result<Receiver<Vec<Vec<u8>>>> {
+        let rel = self.ws.relative(file)?;
+        let (tx, rx) = channel();
+        lock(&self.change_feeds).push((rel, tx));
+        Ok(rx)
+    }
+
+    /// Changes of the open `file` that a peer with heads `have` lacks (all of them
+    /// when it has none or names heads this document does not know).
+    pub fn changes_since(&self, file: &Path, have: &[tandem_doc::ChangeHash]) -> Result<Vec<Vec<u8>>> {
+        self.with_open(file, |s| {
+            let known = s.doc.missing(have).is_empty();
+            let have = if known { have } else { &[] };
+            Ok(s.doc.changes_since(have).iter().map(|c| c.raw_bytes().to_vec()).collect())
+        })
+    }
+
+    /// Apply changes from a peer to the open `file`; returns how many were new and the
+    /// heads after.
+    pub fn apply_remote(
+        &self,
+        file: &Path,
+        changes: Vec<tandem_doc::Change>,
+    ) -> Result<(usize, Vec<tandem_doc::ChangeHash>)> {
+        self.with_open(file, |s| {
+            let n = s.apply_remote(changes, now_ms())?;
+            self.publish(s);
+            Ok((n, s.doc.heads().to_vec()))
+        })
+    }
+
+    /// Heads of the open `file`, and which of `theirs` it lacks.
+    pub fn heads_and_missing(
+        &self,
+        file: &Path,
+        theirs: &[tandem_doc::ChangeHash],
+    ) -> Result<(Vec<tandem_doc::ChangeHash>, Vec<tandem_doc::ChangeHash>)> {
+        self.with_open(file, |s| {
+            let missing = s.doc.missing(theirs);
+            Ok((s.doc.heads().to_vec(), missing))
+        })
     }
 
     /// Commit the open `file` if its idle window has passed, and tell watchers.

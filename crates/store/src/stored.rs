@@ -75,6 +75,8 @@ pub struct StoredDoc {
     state: State,
     snapshot_len: u64,
     snapshot_hash: String,
+    /// Local changes stored but not yet handed to the network ([`Self::take_outbox`]).
+    outbox: Vec<Change>,
 }
 
 fn hash_hex(bytes: &[u8]) -> String {
@@ -118,21 +120,7 @@ impl StoredDoc {
             let doc = Document::with_text(author, config, &content, now);
             let doc_id =
                 hash_hex(format!("{rel}\0{now}\0{:?}", doc.author().actor).as_bytes())[..32].to_owned();
-            fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
-            let (log, _) = ChangeLog::read(&dir.join(LOG))?;
-            let state = State {
-                version: 1,
-                doc_id,
-                path: rel.clone(),
-                saved_hash: hash_hex(content.as_bytes()),
-                saved_heads: doc.heads().iter().map(|h| h.to_string()).collect(),
-                saved_key: None,
-            };
-            let mut stored =
-                StoredDoc { doc, file, rel, dir, log, state, snapshot_len: 0, snapshot_hash: String::new() };
-            stored.log.clear()?;
-            stored.compact()?;
-            stored.write_state()?;
+            let stored = Self::create(file, rel, dir, doc, doc_id, &content)?;
             return Ok((stored, Opened::Created));
         }
         let mut stored = Self::load(&dir, file, rel, author, config)?;
@@ -141,6 +129,117 @@ impl StoredDoc {
             None => Opened::Loaded,
         };
         Ok((stored, opened))
+    }
+
+    /// Write the history of a new document whose file holds `saved` (snapshot first,
+    /// then the state that makes it count).
+    fn create(
+        file: PathBuf,
+        rel: String,
+        dir: PathBuf,
+        doc: Document,
+        doc_id: String,
+        saved: &str,
+    ) -> Result<StoredDoc> {
+        fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        let (log, _) = ChangeLog::read(&dir.join(LOG))?;
+        let state = State {
+            version: 1,
+            doc_id,
+            path: rel.clone(),
+            saved_hash: hash_hex(saved.as_bytes()),
+            saved_heads: doc.heads().iter().map(|h| h.to_string()).collect(),
+            saved_key: None,
+        };
+        let mut stored = StoredDoc {
+            doc,
+            file,
+            rel,
+            dir,
+            log,
+            state,
+            snapshot_len: 0,
+            snapshot_hash: String::new(),
+            outbox: Vec::new(),
+        };
+        stored.log.clear()?;
+        stored.compact()?;
+        stored.write_state()?;
+        Ok(stored)
+    }
+
+    /// Open `file` as a copy of the shared document `doc_id` made of `changes` (a
+    /// peer's answer to a fresh join). When the workspace already holds that
+    /// document, the changes are merged into it; a different document there is an
+    /// error. The file is written. The caller must own the workspace.
+    pub fn join(
+        ws: &Workspace,
+        file: &Path,
+        doc_id: &str,
+        changes: Vec<Change>,
+        author: Author,
+        config: DocConfig,
+    ) -> Result<StoredDoc> {
+        let rel = ws.relative(file)?;
+        let file = ws.root().join(&rel);
+        ws.ensure()?;
+        let dir = ws.doc_dir(&rel);
+        let now = now_ms();
+        let mut stored = if dir.join(STATE).exists() {
+            let mut stored = Self::load(&dir, file.clone(), rel, author, config)?;
+            if stored.doc_id() != doc_id {
+                return Err(StoreError::BadRequest(format!(
+                    "{}: this file already has the history of another document ({}); join into another directory",
+                    file.display(),
+                    stored.doc_id()
+                )));
+            }
+            stored.apply_remote(changes, now)?;
+            stored
+        } else {
+            if file.exists() {
+                return Err(StoreError::BadRequest(format!(
+                    "{}: a file of that name exists and is not this shared document; join into another directory",
+                    file.display()
+                )));
+            }
+            let doc = Document::from_changes(changes, author, config)
+                .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?;
+            Self::create(file, rel, dir, doc, doc_id.to_owned(), "")?
+        };
+        stored.save(now)?;
+        Ok(stored)
+    }
+
+    /// Apply changes from a peer with one Automerge call, store the new ones, and
+    /// write the file. Returns how many were new.
+    pub fn apply_remote(&mut self, changes: Vec<Change>, now: u64) -> Result<usize> {
+        let fresh: Vec<Change> = {
+            let hashes: Vec<_> = changes.iter().map(|c| c.hash()).collect();
+            let missing = self.doc.missing(&hashes);
+            changes.into_iter().filter(|c| missing.contains(&c.hash())).collect()
+        };
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        self.doc
+            .apply_remote(fresh.clone(), now)
+            .map_err(|e| StoreError::Doc { path: self.file.clone(), source: e })?;
+        // Local edits committed to make room for the remote ones go out too.
+        let local = self.doc.take_local_changes();
+        self.persist(&local)?;
+        self.outbox.extend(local);
+        self.persist(&fresh)?;
+        let n = fresh.len();
+        if !self.doc.has_pending() {
+            self.save(now)?;
+        }
+        Ok(n)
+    }
+
+    /// Local changes stored since the last call, for sending to peers.
+    pub fn take_outbox(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.outbox)
     }
 
     fn load(dir: &Path, file: PathBuf, rel: String, author: Author, config: DocConfig) -> Result<StoredDoc> {
@@ -181,6 +280,7 @@ impl StoredDoc {
             state,
             snapshot_len: snapshot.len() as u64,
             snapshot_hash: hash_hex(&snapshot),
+            outbox: Vec::new(),
         })
     }
 
@@ -240,6 +340,7 @@ impl StoredDoc {
     pub fn commit(&mut self, now: u64) -> Result<Vec<Change>> {
         let changes = self.doc.commit(now);
         self.persist(&changes)?;
+        self.outbox.extend(changes.iter().cloned());
         Ok(changes)
     }
 
@@ -248,6 +349,7 @@ impl StoredDoc {
     pub fn poll_commit(&mut self, now: u64) -> Result<Vec<Change>> {
         let changes = self.doc.poll_commit(now);
         self.persist(&changes)?;
+        self.outbox.extend(changes.iter().cloned());
         Ok(changes)
     }
 

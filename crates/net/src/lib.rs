@@ -1,0 +1,20 @@
+//! tandem's network: a libp2p node per shared document, tickets, and the
+//! `/tandem/sync/1` protocol.
+//!
+//! - [`protocol`]: message types, framing and size limits (checked before decoding);
+//! - [`ticket`]: the copy-pasteable string a sharer gives a joiner;
+//! - [`identity`]: the device's Ed25519 key, whose public half is its PeerId;
+//! - [`node`]: the swarm (QUIC, TCP + Noise + Yamux) and the sync logic, driving a
+//!   `tandem_store::Service` that owns the document on disk.
+//!
+//! The network never touches a document directly: changes go in and out through the
+//! store's service, which also serves scripts and the editor.
+
+pub mod identity;
+pub mod node;
+pub mod protocol;
+pub mod ticket;
+
+pub use identity::device_key;
+pub use node::{Node, Transport};
+pub use ticket::{Role, Ticket, TicketError};

@@ -1,0 +1,464 @@
+//! A libp2p node that keeps one document in sync with its peers over
+//! `/tandem/sync/1` (request-response streams on QUIC or TCP + Noise + Yamux).
+//!
+//! Flow: on connecting, each side says `Hello` with its heads; a side that sees heads
+//! it lacks asks with `Need` and gets `Changes`; every local commit is pushed as
+//! `Changes` to every peer, and changes received from one peer are forwarded to the
+//! others, so a chain A-B-C converges. A `Hello` every few seconds catches anything a
+//! push missed.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::core::transport::ListenerId;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use tandem_doc::{Change, ChangeHash};
+use tandem_store::Service;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::protocol::{self, DocId, Hash, Message, PROTOCOL};
+
+/// Which transports a node listens and dials on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// QUIC and TCP, QUIC first.
+    Any,
+    Quic,
+    Tcp,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Transport, String> {
+        match s {
+            "any" => Ok(Transport::Any),
+            "quic" => Ok(Transport::Quic),
+            "tcp" => Ok(Transport::Tcp),
+            other => Err(format!("--transport {other}: use quic or tcp (webrtc is not built yet)")),
+        }
+    }
+}
+
+impl Transport {
+    fn allows(self, addr: &Multiaddr) -> bool {
+        let quic = addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1));
+        match self {
+            Transport::Any => true,
+            Transport::Quic => quic,
+            Transport::Tcp => !quic,
+        }
+    }
+}
+
+/// The codec of `/tandem/sync/1`: one framed [`Message`] per request and response.
+#[derive(Clone, Default)]
+pub struct SyncCodec;
+
+async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Message> {
+    let mut head = [0u8; 6];
+    io.read_exact(&mut head).await?;
+    let len = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    protocol::check_header(len, head[4], head[5])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut body = vec![0u8; len - 2];
+    io.read_exact(&mut body).await?;
+    protocol::decode_body(head[5], &body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(io: &mut T, msg: Message) -> io::Result<()> {
+    io.write_all(&protocol::encode(&msg)).await?;
+    io.close().await
+}
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = Message;
+    type Response = Message;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Message>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Message>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Message) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, req).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Message) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, res).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    sync: request_response::Behaviour<SyncCodec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// Build a swarm for `key` listening on `ip` (all interfaces for 0.0.0.0; the port is
+/// chosen by the OS).
+pub fn swarm(
+    key: Keypair,
+    transport: Transport,
+    ip: std::net::Ipv4Addr,
+) -> Result<(Swarm<Behaviour>, Vec<ListenerId>), String> {
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| e.to_string())?
+        .with_quic()
+        .with_behaviour(|key| Behaviour {
+            sync: request_response::Behaviour::new(
+                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
+            ),
+            identify: identify::Behaviour::new(identify::Config::new("/tandem/1".into(), key.public())),
+            ping: ping::Behaviour::default(),
+        })
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    let mut listeners = Vec::new();
+    for a in [format!("/ip4/{ip}/udp/0/quic-v1"), format!("/ip4/{ip}/tcp/0")] {
+        let addr: Multiaddr = a.parse().expect("valid listen address");
+        if transport.allows(&addr) {
+            listeners.push(swarm.listen_on(addr).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok((swarm, listeners))
+}
+
+/// Wait until the swarm reports its listen addresses (one per listener).
+pub async fn listen_addrs(swarm: &mut Swarm<Behaviour>, listeners: usize) -> Vec<Multiaddr> {
+    let mut addrs = Vec::new();
+    let mut seen = HashSet::new();
+    let deadline = tokio::time::sleep(Duration::from_millis(500));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            ev = swarm.select_next_some() => {
+                if let SwarmEvent::NewListenAddr { listener_id, address } = ev {
+                    seen.insert(listener_id);
+                    addrs.push(address);
+                }
+            }
+            _ = &mut deadline, if seen.len() >= listeners => break,
+        }
+    }
+    // QUIC first, then TCP; loopback last (a joiner on this machine still finds it).
+    addrs.sort_by_key(|a| {
+        let quic = a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1));
+        let loopback = a.to_string().contains("/127.");
+        (!quic, loopback)
+    });
+    addrs
+}
+
+fn hashes(h: &[ChangeHash]) -> Vec<Hash> {
+    h.iter().map(|h| h.0).collect()
+}
+
+fn change_hashes(h: &[Hash]) -> Vec<ChangeHash> {
+    h.iter().map(|h| ChangeHash(*h)).collect()
+}
+
+/// One document's sync with its peers.
+pub struct Node {
+    pub swarm: Swarm<Behaviour>,
+    service: Arc<Service>,
+    file: PathBuf,
+    doc: DocId,
+    peers: HashSet<PeerId>,
+    transport: Transport,
+    /// The peer from the ticket, redialed with backoff while disconnected.
+    bootstrap: Option<(PeerId, Vec<Multiaddr>)>,
+    redial: (u32, tokio::time::Instant),
+}
+
+impl Node {
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        service: Arc<Service>,
+        file: PathBuf,
+        doc: DocId,
+        transport: Transport,
+    ) -> Node {
+        Node {
+            swarm,
+            service,
+            file,
+            doc,
+            peers: HashSet::new(),
+            transport,
+            bootstrap: None,
+            redial: (0, tokio::time::Instant::now()),
+        }
+    }
+
+    /// Keep a connection to `peer` (reconnecting with backoff); `connected` when the
+    /// swarm already has one.
+    pub fn keep_connected(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, connected: bool) {
+        self.bootstrap = Some((peer, addrs));
+        if connected {
+            self.peers.insert(peer);
+            self.hello(&peer);
+        }
+    }
+
+    fn redial_if_due(&mut self) {
+        let Some((peer, addrs)) = self.bootstrap.clone() else { return };
+        if self.swarm.is_connected(&peer) {
+            self.redial = (0, tokio::time::Instant::now());
+            return;
+        }
+        let (attempts, at) = self.redial;
+        if tokio::time::Instant::now() < at {
+            return;
+        }
+        let backoff = Duration::from_secs((1u64 << attempts.min(5)).min(30));
+        self.redial = (attempts + 1, tokio::time::Instant::now() + backoff);
+        if let Err(e) = self.dial(peer, &addrs) {
+            tracing::warn!("redialing {peer}: {e}");
+        }
+    }
+
+    /// Dial `peer` at `addrs` (those the transport allows).
+    pub fn dial(&mut self, peer: PeerId, addrs: &[Multiaddr]) -> Result<(), String> {
+        let addrs: Vec<Multiaddr> = addrs.iter().filter(|a| self.transport.allows(a)).cloned().collect();
+        if addrs.is_empty() {
+            return Err(format!("the ticket has no {:?} address", self.transport));
+        }
+        self.swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build()).map_err(|e| e.to_string())
+    }
+
+    fn send(&mut self, peer: &PeerId, msg: Message) -> OutboundRequestId {
+        self.swarm.behaviour_mut().sync.send_request(peer, msg)
+    }
+
+    fn hello(&mut self, peer: &PeerId) {
+        match self.service.heads_and_missing(&self.file, &[]) {
+            Ok((heads, _)) => {
+                let msg = Message::Hello { doc: self.doc, heads: hashes(&heads) };
+                self.send(peer, msg);
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// Ask `peer` for what we lack when it names heads we do not have.
+    fn need_if_missing(&mut self, peer: &PeerId, theirs: &[Hash]) {
+        match self.service.heads_and_missing(&self.file, &change_hashes(theirs)) {
+            Ok((ours, missing)) if !missing.is_empty() => {
+                let msg = Message::Need { doc: self.doc, have: hashes(&ours) };
+                self.send(peer, msg);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// Apply changes from `from`; forward them to everyone else when any were new.
+    fn receive(&mut self, from: PeerId, envelopes: Vec<Vec<u8>>) -> Result<Vec<ChangeHash>, String> {
+        let changes = envelopes
+            .iter()
+            .map(|e| {
+                Change::from_bytes(e.clone()).map_err(|err| format!("a change that does not decode: {err}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (fresh, heads) = self.service.apply_remote(&self.file, changes).map_err(|e| e.to_string())?;
+        if fresh > 0 {
+            tracing::info!(peer = %from, fresh, "applied remote changes");
+            let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
+            for p in others {
+                self.send(&p, Message::Changes { doc: self.doc, envelopes: envelopes.clone() });
+            }
+        }
+        Ok(heads)
+    }
+
+    /// Run until the process ends: sync with peers, push `local` changes as they come.
+    pub async fn run(mut self, mut local: UnboundedReceiver<Vec<Vec<u8>>>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_event(ev),
+                Some(batch) = local.recv() => {
+                    let peers: Vec<PeerId> = self.peers.iter().copied().collect();
+                    for p in peers {
+                        self.send(&p, Message::Changes { doc: self.doc, envelopes: batch.clone() });
+                    }
+                }
+                _ = tick.tick() => {
+                    self.redial_if_due();
+                    let peers: Vec<PeerId> = self.peers.iter().copied().collect();
+                    for p in peers {
+                        self.hello(&p);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                if self.peers.insert(peer_id) {
+                    self.hello(&peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                tracing::info!(peer = %peer_id, "disconnected");
+                self.peers.remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let reply = self.on_request(peer, request);
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, reply);
+                }
+                request_response::Message::Response { response, .. } => self.on_response(peer, response),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure {
+                peer,
+                error,
+                ..
+            })) => {
+                tracing::warn!(peer = %peer, "rejected a request: {error}");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                ..
+            })) => {
+                tracing::warn!(peer = %peer, "request failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Message) -> Message {
+        let wrong_doc = |doc: &DocId, ours: &DocId| doc != ours;
+        match request {
+            Message::Hello { doc, heads } | Message::Need { doc, have: heads }
+                if wrong_doc(&doc, &self.doc) =>
+            {
+                let _ = heads;
+                Message::Error { message: "this peer does not share that document".into() }
+            }
+            Message::Hello { heads, .. } => {
+                self.peers.insert(peer);
+                self.need_if_missing(&peer, &heads);
+                match self.service.heads_and_missing(&self.file, &[]) {
+                    Ok((ours, _)) => Message::Ack { heads: hashes(&ours) },
+                    Err(e) => Message::Error { message: e.to_string() },
+                }
+            }
+            Message::Need { have, .. } => match self.service.changes_since(&self.file, &change_hashes(&have))
+            {
+                Ok(envelopes) => Message::Changes { doc: self.doc, envelopes },
+                Err(e) => Message::Error { message: e.to_string() },
+            },
+            Message::Changes { doc, envelopes } => {
+                if doc != self.doc {
+                    return Message::Error { message: "this peer does not share that document".into() };
+                }
+                match self.receive(peer, envelopes) {
+                    Ok(heads) => Message::Ack { heads: hashes(&heads) },
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, "refused changes: {e}");
+                        Message::Error { message: e }
+                    }
+                }
+            }
+            Message::Ack { .. } | Message::Error { .. } => Message::Error { message: "not a request".into() },
+        }
+    }
+
+    fn on_response(&mut self, peer: PeerId, response: Message) {
+        match response {
+            Message::Ack { heads } => self.need_if_missing(&peer, &heads),
+            Message::Changes { doc, envelopes } if doc == self.doc => {
+                if let Err(e) = self.receive(peer, envelopes) {
+                    tracing::warn!(peer = %peer, "refused changes: {e}");
+                }
+            }
+            Message::Error { message } => tracing::warn!(peer = %peer, "peer says: {message}"),
+            other => tracing::warn!(peer = %peer, "unexpected response {other:?}"),
+        }
+    }
+}
+
+/// Fetch a whole document from `peer` (a fresh join): returns its changes.
+pub async fn fetch(
+    swarm: &mut Swarm<Behaviour>,
+    peer: PeerId,
+    addrs: &[Multiaddr],
+    doc: DocId,
+    transport: Transport,
+) -> Result<Vec<Vec<u8>>, String> {
+    let addrs: Vec<Multiaddr> = addrs.iter().filter(|a| transport.allows(a)).cloned().collect();
+    if addrs.is_empty() {
+        return Err(format!("the ticket has no address for --transport {transport:?}"));
+    }
+    swarm
+        .dial(DialOpts::peer_id(peer).addresses(addrs).build())
+        .map_err(|e| format!("dialing the sharer: {e}"))?;
+    let timeout = tokio::time::sleep(Duration::from_secs(60));
+    tokio::pin!(timeout);
+    let mut asked = None;
+    loop {
+        tokio::select! {
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer && asked.is_none() => {
+                    asked = Some(swarm.behaviour_mut().sync.send_request(&peer, Message::Need { doc, have: vec![] }));
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == peer => {
+                    return Err(format!("cannot reach the sharer: {error}"));
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, response }, ..
+                })) if Some(request_id) == asked => {
+                    return match response {
+                        Message::Changes { doc: d, envelopes } if d == doc => Ok(envelopes),
+                        Message::Error { message } => Err(format!("the sharer refused: {message}")),
+                        other => Err(format!("unexpected answer from the sharer: {other:?}")),
+                    };
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                })) if Some(request_id) == asked => {
+                    return Err(format!("fetching the document failed: {error}"));
+                }
+                _ => {}
+            },
+            _ = &mut timeout => return Err("the sharer did not answer within 60 s".into()),
+        }
+    }
+}

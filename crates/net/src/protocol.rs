@@ -1,0 +1,311 @@
+//! `/tandem/sync/1`: the messages peers exchange about one document, and their wire
+//! format.
+//!
+//! Frame: `len: u32 BE | version: u8 | kind: u8 | body`, where `len` counts everything
+//! after itself. The length is checked against the limit of the frame's kind before a
+//! byte of the body is read, so a peer cannot make us buffer more than that.
+//!
+//! Changes travel as opaque envelopes: today an envelope is an Automerge change's
+//! bytes; the security issue wraps each in a signed, encrypted envelope without
+//! changing the flow (Hello -> Need -> Changes, then Push as changes are committed).
+
+use std::fmt;
+
+/// The protocol name negotiated on every stream.
+pub const PROTOCOL: &str = "/tandem/sync/1";
+/// The version byte of every frame.
+pub const VERSION: u8 = 1;
+
+/// Largest frame of any kind (a fresh join of a big document).
+pub const MAX_FRAME: usize = 64 << 20;
+/// Largest frame of the small kinds (heads lists, acks, errors).
+pub const MAX_SMALL: usize = 256 << 10;
+/// Most heads one message may list.
+pub const MAX_HEADS: usize = 1024;
+/// Most envelopes one message may carry.
+pub const MAX_ENVELOPES: usize = 1 << 20;
+
+pub type DocId = [u8; 16];
+pub type Hash = [u8; 32];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// "I have this document at these heads."
+    Hello { doc: DocId, heads: Vec<Hash> },
+    /// "Send me what I lack; I have these heads."
+    Need { doc: DocId, have: Vec<Hash> },
+    /// Changes, oldest first (the answer to Need, or a live push).
+    Changes { doc: DocId, envelopes: Vec<Vec<u8>> },
+    /// "Applied; my heads are now these."
+    Ack { heads: Vec<Hash> },
+    /// The request was refused.
+    Error { message: String },
+}
+
+const HELLO: u8 = 1;
+const NEED: u8 = 2;
+const CHANGES: u8 = 3;
+const ACK: u8 = 4;
+const ERROR: u8 = 5;
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireError {
+    TooLarge { kind: u8, len: usize, limit: usize },
+    Truncated,
+    WrongVersion(u8),
+    UnknownKind(u8),
+    Malformed(&'static str),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::TooLarge { kind, len, limit } => {
+                write!(f, "frame of kind {kind} is {len} bytes, over its limit of {limit}")
+            }
+            WireError::Truncated => write!(f, "truncated frame"),
+            WireError::WrongVersion(v) => write!(f, "protocol version {v}, this peer speaks {VERSION}"),
+            WireError::UnknownKind(k) => write!(f, "unknown message kind {k}"),
+            WireError::Malformed(what) => write!(f, "malformed message: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// The limit for a frame of `kind` (unknown kinds get the small limit; they are
+/// refused after the header anyway).
+pub fn limit(kind: u8) -> usize {
+    if kind == CHANGES { MAX_FRAME } else { MAX_SMALL }
+}
+
+/// Check a frame header (`len` and the first two body bytes) before reading the rest.
+pub fn check_header(len: usize, version: u8, kind: u8) -> Result<(), WireError> {
+    if version != VERSION {
+        return Err(WireError::WrongVersion(version));
+    }
+    if !(HELLO..=ERROR).contains(&kind) {
+        return Err(WireError::UnknownKind(kind));
+    }
+    let limit = limit(kind);
+    if len > limit {
+        return Err(WireError::TooLarge { kind, len, limit });
+    }
+    if len < 2 {
+        return Err(WireError::Truncated);
+    }
+    Ok(())
+}
+
+/// The frame for `msg` (length prefix included).
+pub fn encode(msg: &Message) -> Vec<u8> {
+    let mut body = Vec::new();
+    let kind = match msg {
+        Message::Hello { doc, heads } => {
+            body.extend_from_slice(doc);
+            put_hashes(&mut body, heads);
+            HELLO
+        }
+        Message::Need { doc, have } => {
+            body.extend_from_slice(doc);
+            put_hashes(&mut body, have);
+            NEED
+        }
+        Message::Changes { doc, envelopes } => {
+            body.extend_from_slice(doc);
+            body.extend_from_slice(&(envelopes.len() as u32).to_be_bytes());
+            for e in envelopes {
+                body.extend_from_slice(&(e.len() as u32).to_be_bytes());
+                body.extend_from_slice(e);
+            }
+            CHANGES
+        }
+        Message::Ack { heads } => {
+            put_hashes(&mut body, heads);
+            ACK
+        }
+        Message::Error { message } => {
+            body.extend_from_slice(message.as_bytes());
+            ERROR
+        }
+    };
+    let mut frame = Vec::with_capacity(6 + body.len());
+    frame.extend_from_slice(&((body.len() + 2) as u32).to_be_bytes());
+    frame.push(VERSION);
+    frame.push(kind);
+    frame.extend_from_slice(&body);
+    frame
+}
+
+fn put_hashes(out: &mut Vec<u8>, hashes: &[Hash]) {
+    out.extend_from_slice(&(hashes.len() as u16).to_be_bytes());
+    for h in hashes {
+        out.extend_from_slice(h);
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.bytes.len() < n {
+            return Err(WireError::Truncated);
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn u16(&mut self) -> Result<usize, WireError> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")) as usize)
+    }
+
+    fn u32(&mut self) -> Result<usize, WireError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize)
+    }
+
+    fn doc(&mut self) -> Result<DocId, WireError> {
+        Ok(self.take(16)?.try_into().expect("16 bytes"))
+    }
+
+    fn hashes(&mut self) -> Result<Vec<Hash>, WireError> {
+        let n = self.u16()?;
+        if n > MAX_HEADS {
+            return Err(WireError::Malformed("too many heads"));
+        }
+        (0..n).map(|_| Ok(self.take(32)?.try_into().expect("32 bytes"))).collect()
+    }
+
+    fn end(&self) -> Result<(), WireError> {
+        if self.bytes.is_empty() { Ok(()) } else { Err(WireError::Malformed("trailing bytes")) }
+    }
+}
+
+/// Decode one whole frame (length prefix included).
+pub fn decode(frame: &[u8]) -> Result<Message, WireError> {
+    if frame.len() < 6 {
+        return Err(WireError::Truncated);
+    }
+    let len = u32::from_be_bytes(frame[..4].try_into().expect("4 bytes")) as usize;
+    check_header(len, frame[4], frame[5])?;
+    if frame.len() - 4 != len {
+        return Err(if frame.len() - 4 < len {
+            WireError::Truncated
+        } else {
+            WireError::Malformed("trailing bytes")
+        });
+    }
+    decode_body(frame[5], &frame[6..])
+}
+
+/// Decode a frame's body, the header having been checked.
+pub fn decode_body(kind: u8, body: &[u8]) -> Result<Message, WireError> {
+    let mut r = Reader { bytes: body };
+    let msg = match kind {
+        HELLO => Message::Hello { doc: r.doc()?, heads: r.hashes()? },
+        NEED => Message::Need { doc: r.doc()?, have: r.hashes()? },
+        CHANGES => {
+            let doc = r.doc()?;
+            let n = r.u32()?;
+            if n > MAX_ENVELOPES {
+                return Err(WireError::Malformed("too many envelopes"));
+            }
+            let mut envelopes = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                let len = r.u32()?;
+                envelopes.push(r.take(len)?.to_vec());
+            }
+            Message::Changes { doc, envelopes }
+        }
+        ACK => Message::Ack { heads: r.hashes()? },
+        ERROR => {
+            let text =
+                std::str::from_utf8(r.take(body.len())?).map_err(|_| WireError::Malformed("error text"))?;
+            Message::Error { message: text.to_owned() }
+        }
+        k => return Err(WireError::UnknownKind(k)),
+    };
+    r.end()?;
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::Hello { doc: [1; 16], heads: vec![[2; 32], [3; 32]] },
+            Message::Need { doc: [1; 16], have: vec![] },
+            Message::Changes { doc: [4; 16], envelopes: vec![vec![1, 2, 3], vec![], vec![9; 1000]] },
+            Message::Ack { heads: vec![[5; 32]] },
+            Message::Error { message: "no such document".into() },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in samples() {
+            assert_eq!(decode(&encode(&m)).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn truncated_frames_are_refused() {
+        for m in samples() {
+            let f = encode(&m);
+            for cut in 0..f.len() {
+                assert!(decode(&f[..cut]).is_err(), "{m:?} cut at {cut} was accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_wrong_version_and_unknown_kinds_are_refused_from_the_header() {
+        assert_eq!(
+            check_header(MAX_SMALL + 1, VERSION, HELLO),
+            Err(WireError::TooLarge { kind: HELLO, len: MAX_SMALL + 1, limit: MAX_SMALL })
+        );
+        assert!(check_header(MAX_FRAME, VERSION, CHANGES).is_ok());
+        assert!(matches!(check_header(MAX_FRAME + 1, VERSION, CHANGES), Err(WireError::TooLarge { .. })));
+        assert_eq!(check_header(10, 2, HELLO), Err(WireError::WrongVersion(2)));
+        assert_eq!(check_header(10, VERSION, 77), Err(WireError::UnknownKind(77)));
+        let mut f = encode(&samples()[0]);
+        f[4] = 0;
+        assert_eq!(decode(&f), Err(WireError::WrongVersion(0)));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 80) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|i| (seed >> (i % 56)) as u8).collect();
+            if bytes.len() >= 6 {
+                // Make some frames look plausible so the body decoders are exercised.
+                let body = (bytes.len() - 4) as u32;
+                bytes[..4].copy_from_slice(&body.to_be_bytes());
+                bytes[4] = VERSION;
+                bytes[5] = 1 + (seed % 5) as u8;
+            }
+            let _ = decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn lying_counts_do_not_allocate_or_panic() {
+        // A Changes frame that claims a million envelopes but carries none.
+        let mut body = vec![0u8; 16];
+        body.extend_from_slice(&(MAX_ENVELOPES as u32).to_be_bytes());
+        assert_eq!(decode_body(CHANGES, &body), Err(WireError::Truncated));
+        let mut body = vec![0u8; 16];
+        body.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(decode_body(CHANGES, &body), Err(WireError::Malformed("too many envelopes")));
+    }
+}

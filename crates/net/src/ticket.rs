@@ -1,0 +1,227 @@
+//! Tickets: one copy-pasteable string that says which document, whose device, where
+//! to reach it, and what the holder may do.
+//!
+//! Format: `tandem1` followed by lowercase RFC 4648 base32 (no padding) of
+//! `version: u8 = 1 | doc: [u8; 16] | role: u8 | peer_len: u8 | peer id | n: u8 |
+//! n x (addr_len: u16 BE | multiaddr bytes)`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use libp2p::{Multiaddr, PeerId};
+
+use crate::protocol::DocId;
+
+const PREFIX: &str = "tandem1";
+const VERSION: u8 = 1;
+/// Longest ticket accepted (a pasted novel is not a ticket).
+pub const MAX_TICKET: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Reader,
+    Writer,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    /// File name the document is saved under when joining (a plain name, no path).
+    pub name: String,
+    pub doc: DocId,
+    pub peer: PeerId,
+    pub addrs: Vec<Multiaddr>,
+    pub role: Role,
+}
+
+/// Why a string is not a usable ticket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("not a tandem ticket: it must start with {PREFIX:?} (ask the sharer for `tandem share FILE`)")]
+    Prefix,
+    #[error("ticket is {0} characters, more than the {MAX_TICKET} a ticket can have")]
+    TooLong(usize),
+    #[error("damaged ticket ({0}); copy it again in one piece")]
+    Damaged(&'static str),
+    #[error("ticket version {0} is newer than this tandem understands; update tandem")]
+    Version(u8),
+}
+
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buf = (buf << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buf >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+fn unbase32(s: &str) -> Result<Vec<u8>, TicketError> {
+    let mut out = Vec::with_capacity(s.len() * 5 / 8);
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = ALPHABET
+            .iter()
+            .position(|&a| a == c.to_ascii_lowercase())
+            .ok_or(TicketError::Damaged("a character outside the ticket alphabet"))? as u32;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    Ok(out)
+}
+
+impl fmt::Display for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut b = vec![VERSION];
+        let name = &self.name.as_bytes()[..self.name.len().min(255)];
+        b.push(name.len() as u8);
+        b.extend_from_slice(name);
+        b.extend_from_slice(&self.doc);
+        b.push(match self.role {
+            Role::Reader => 0,
+            Role::Writer => 1,
+        });
+        let peer = self.peer.to_bytes();
+        b.push(peer.len() as u8);
+        b.extend_from_slice(&peer);
+        let addrs: Vec<Vec<u8>> = self.addrs.iter().take(255).map(|a| a.to_vec()).collect();
+        b.push(addrs.len() as u8);
+        for a in addrs {
+            b.extend_from_slice(&(a.len() as u16).to_be_bytes());
+            b.extend_from_slice(&a);
+        }
+        write!(f, "{PREFIX}{}", base32(&b))
+    }
+}
+
+impl FromStr for Ticket {
+    type Err = TicketError;
+
+    fn from_str(s: &str) -> Result<Ticket, TicketError> {
+        let s = s.trim();
+        if s.len() > MAX_TICKET {
+            return Err(TicketError::TooLong(s.len()));
+        }
+        let body = s.strip_prefix(PREFIX).ok_or(TicketError::Prefix)?;
+        let bytes = unbase32(body)?;
+        let mut r = bytes.as_slice();
+        let mut take = |n: usize| -> Result<&[u8], TicketError> {
+            if r.len() < n {
+                return Err(TicketError::Damaged("it ends too early"));
+            }
+            let (head, tail) = r.split_at(n);
+            r = tail;
+            Ok(head)
+        };
+        let version = take(1)?[0];
+        if version != VERSION {
+            return Err(TicketError::Version(version));
+        }
+        let name_len = take(1)?[0] as usize;
+        let name = std::str::from_utf8(take(name_len)?)
+            .map_err(|_| TicketError::Damaged("file name is not UTF-8"))?;
+        if !is_plain_name(name) {
+            return Err(TicketError::Damaged("the file name is not a plain name"));
+        }
+        let name = name.to_owned();
+        let doc: DocId = take(16)?.try_into().expect("16 bytes");
+        let role = match take(1)?[0] {
+            0 => Role::Reader,
+            1 => Role::Writer,
+            _ => return Err(TicketError::Damaged("unknown role")),
+        };
+        let peer_len = take(1)?[0] as usize;
+        let peer = PeerId::from_bytes(take(peer_len)?).map_err(|_| TicketError::Damaged("bad peer id"))?;
+        let n = take(1)?[0] as usize;
+        let mut addrs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
+            addrs.push(
+                Multiaddr::try_from(take(len)?.to_vec()).map_err(|_| TicketError::Damaged("bad address"))?,
+            );
+        }
+        if !take(0)?.is_empty() || !r.is_empty() {
+            return Err(TicketError::Damaged("trailing data"));
+        }
+        Ok(Ticket { name, doc, peer, addrs, role })
+    }
+}
+
+/// A file name a joiner may create: no directories, no `..`, nothing hidden or odd.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.starts_with('.')
+        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket() -> Ticket {
+        Ticket {
+            name: "notes.md".into(),
+            doc: [7; 16],
+            peer: libp2p::identity::Keypair::generate_ed25519().public().to_peer_id(),
+            addrs: vec![
+                "/ip4/127.0.0.1/tcp/4001".parse().unwrap(),
+                "/ip4/127.0.0.1/udp/4001/quic-v1".parse().unwrap(),
+            ],
+            role: Role::Writer,
+        }
+    }
+
+    #[test]
+    fn tickets_round_trip_and_are_one_word() {
+        let t = ticket();
+        let s = t.to_string();
+        assert!(s.starts_with("tandem1") && s.chars().all(|c| c.is_ascii_alphanumeric()), "{s}");
+        assert_eq!(s.parse::<Ticket>().unwrap(), t);
+        assert_eq!(
+            format!("  {}\n", s.to_uppercase().replace("TANDEM1", "tandem1")).parse::<Ticket>().unwrap(),
+            t
+        );
+    }
+
+    #[test]
+    fn malformed_tickets_get_errors_that_say_what_is_wrong() {
+        let s = ticket().to_string();
+        assert_eq!("hello".parse::<Ticket>(), Err(TicketError::Prefix));
+        assert!(matches!(s[..s.len() - 10].parse::<Ticket>(), Err(TicketError::Damaged(_))));
+        assert!(matches!(format!("{s}!").parse::<Ticket>(), Err(TicketError::Damaged(_))));
+        assert!(matches!(
+            format!("tandem1{}", "a".repeat(5000)).parse::<Ticket>(),
+            Err(TicketError::TooLong(_))
+        ));
+        let mut bytes = unbase32(&s[7..]).unwrap();
+        bytes[0] = 9;
+        assert_eq!(format!("tandem1{}", base32(&bytes)).parse::<Ticket>(), Err(TicketError::Version(9)));
+        for evil in ["../../etc/passwd", "/abs", ".hidden", "", "a\u{0}b"] {
+            let mut t = ticket();
+            t.name = evil.into();
+            assert!(
+                matches!(t.to_string().parse::<Ticket>(), Err(TicketError::Damaged(_))),
+                "{evil:?} accepted"
+            );
+        }
+        // Every truncation fails cleanly.
+        for cut in 7..s.len() {
+            assert!(s[..cut].parse::<Ticket>().is_err());
+        }
+    }
+}

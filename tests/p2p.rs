@@ -1,0 +1,174 @@
+//! Live sharing between real processes on 127.0.0.1: `tandem share` and `tandem join`
+//! peers, edited through the scripting CLI, over QUIC and over TCP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const TRANSPORTS: [&str; 2] = ["quic", "tcp"];
+
+struct Peer {
+    name: String,
+    dir: PathBuf,
+    home: PathBuf,
+    file: PathBuf,
+    child: Child,
+    info: Value,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tandem(dir: &Path, home: &Path, name: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    c.args(args).current_dir(dir).env("TANDEM_HOME", home).env("TANDEM_NAME", name).env("RUST_LOG", "info");
+    c
+}
+
+fn spawn(dir: &Path, home: &Path, name: &str, args: &[&str], file: PathBuf) -> Peer {
+    let mut child = tandem(dir, home, name, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+        panic!(
+            "{name} printed {line:?}; log: {}",
+            std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+        )
+    });
+    Peer { name: name.into(), dir: dir.into(), home: home.into(), file, child, info }
+}
+
+fn share(root: &Path, name: &str, content: &str, transport: &str) -> Peer {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("doc.md"), content).unwrap();
+    let args = ["share", "doc.md", "--headless", "--json", "--listen", "127.0.0.1", "--transport", transport];
+    spawn(&dir, &root.join(format!("{name}-home")), name, &args, dir.join("doc.md"))
+}
+
+fn join(root: &Path, name: &str, ticket: &str, transport: &str) -> Peer {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let args =
+        ["join", ticket, ".", "--headless", "--json", "--listen", "127.0.0.1", "--transport", transport];
+    spawn(&dir, &root.join(format!("{name}-home")), name, &args, dir.join("doc.md"))
+}
+
+impl Peer {
+    fn ticket(&self) -> String {
+        self.info["ticket"].as_str().unwrap().to_owned()
+    }
+
+    /// Edit through the scripting CLI, which reaches this peer's control socket.
+    fn edit(&self, at: usize, text: &str) {
+        let at = at.to_string();
+        let out =
+            tandem(&self.dir, &self.home, &self.name, &["edit", "doc.md", "--at", &at, "--insert", text])
+                .output()
+                .unwrap();
+        assert!(out.status.success(), "{}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn text(&self) -> String {
+        let out = tandem(&self.dir, &self.home, &self.name, &["cat", "doc.md"]).output().unwrap();
+        assert!(out.status.success(), "{}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// Wait until every peer shows the same text, containing every `needle`.
+fn converge(peers: &[&Peer], needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let texts: Vec<String> = peers.iter().map(|p| p.text()).collect();
+        if texts.iter().all(|t| t == &texts[0]) && needles.iter().all(|n| texts[0].contains(n)) {
+            // The plain files follow the documents.
+            for p in peers {
+                assert_eq!(std::fs::read_to_string(&p.file).unwrap(), texts[0], "{}'s file", p.name);
+            }
+            return texts[0].clone();
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = peers
+                .iter()
+                .map(|p| std::fs::read_to_string(p.dir.join(format!("{}.log", p.name))).unwrap_or_default())
+                .collect();
+            panic!("no convergence: {texts:#?}\nlogs: {logs:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_peers_converge_on_concurrent_edits() {
+    for transport in TRANSPORTS {
+        let root = tempfile::tempdir().unwrap();
+        let a = share(root.path(), "alice", "shared text\n", transport);
+        let b = join(root.path(), "bob", &a.ticket(), transport);
+        assert_eq!(b.text(), "shared text\n", "{transport}: the joiner got the document");
+        a.edit(0, "A1 ");
+        b.edit(0, "B1 ");
+        a.edit(0, "A2 ");
+        b.edit(0, "B2 ");
+        let text = converge(&[&a, &b], &["A1", "A2", "B1", "B2", "shared"]);
+        assert_eq!(text.matches("shared text").count(), 1, "{transport}: {text}");
+    }
+}
+
+#[test]
+fn four_peers_converge_and_a_chain_forwards() {
+    for transport in TRANSPORTS {
+        let root = tempfile::tempdir().unwrap();
+        let a = share(root.path(), "a", "four\n", transport);
+        let b = join(root.path(), "b", &a.ticket(), transport);
+        let c = join(root.path(), "c", &a.ticket(), transport);
+        // d joins b only: a and d never connect, b forwards between them.
+        let d = join(root.path(), "d", &b.ticket(), transport);
+        for (i, p) in [&a, &b, &c, &d].iter().enumerate() {
+            p.edit(0, &format!("<{i}>"));
+        }
+        converge(&[&a, &b, &c, &d], &["<0>", "<1>", "<2>", "<3>", "four"]);
+    }
+}
+
+#[test]
+fn a_killed_peer_that_edited_offline_catches_up_and_loses_nothing() {
+    let transport = "quic";
+    let root = tempfile::tempdir().unwrap();
+    let a = share(root.path(), "a", "base\n", transport);
+    let mut b = join(root.path(), "b", &a.ticket(), transport);
+    b.edit(0, "before-kill ");
+    converge(&[&a, &b], &["before-kill"]);
+    // SIGKILL mid-session, then both sides edit while apart.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    b.edit(0, "offline-b ");
+    a.edit(0, "online-a ");
+    let ticket = a.ticket();
+    drop(b);
+    let b = join(root.path(), "b", &ticket, transport);
+    let text = converge(&[&a, &b], &["before-kill", "offline-b", "online-a", "base"]);
+    assert_eq!(text.matches("before-kill").count(), 1, "{text}");
+}
+
+#[test]
+fn bad_tickets_are_usage_errors() {
+    let root = tempfile::tempdir().unwrap();
+    for bad in ["hello", "tandem1", "tandem1!!!!", &format!("tandem1{}", "a".repeat(5000))] {
+        let out = tandem(root.path(), root.path(), "x", &["join", bad, ".", "--headless"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("ticket"), "{bad:?}: {err}");
+    }
+}
