@@ -14,13 +14,19 @@ struct Tmux {
 impl Tmux {
     /// A private tmux server with one 80x20 window running `tandem FILE`.
     fn start(file: &str, content: Option<&str>) -> Option<Tmux> {
+        Self::start_args(&[file], Some((file, content)))
+    }
+
+    /// A private tmux server with one 80x20 window running `tandem ARGS...`, after
+    /// writing `file` with `content` (when given) into the test directory.
+    fn start_args(args: &[&str], file: Option<(&str, Option<&str>)>) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             eprintln!("skipping: tmux is not installed (scripts/test.sh installs it)");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        if let Some(c) = content {
-            std::fs::write(dir.path().join(file), c).unwrap();
+        if let Some((name, Some(c))) = file {
+            std::fs::write(dir.path().join(name), c).unwrap();
         }
         let home = dir.path().join("home");
         let socket = format!(
@@ -29,12 +35,13 @@ impl Tmux {
             dir.path().file_name().unwrap().to_string_lossy()
         );
         let t = Tmux { socket, dir, home };
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         let cmd = format!(
-            "cd '{}' && exec env TANDEM_HOME='{}' TANDEM_NAME=tester TERM=xterm-256color '{}' '{}'",
+            "cd '{}' && exec env TANDEM_HOME='{}' TANDEM_NAME=tester TERM=xterm-256color '{}' {}",
             t.dir.path().display(),
             t.home.display(),
             env!("CARGO_BIN_EXE_tandem"),
-            file
+            quoted.join(" ")
         );
         let ok = t.tmux(&["new-session", "-d", "-x", "80", "-y", "20", "-s", "main", &cmd]).status.success();
         assert!(ok, "tmux could not start");
@@ -407,4 +414,41 @@ fn watch_reports_what_is_typed_in_the_editor() {
     let event: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(event["author"], "tester");
     assert_eq!(event["edits"], serde_json::json!([{"pos": 0, "delete": 0, "insert": "héllo "}]));
+}
+
+#[test]
+fn two_editors_joined_to_one_document_see_each_others_typing() {
+    // A headless peer shares; two editors, each in its own tmux server and
+    // directory, join it. What one types appears in the other.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("pair.md"), "# pair\n").unwrap();
+    let mut sharer = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["share", "pair.md", "--headless", "--json", "--listen", "127.0.0.1"])
+        .current_dir(root.path())
+        .env("TANDEM_HOME", root.path().join("home"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(sharer.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    let ticket =
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["ticket"].as_str().unwrap().to_owned();
+    let join = ["join", ticket.as_str(), "dir", "--listen", "127.0.0.1"];
+    let Some(ada) = Tmux::start_args(&join, None) else {
+        let _ = sharer.kill();
+        return;
+    };
+    let Some(bob) = Tmux::start_args(&join, None) else { return };
+    ada.wait_for("# pair");
+    bob.wait_for("# pair");
+    ada.keys(&["C-End"]);
+    ada.type_text("ada was here ✓");
+    bob.wait_for("ada was here ✓");
+    bob.keys(&["C-Home"]);
+    bob.type_text("bob: ");
+    ada.wait_for("bob: # pair");
+    let _ = sharer.kill();
+    let _ = sharer.wait();
 }

@@ -49,6 +49,9 @@ pub trait Host {
     fn save(&mut self) -> Result<String, String>;
     /// Periodic work: commit after the idle window, persist, merge outside changes.
     fn tick(&mut self, now_ms: u64) -> Result<(), String>;
+    /// Messages from elsewhere (the network) for the message line, each with text to
+    /// copy to the clipboard.
+    fn notices(&mut self) -> Vec<(String, Option<String>)>;
     /// True when the document differs from the file on disk.
     fn is_dirty(&mut self) -> bool;
     /// The editor is closing: commit what is pending.
@@ -169,6 +172,12 @@ fn event_loop(
         if last_tick.elapsed() >= Duration::from_millis(50) {
             if let Err(e) = host.tick(now) {
                 editor.error(e);
+            }
+            for (text, copy) in host.notices() {
+                editor.info(text);
+                if let Some(copy) = copy {
+                    editor.osc52 = Some(editor::osc52(&copy));
+                }
             }
             last_tick = Instant::now();
         }

@@ -1,0 +1,231 @@
+//! `tandem FILE`: the editor, owning the file's workspace for as long as it runs
+//! so scripts reach the open document through the control socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tandem_doc::Document;
+use tandem_store::{Service, StoreError, Workspace, first_screen, home_dir, now_ms, read_text};
+use tandem_tui::{Config, Host};
+
+use crate::Failure;
+use crate::sharing::{self, Net};
+
+struct StoreHost {
+    service: Arc<Service>,
+    file: PathBuf,
+    last_refresh: Instant,
+    /// Set by the loading thread: the document is open (or why it is not).
+    loaded: Arc<OnceLock<Result<(), String>>>,
+    notices: Notices,
+}
+
+/// Messages for the editor's message line from other threads (the network), each
+/// with text to put on the clipboard.
+type Notices = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// What the work thread beside the editor gets.
+struct Ctx {
+    service: Arc<Service>,
+    file: PathBuf,
+    loaded: Arc<OnceLock<Result<(), String>>>,
+    notices: Notices,
+}
+
+impl StoreHost {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut tandem_store::StoredDoc) -> Result<T, StoreError>,
+    ) -> Result<T, String> {
+        self.service.with_open(&self.file, f).map_err(|e| e.to_string())
+    }
+}
+
+impl Host for StoreHost {
+    fn ready(&mut self) -> Result<bool, String> {
+        match self.loaded.get() {
+            None => Ok(false),
+            Some(Ok(())) => Ok(true),
+            Some(Err(e)) => Err(e.clone()),
+        }
+    }
+
+    fn with_doc(&mut self, f: &mut dyn FnMut(&mut Document)) {
+        let _ = self.with(|s| {
+            f(&mut s.doc);
+            Ok(())
+        });
+    }
+
+    fn save(&mut self) -> Result<String, String> {
+        self.service.save(&self.file, now_ms()).map_err(|e| e.to_string())?;
+        self.with(|s| Ok(format!("saved {} ({} lines)", s.rel(), s.doc.rope().len_lines())))
+    }
+
+    fn tick(&mut self, now: u64) -> Result<(), String> {
+        self.service.poll_commit(&self.file, now).map_err(|e| e.to_string())?;
+        if self.last_refresh.elapsed() >= Duration::from_secs(1) {
+            self.last_refresh = Instant::now();
+            // Edits another program saved to the file are merged in live.
+            self.service.refresh_file(&self.file).map_err(|e| e.to_string())?;
+            self.with(|s| s.sync())?;
+        }
+        Ok(())
+    }
+
+    fn notices(&mut self) -> Vec<(String, Option<String>)> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn is_dirty(&mut self) -> bool {
+        self.with(|s| Ok(s.is_dirty())).unwrap_or(true)
+    }
+
+    fn close(&mut self) {
+        (self.closer())();
+    }
+
+    fn closer(&self) -> Box<dyn Fn() + Send> {
+        let (service, file) = (Arc::clone(&self.service), self.file.clone());
+        Box::new(move || {
+            let now = now_ms();
+            if let Err(e) = service.with_open(&file, |s| s.write_text_cache(now)) {
+                tracing::error!("closing {}: {e}", file.display());
+            }
+        })
+    }
+}
+
+fn need_terminal(file: &Path) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        return Ok(());
+    }
+    Err(Failure {
+        message: format!(
+            "{}: the editor needs a terminal; from scripts use `tandem cat|edit|write|export {}` or --headless",
+            file.display(),
+            file.display()
+        ),
+        code: 1,
+    })
+}
+
+/// The text to show while the document loads: the store's first screen, else the file.
+fn preview(ws: &Workspace, file: &Path) -> Option<ropey::Rope> {
+    first_screen(ws, file).ok().flatten().or_else(|| read_text(file).ok()).map(|t| ropey::Rope::from_str(&t))
+}
+
+/// Run the editor on `file` while `work` runs on a thread beside it: `work` opens the
+/// document (setting `loaded`) and may then keep going (the network node).
+fn run(
+    service: Arc<Service>,
+    file: PathBuf,
+    preview: Option<ropey::Rope>,
+    work: impl FnOnce(Ctx) + Send + 'static,
+) -> Result<(), Failure> {
+    let config =
+        Config::load(&home_dir().join("config.toml")).map_err(|e| Failure { message: e, code: 1 })?;
+    let loaded = Arc::new(OnceLock::new());
+    let notices: Notices = Arc::default();
+    let ctx = Ctx {
+        service: Arc::clone(&service),
+        file: file.clone(),
+        loaded: Arc::clone(&loaded),
+        notices: Arc::clone(&notices),
+    };
+    std::thread::spawn(move || work(ctx));
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut host = StoreHost { service, file, last_refresh: Instant::now(), loaded, notices };
+    tandem_tui::run(&mut host, config, &name, preview)
+        .map_err(|e| Failure { message: e.to_string(), code: 1 })
+}
+
+/// The file checked, made absolute, and its workspace owned (serving scripts).
+fn prepare(file: &Path) -> Result<(PathBuf, Workspace, Arc<Service>), Failure> {
+    need_terminal(file)?;
+    match read_text(file) {
+        Ok(_) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let file = tandem_store::absolute(file)?;
+    let ws = Workspace::discover(&file)?;
+    let service = sharing::own(&ws)?;
+    Ok((file, ws, service))
+}
+
+/// `tandem FILE`.
+pub fn open(file: &Path) -> Result<(), Failure> {
+    let (file, ws, service) = prepare(file)?;
+    let preview = preview(&ws, &file);
+    run(service, file, preview, |ctx| {
+        let _ = ctx.loaded.set(ctx.service.open(&ctx.file, true).map(drop).map_err(|e| e.to_string()));
+    })
+}
+
+/// Keep the node running on this thread until the process ends.
+fn serve_node(
+    ctx: &Ctx,
+    started: impl std::future::Future<Output = Result<(tandem_net::Node, tandem_net::Ticket), String>>,
+) {
+    let runtime = match sharing::runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ctx.loaded.set(Err(e));
+            return;
+        }
+    };
+    runtime.block_on(async {
+        match started.await {
+            Ok((node, ticket)) => {
+                let _ = ctx.loaded.set(Ok(()));
+                let text = ticket.to_string();
+                let saved = ctx.service.workspace().store_dir().join("ticket");
+                let _ = tandem_store::write_atomic(&saved, format!("{text}\n").as_bytes());
+                let msg = format!("sharing: ticket copied to the clipboard and saved in {}", saved.display());
+                ctx.notices.lock().unwrap_or_else(|e| e.into_inner()).push((msg, Some(text)));
+                if let Err(e) = sharing::run_node(node, &ctx.service, &ctx.file).await {
+                    ctx.notices
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((format!("network stopped: {e}"), None));
+                }
+            }
+            Err(e) => {
+                if ctx.loaded.set(Err(e.clone())).is_err() {
+                    ctx.notices
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((format!("not shared: {e}"), None));
+                }
+            }
+        }
+    });
+}
+
+/// `tandem share FILE` with a screen: the editor, and the node beside it.
+pub fn share(file: &Path, net: Net) -> Result<(), Failure> {
+    let (file, ws, service) = prepare(file)?;
+    let preview = preview(&ws, &file);
+    run(service, file, preview, move |ctx| {
+        if let Err(e) = ctx.service.open(&ctx.file, true) {
+            let _ = ctx.loaded.set(Err(e.to_string()));
+            return;
+        }
+        let _ = ctx.loaded.set(Ok(()));
+        let (service, file) = (Arc::clone(&ctx.service), ctx.file.clone());
+        serve_node(&ctx, async move { sharing::start_share(&service, &file, net).await });
+    })
+}
+
+/// `tandem join TICKET [DIR]` with a screen: fetch, then edit, the node beside.
+pub fn join(ws: Workspace, file: PathBuf, ticket: tandem_net::Ticket, net: Net) -> Result<(), Failure> {
+    need_terminal(&file)?;
+    let service = sharing::own(&ws)?;
+    let preview = preview(&ws, &file);
+    run(service, file, preview, move |ctx| {
+        let (service, file) = (Arc::clone(&ctx.service), ctx.file.clone());
+        serve_node(&ctx, async move { sharing::start_join(&service, &file, &ticket, net).await });
+    })
+}

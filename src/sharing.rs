@@ -1,0 +1,184 @@
+//! `tandem share` and `tandem join`: a libp2p node (crates/net) driving the workspace's
+//! service, which keeps serving scripts on the control socket. Headless, the node is
+//! the whole program; otherwise it runs on a thread beside the editor.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tandem_doc::{Change, DocConfig};
+use tandem_net::node::{self, Node};
+use tandem_net::{Role, Ticket, Transport, device_key};
+use tandem_store::{Service, Workspace, home_dir, load_author};
+
+use crate::Failure;
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure { message: message.into(), code: 1 }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure { message: message.into(), code: 2 }
+}
+
+/// Become the owner of `ws` and serve scripts on its control socket.
+pub fn own(ws: &Workspace) -> Result<Arc<Service>, Failure> {
+    let author = load_author(&home_dir())?;
+    let service = Service::own(ws.clone(), author, DocConfig::default())?.ok_or_else(|| {
+        fail(format!(
+            "{}: this workspace is open in another tandem process; use that one, or stop it first",
+            ws.root().display()
+        ))
+    })?;
+    let service = Arc::new(service);
+    if let Err(e) = service.serve() {
+        tracing::warn!("scripts cannot reach this process: {e}");
+    }
+    Ok(service)
+}
+
+fn doc_bytes(hex: &str) -> Result<[u8; 16], String> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect();
+    bytes.try_into().map_err(|_| format!("document id {hex:?} is not 16 bytes of hex"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Local changes from the service, moved onto the node's async channel.
+fn feed(
+    service: &Service,
+    file: &Path,
+) -> Result<tokio::sync::mpsc::UnboundedReceiver<Vec<Vec<u8>>>, String> {
+    let rx = service.subscribe_changes(file).map_err(|e| e.to_string())?;
+    let (tx, out) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for batch in rx {
+            if tx.send(batch).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(out)
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Runtime::new().map_err(|e| format!("starting the network: {e}"))
+}
+
+/// How a node listens: transport and address.
+#[derive(Clone, Copy)]
+pub struct Net {
+    pub transport: Transport,
+    pub listen: Ipv4Addr,
+}
+
+impl Net {
+    pub fn parse(transport: &str, listen: Ipv4Addr) -> Result<Net, Failure> {
+        Ok(Net { transport: transport.parse().map_err(usage)?, listen })
+    }
+}
+
+/// Start sharing the open document `file`: returns the node (not yet running) and
+/// its ticket.
+pub async fn start_share(service: &Arc<Service>, file: &Path, net: Net) -> Result<(Node, Ticket), String> {
+    let doc_id = service.with_open(file, |s| Ok(s.doc_id().to_owned())).map_err(|e| e.to_string())?;
+    let doc = doc_bytes(&doc_id)?;
+    let key = device_key(&home_dir())?;
+    let peer = key.public().to_peer_id();
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (mut swarm, listeners) = node::swarm(key, net.transport, net.listen)?;
+    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+    let ticket = Ticket { name, doc, peer, addrs, role: Role::Writer };
+    Ok((Node::new(swarm, Arc::clone(service), file.to_owned(), doc, net.transport), ticket))
+}
+
+/// Join `ticket` into the workspace of `service`: fetch the document, store it as
+/// `file`, and return the node (connected to the sharer, not yet running) and this
+/// peer's own ticket, so others can chain on.
+pub async fn start_join(
+    service: &Arc<Service>,
+    file: &Path,
+    ticket: &Ticket,
+    net: Net,
+) -> Result<(Node, Ticket), String> {
+    let key = device_key(&home_dir())?;
+    let (mut swarm, listeners) = node::swarm(key.clone(), net.transport, net.listen)?;
+    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+    let envelopes = node::fetch(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc, net.transport)
+        .await
+        .map_err(|e| format!("joining {}: {e}", ticket.name))?;
+    let changes = envelopes
+        .into_iter()
+        .map(|e| Change::from_bytes(e).map_err(|err| format!("the sharer sent a bad change: {err}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    service.join(file, &hex(&ticket.doc), changes).map_err(|e| e.to_string())?;
+    let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), ticket.doc, net.transport);
+    let connected = node.swarm.is_connected(&ticket.peer);
+    node.keep_connected(ticket.peer, ticket.addrs.clone(), connected);
+    let own = Ticket {
+        name: ticket.name.clone(),
+        doc: ticket.doc,
+        peer: key.public().to_peer_id(),
+        addrs,
+        role: ticket.role,
+    };
+    Ok((node, own))
+}
+
+/// Run a started node until the process ends.
+pub async fn run_node(node: Node, service: &Service, file: &Path) -> Result<(), String> {
+    let local = feed(service, file)?;
+    node.run(local).await;
+    Ok(())
+}
+
+fn ticket_json(ticket: &Ticket, file: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "ticket": ticket.to_string(),
+        "peer_id": ticket.peer.to_string(),
+        "doc_id": hex(&ticket.doc),
+        "file": file.display().to_string(),
+        "addrs": ticket.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    })
+}
+
+fn print_ticket(ticket: &Ticket, file: &Path, json: bool) -> Result<(), Failure> {
+    if json { crate::out_json(&ticket_json(ticket, file)) } else { crate::out(&format!("{ticket}\n")) }
+}
+
+/// `tandem share FILE`: print a ticket, then keep the document in sync.
+pub fn share(file: &Path, headless: bool, json: bool, net: Net) -> Result<(), Failure> {
+    if !headless {
+        return crate::editor::share(file, net);
+    }
+    let ws = Workspace::discover(file)?;
+    let service = own(&ws)?;
+    service.open(file, false)?;
+    runtime().map_err(fail)?.block_on(async {
+        let (node, ticket) = start_share(&service, file, net).await.map_err(fail)?;
+        print_ticket(&ticket, file, json)?;
+        run_node(node, &service, file).await.map_err(fail)
+    })
+}
+
+/// `tandem join TICKET [DIR]`: fetch the document into DIR, then keep it in sync.
+pub fn join(ticket: &str, dir: &Path, headless: bool, json: bool, net: Net) -> Result<(), Failure> {
+    let ticket: Ticket = ticket.parse().map_err(|e: tandem_net::TicketError| usage(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    let ws = Workspace::at(dir)?;
+    let file: PathBuf = ws.root().join(&ticket.name);
+    if !headless {
+        return crate::editor::join(ws, file, ticket, net);
+    }
+    let service = own(&ws)?;
+    runtime().map_err(fail)?.block_on(async {
+        let (node, own_ticket) = start_join(&service, &file, &ticket, net).await.map_err(fail)?;
+        print_ticket(&own_ticket, &file, json)?;
+        run_node(node, &service, &file).await.map_err(fail)
+    })
+}
