@@ -422,24 +422,23 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     // directory, join it. What one types appears in the other.
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("pair.md"), "# pair\n").unwrap();
-    let mut sharer = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["share", "pair.md", "--headless", "--json", "--listen", "127.0.0.1"])
-        .current_dir(root.path())
-        .env("TANDEM_HOME", root.path().join("home"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sharer = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["share", "pair.md", "--headless", "--json", "--listen", "127.0.0.1"])
+            .current_dir(root.path())
+            .env("TANDEM_HOME", root.path().join("home"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(sharer.stdout.take().unwrap()), &mut line)
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(sharer.0.stdout.take().unwrap()), &mut line)
         .unwrap();
     let ticket =
         serde_json::from_str::<serde_json::Value>(&line).unwrap()["ticket"].as_str().unwrap().to_owned();
     let join = ["join", ticket.as_str(), "dir", "--listen", "127.0.0.1"];
-    let Some(ada) = Tmux::start_args(&join, None) else {
-        let _ = sharer.kill();
-        return;
-    };
+    let Some(ada) = Tmux::start_args(&join, None) else { return };
     let Some(bob) = Tmux::start_args(&join, None) else { return };
     ada.wait_for("# pair");
     bob.wait_for("# pair");
@@ -449,6 +448,13 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     bob.keys(&["C-Home"]);
     bob.type_text("bob: ");
     ada.wait_for("bob: # pair");
-    let _ = sharer.kill();
-    let _ = sharer.wait();
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
