@@ -80,6 +80,11 @@ impl Peer {
         assert!(out.status.success(), "{}: {}", self.name, String::from_utf8_lossy(&out.stderr));
     }
 
+    fn heads(&self) -> Value {
+        let out = tandem(&self.dir, &self.home, &self.name, &["info", "doc.md", "--json"]).output().unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["heads"].clone()
+    }
+
     fn text(&self) -> String {
         let out = tandem(&self.dir, &self.home, &self.name, &["cat", "doc.md"]).output().unwrap();
         assert!(out.status.success(), "{}: {}", self.name, String::from_utf8_lossy(&out.stderr));
@@ -92,8 +97,10 @@ fn converge(peers: &[&Peer], needles: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let texts: Vec<String> = peers.iter().map(|p| p.text()).collect();
-        if texts.iter().all(|t| t == &texts[0]) && needles.iter().all(|n| texts[0].contains(n)) {
-            // The plain files follow the documents.
+        let same = texts.iter().all(|t| t == &texts[0]) && needles.iter().all(|n| texts[0].contains(n));
+        // Converged means the same version everywhere (the status line's @hash)...
+        if same && peers.iter().all(|p| p.heads() == peers[0].heads()) {
+            // ...and the plain files follow the documents.
             for p in peers {
                 assert_eq!(std::fs::read_to_string(&p.file).unwrap(), texts[0], "{}'s file", p.name);
             }

@@ -118,6 +118,13 @@ pub struct Behaviour {
     ping: ping::Behaviour,
 }
 
+impl Behaviour {
+    /// The sync protocol, for sending requests outside a [`Node`] (joins, tests).
+    pub fn sync_mut(&mut self) -> &mut request_response::Behaviour<SyncCodec> {
+        &mut self.sync
+    }
+}
+
 /// Build a swarm for `key` listening on `ip` (all interfaces for 0.0.0.0; the port is
 /// chosen by the OS).
 pub fn swarm(

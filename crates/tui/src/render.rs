@@ -253,8 +253,11 @@ fn draw_status(
             "mixed" => "mixed",
             _ => "LF",
         };
+    // A short name of the version: peers that agree show the same one.
+    let version =
+        doc.heads().iter().map(|h| h.to_string()).min().map_or(String::new(), |h| format!(" │ @{}", &h[..6]));
     let left = format!(
-        " {}{} │ Ln {}, Col {}{} │ UTF-8 {}{}",
+        " {}{} │ Ln {}, Col {}{} │ UTF-8 {}{}{}",
         editor.name,
         if editor.dirty { " [+]" } else { "" },
         line + 1,
@@ -262,6 +265,7 @@ fn draw_status(
         selected,
         ending,
         if editor.soft_wrap { " │ wrap" } else { "" },
+        version,
     );
     buf.set_stringn(area.x, y, &left, area.width as usize, styles.status);
     // Peers, right-aligned: a colored dot and the name, dimmed when idle or away.

@@ -56,7 +56,9 @@ fn key(code: KeyCode, mods: KeyModifiers) -> Event {
 fn text_line_numbers_and_status_line() {
     let mut d = doc("fn main() {\n\tprintln!(\"hi\");\n}\n");
     let mut e = Editor::new(Config::default(), "main.rs", &mut d);
-    let (term, cursor) = draw(&mut e, &mut d, 40, 7, ColorDepth::None);
+    let (term, cursor) = draw(&mut e, &mut d, 50, 7, ColorDepth::None);
+    let version = &d.heads()[0].to_string()[..6];
+    let status = format!(" main.rs │ Ln 1, Col 1 │ UTF-8 LF │ @{version}");
     assert_eq!(
         screen(&term),
         vec![
@@ -65,7 +67,7 @@ fn text_line_numbers_and_status_line() {
             "  3 }",
             "  4",
             "",
-            " main.rs │ Ln 1, Col 1 │ UTF-8 LF",
+            status.as_str(),
             "F1 help · Ctrl-S save · Ctrl-Q quit",
         ]
     );
