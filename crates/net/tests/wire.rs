@@ -21,11 +21,10 @@ async fn ask(swarm: &mut libp2p::Swarm<node::Behaviour>, peer: libp2p::PeerId, m
             ev = swarm.select_next_some() => {
                 if let SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, response }, ..
-                })) = ev {
-                    if request_id == id {
+                })) = ev
+                    && request_id == id {
                         return response;
                     }
-                }
             }
             _ = &mut deadline => panic!("no answer"),
         }
