@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tandem_doc::Document;
+use tandem_doc::{Document, Selection};
+use tandem_net::presence::{Pos, Presence, SharedBoard};
 use tandem_store::{Service, StoreError, Workspace, first_screen, home_dir, now_ms, read_text};
+use tandem_tui::editor::PeerView;
 use tandem_tui::{Config, Host};
 
 use crate::Failure;
@@ -19,6 +21,9 @@ struct StoreHost {
     /// Set by the loading thread: the document is open (or why it is not).
     loaded: Arc<OnceLock<Result<(), String>>>,
     notices: Notices,
+    /// Presence shared with the network node, when sharing.
+    board: Option<SharedBoard>,
+    name: String,
 }
 
 /// Messages for the editor's message line from other threads (the network), each
@@ -31,6 +36,7 @@ struct Ctx {
     file: PathBuf,
     loaded: Arc<OnceLock<Result<(), String>>>,
     notices: Notices,
+    board: SharedBoard,
 }
 
 impl StoreHost {
@@ -72,6 +78,33 @@ impl Host for StoreHost {
             self.with(|s| s.sync())?;
         }
         Ok(())
+    }
+
+    fn presence(&mut self, me: Selection, top: usize) -> Option<Vec<PeerView>> {
+        let board = self.board.clone()?;
+        let name = self.name.clone();
+        self.with(|s| {
+            let doc = &s.doc;
+            let pos = |p: usize| Pos { index: p as u64, stable: doc.stable_position(p) };
+            let mut b = board.lock().unwrap_or_else(|e| e.into_inner());
+            // The node fills in the origin.
+            let origin = Vec::new();
+            b.set_local(Presence { origin, name, anchor: pos(me.anchor), head: pos(me.head), top: pos(top) });
+            let len = doc.len_chars();
+            let resolve = |p: &Pos| doc.resolve_position(&p.stable).unwrap_or((p.index as usize).min(len));
+            let now = now_ms();
+            Ok(b.peers()
+                .into_iter()
+                .map(|(id, p, since)| PeerView {
+                    id,
+                    name: p.name.clone(),
+                    sel: Selection { anchor: resolve(&p.anchor), head: resolve(&p.head) },
+                    top: Some(resolve(&p.top)),
+                    last_active_ms: now.saturating_sub(since.as_millis() as u64),
+                })
+                .collect())
+        })
+        .ok()
     }
 
     fn notices(&mut self) -> Vec<(String, Option<String>)> {
@@ -123,21 +156,26 @@ fn run(
     service: Arc<Service>,
     file: PathBuf,
     preview: Option<ropey::Rope>,
+    sharing: bool,
     work: impl FnOnce(Ctx) + Send + 'static,
 ) -> Result<(), Failure> {
     let config =
         Config::load(&home_dir().join("config.toml")).map_err(|e| Failure { message: e, code: 1 })?;
     let loaded = Arc::new(OnceLock::new());
     let notices: Notices = Arc::default();
+    let board = sharing.then(SharedBoard::default);
     let ctx = Ctx {
         service: Arc::clone(&service),
         file: file.clone(),
         loaded: Arc::clone(&loaded),
         notices: Arc::clone(&notices),
+        board: board.clone().unwrap_or_default(),
     };
     std::thread::spawn(move || work(ctx));
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut host = StoreHost { service, file, last_refresh: Instant::now(), loaded, notices };
+    let author = service.author_name();
+    let mut host =
+        StoreHost { service, file, last_refresh: Instant::now(), loaded, notices, board, name: author };
     tandem_tui::run(&mut host, config, &name, preview)
         .map_err(|e| Failure { message: e.to_string(), code: 1 })
 }
@@ -159,7 +197,7 @@ fn prepare(file: &Path) -> Result<(PathBuf, Workspace, Arc<Service>), Failure> {
 pub fn open(file: &Path) -> Result<(), Failure> {
     let (file, ws, service) = prepare(file)?;
     let preview = preview(&ws, &file);
-    run(service, file, preview, |ctx| {
+    run(service, file, preview, false, |ctx| {
         let _ = ctx.loaded.set(ctx.service.open(&ctx.file, true).map(drop).map_err(|e| e.to_string()));
     })
 }
@@ -179,6 +217,7 @@ fn serve_node(
     runtime.block_on(async {
         match started.await {
             Ok((node, ticket)) => {
+                let node = node.with_presence(Arc::clone(&ctx.board));
                 let _ = ctx.loaded.set(Ok(()));
                 let text = ticket.to_string();
                 let saved = ctx.service.workspace().store_dir().join("ticket");
@@ -208,7 +247,7 @@ fn serve_node(
 pub fn share(file: &Path, net: Net) -> Result<(), Failure> {
     let (file, ws, service) = prepare(file)?;
     let preview = preview(&ws, &file);
-    run(service, file, preview, move |ctx| {
+    run(service, file, preview, true, move |ctx| {
         if let Err(e) = ctx.service.open(&ctx.file, true) {
             let _ = ctx.loaded.set(Err(e.to_string()));
             return;
@@ -224,7 +263,7 @@ pub fn join(ws: Workspace, file: PathBuf, ticket: tandem_net::Ticket, net: Net) 
     need_terminal(&file)?;
     let service = sharing::own(&ws)?;
     let preview = preview(&ws, &file);
-    run(service, file, preview, move |ctx| {
+    run(service, file, preview, true, move |ctx| {
         let (service, file) = (Arc::clone(&ctx.service), ctx.file.clone());
         serve_node(&ctx, async move { sharing::start_join(&service, &file, &ticket, net).await });
     })

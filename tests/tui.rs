@@ -14,12 +14,12 @@ struct Tmux {
 impl Tmux {
     /// A private tmux server with one 80x20 window running `tandem FILE`.
     fn start(file: &str, content: Option<&str>) -> Option<Tmux> {
-        Self::start_args(&[file], Some((file, content)))
+        Self::start_args(&[file], Some((file, content)), "tester")
     }
 
     /// A private tmux server with one 80x20 window running `tandem ARGS...`, after
     /// writing `file` with `content` (when given) into the test directory.
-    fn start_args(args: &[&str], file: Option<(&str, Option<&str>)>) -> Option<Tmux> {
+    fn start_args(args: &[&str], file: Option<(&str, Option<&str>)>, name: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             eprintln!("skipping: tmux is not installed (scripts/test.sh installs it)");
             return None;
@@ -37,9 +37,10 @@ impl Tmux {
         let t = Tmux { socket, dir, home };
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         let cmd = format!(
-            "cd '{}' && exec env TANDEM_HOME='{}' TANDEM_NAME=tester TERM=xterm-256color '{}' {}",
+            "cd '{}' && exec env TANDEM_HOME='{}' TANDEM_NAME='{}' TERM=xterm-256color '{}' {}",
             t.dir.path().display(),
             t.home.display(),
+            name,
             env!("CARGO_BIN_EXE_tandem"),
             quoted.join(" ")
         );
@@ -438,8 +439,8 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     let ticket =
         serde_json::from_str::<serde_json::Value>(&line).unwrap()["ticket"].as_str().unwrap().to_owned();
     let join = ["join", ticket.as_str(), "dir", "--listen", "127.0.0.1"];
-    let Some(ada) = Tmux::start_args(&join, None) else { return };
-    let Some(bob) = Tmux::start_args(&join, None) else { return };
+    let Some(ada) = Tmux::start_args(&join, None, "ada") else { return };
+    let Some(bob) = Tmux::start_args(&join, None, "bob") else { return };
     ada.wait_for("# pair");
     bob.wait_for("# pair");
     ada.keys(&["C-End"]);
@@ -448,6 +449,11 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     bob.keys(&["C-Home"]);
     bob.type_text("bob: ");
     ada.wait_for("bob: # pair");
+    // Presence: each sees the other's cursor with a name tag, and the peers line,
+    // relayed through the headless sharer they are both connected to.
+    ada.wait_for("‹bob›");
+    ada.wait_for("● bob");
+    bob.wait_for("‹ada›");
 }
 
 struct KillOnDrop(std::process::Child);

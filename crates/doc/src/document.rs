@@ -568,6 +568,24 @@ impl Document {
         self.am.document().get_changes_meta(&[]).len()
     }
 
+    /// A position that survives concurrent edits (an Automerge cursor's bytes): it
+    /// names the char at `pos`, or the end of the text.
+    pub fn stable_position(&self, pos: usize) -> Vec<u8> {
+        let at = if pos >= self.len_chars() {
+            automerge::CursorPosition::End
+        } else {
+            automerge::CursorPosition::Index(pos)
+        };
+        self.am.get_cursor(&self.text, at, None).map(|c| c.to_bytes()).unwrap_or_default()
+    }
+
+    /// Where a [`Self::stable_position`] is now; `None` when the bytes are not a
+    /// cursor or name a char this document does not know (yet).
+    pub fn resolve_position(&self, stable: &[u8]) -> Option<usize> {
+        let cursor = automerge::Cursor::try_from(stable).ok()?;
+        self.am.get_cursor_position(&self.text, &cursor, None).ok().map(|p| p.min(self.len_chars()))
+    }
+
     /// Which of `hashes` this document does not have (pending edits are committed first).
     pub fn missing(&mut self, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
         self.flush_pending();

@@ -3,6 +3,7 @@
 //!
 //! - [`protocol`]: message types, framing and size limits (checked before decoding);
 //! - [`ticket`]: the copy-pasteable string a sharer gives a joiner;
+//! - [`presence`]: `/tandem/presence/1`, who is here and where their cursor is;
 //! - [`identity`]: the device's Ed25519 key, whose public half is its PeerId;
 //! - [`node`]: the swarm (QUIC, TCP + Noise + Yamux) and the sync logic, driving a
 //!   `tandem_store::Service` that owns the document on disk.
@@ -12,6 +13,7 @@
 
 pub mod identity;
 pub mod node;
+pub mod presence;
 pub mod protocol;
 pub mod ticket;
 

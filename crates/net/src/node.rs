@@ -23,6 +23,7 @@ use tandem_doc::{Change, ChangeHash};
 use tandem_store::Service;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::presence::{self, PresenceCodec, SharedBoard};
 use crate::protocol::{self, DocId, Hash, Message, PROTOCOL};
 
 /// Which transports a node listens and dials on.
@@ -114,6 +115,7 @@ impl request_response::Codec for SyncCodec {
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     sync: request_response::Behaviour<SyncCodec>,
+    presence: request_response::Behaviour<PresenceCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -141,6 +143,10 @@ pub fn swarm(
             sync: request_response::Behaviour::new(
                 [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
+            ),
+            presence: request_response::Behaviour::new(
+                [(StreamProtocol::new(presence::PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             ),
             identify: identify::Behaviour::new(identify::Config::new("/tandem/1".into(), key.public())),
             ping: ping::Behaviour::default(),
@@ -203,6 +209,8 @@ pub struct Node {
     /// The peer from the ticket, redialed with backoff while disconnected.
     bootstrap: Option<(PeerId, Vec<Multiaddr>)>,
     redial: (u32, tokio::time::Instant),
+    /// Presence shared with the editor, when there is one.
+    board: SharedBoard,
 }
 
 impl Node {
@@ -222,7 +230,18 @@ impl Node {
             transport,
             bootstrap: None,
             redial: (0, tokio::time::Instant::now()),
+            board: SharedBoard::default(),
         }
+    }
+
+    /// Share presence through `board` (the editor writes ours and reads the others').
+    pub fn with_presence(mut self, board: SharedBoard) -> Node {
+        self.board = board;
+        self
+    }
+
+    fn board(&self) -> std::sync::MutexGuard<'_, presence::Board> {
+        self.board.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Keep a connection to `peer` (reconnecting with backoff); `connected` when the
@@ -309,8 +328,20 @@ impl Node {
     /// Run until the process ends: sync with peers, push `local` changes as they come.
     pub async fn run(mut self, mut local: UnboundedReceiver<Vec<Vec<u8>>>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Presence goes out at most 20 times a second, and only when it changed.
+        let mut presence_tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
+                _ = presence_tick.tick() => {
+                    let unsent = self.board().take_unsent();
+                    if let Some(mut p) = unsent {
+                        p.origin = self.swarm.local_peer_id().to_bytes();
+                        let peers: Vec<PeerId> = self.peers.iter().copied().collect();
+                        for peer in peers {
+                            self.swarm.behaviour_mut().presence.send_request(&peer, p.clone());
+                        }
+                    }
+                }
                 ev = self.swarm.select_next_some() => self.on_event(ev),
                 Some(batch) = local.recv() => {
                     let peers: Vec<PeerId> = self.peers.iter().copied().collect();
@@ -335,11 +366,36 @@ impl Node {
                 tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 if self.peers.insert(peer_id) {
                     self.hello(&peer_id);
+                    let mine = self.board().local();
+                    if let Some(mut p) = mine {
+                        p.origin = self.swarm.local_peer_id().to_bytes();
+                        self.swarm.behaviour_mut().presence.send_request(&peer_id, p);
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
+                self.board().remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Presence(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            })) => {
+                let _ = self.swarm.behaviour_mut().presence.send_response(channel, ());
+                let origin = PeerId::from_bytes(&request.origin).unwrap_or(peer);
+                if !self.peers.contains(&peer) || origin == *self.swarm.local_peer_id() {
+                    return;
+                }
+                if self.board().update(origin, request.clone()) {
+                    // Forward, so peers who are not connected to each other still meet.
+                    let others: Vec<PeerId> =
+                        self.peers.iter().filter(|p| **p != peer && **p != origin).copied().collect();
+                    for p in others {
+                        self.swarm.behaviour_mut().presence.send_request(&p, request.clone());
+                    }
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,

@@ -98,6 +98,11 @@ impl Service {
         &self.ws
     }
 
+    /// The name this device's changes carry.
+    pub fn author_name(&self) -> String {
+        self.author.name.clone()
+    }
+
     /// Run `f` on the open document for `file`, opening it (and merging outside
     /// changes to the file) first.
     pub fn with_doc<T>(&self, file: &Path, f: impl FnOnce(&mut StoredDoc) -> Result<T>) -> Result<T> {

@@ -46,12 +46,26 @@ pub struct Message {
 /// Someone else in the document, as the editor shows them.
 #[derive(Clone, Debug)]
 pub struct Peer {
+    /// The network's id for this peer (empty for peers added by hand).
+    pub id: String,
     pub name: String,
     pub color: Color,
     /// Their cursor, registered with the document so every edit maps it.
     pub cursor: CursorId,
     /// First char of their viewport, when they share it.
     pub viewport: Option<CursorId>,
+    pub last_active_ms: u64,
+}
+
+/// A remote peer as the network reports it (see `Host::presence`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerView {
+    /// Stable id (the PeerId).
+    pub id: String,
+    pub name: String,
+    pub sel: Selection,
+    /// First char of their view.
+    pub top: Option<usize>,
     pub last_active_ms: u64,
 }
 
@@ -183,6 +197,7 @@ impl Editor {
         let color = palette[self.peers.len() % palette.len().max(1)];
         let cursor = doc.add_cursor(sel);
         self.peers.push(Peer {
+            id: String::new(),
             name: name.to_owned(),
             color,
             cursor,
@@ -212,6 +227,34 @@ impl Editor {
             }
         }
         p.last_active_ms = now_ms;
+    }
+
+    /// Make the peers list match the network's view: add, move and drop peers.
+    pub fn sync_peers(&mut self, doc: &mut Document, views: &[PeerView]) {
+        let gone: Vec<usize> = (0..self.peers.len())
+            .rev()
+            .filter(|&i| !views.iter().any(|v| v.id == self.peers[i].id))
+            .collect();
+        for i in gone {
+            self.remove_peer(doc, i);
+        }
+        for v in views {
+            let i = match self.peers.iter().position(|p| p.id == v.id) {
+                Some(i) => i,
+                None => {
+                    let i = self.add_peer(doc, &v.name, v.sel, v.last_active_ms);
+                    self.peers[i].id = v.id.clone();
+                    i
+                }
+            };
+            self.peers[i].name.clone_from(&v.name);
+            self.update_peer(doc, i, v.sel, v.top, v.last_active_ms);
+        }
+    }
+
+    /// First char of the top line of the view.
+    pub fn top_char(&self, doc: &Document) -> usize {
+        doc.cursor(self.view_anchor).map_or(0, |s| s.head)
     }
 
     /// A peer left.

@@ -49,6 +49,10 @@ pub trait Host {
     fn save(&mut self) -> Result<String, String>;
     /// Periodic work: commit after the idle window, persist, merge outside changes.
     fn tick(&mut self, now_ms: u64) -> Result<(), String>;
+    /// Who else is here, with positions resolved in the document; `me` and `top` (the
+    /// first char of my view) are what this device shows them. `None` when there is
+    /// no network (the peers list is then left alone).
+    fn presence(&mut self, me: tandem_doc::Selection, top: usize) -> Option<Vec<editor::PeerView>>;
     /// Messages from elsewhere (the network) for the message line, each with text to
     /// copy to the clipboard.
     fn notices(&mut self) -> Vec<(String, Option<String>)>;
@@ -172,6 +176,16 @@ fn event_loop(
         if last_tick.elapsed() >= Duration::from_millis(50) {
             if let Err(e) = host.tick(now) {
                 editor.error(e);
+            }
+            let mut mine = None;
+            host.with_doc(&mut |doc| {
+                mine =
+                    Some((doc.cursor(tandem_doc::CursorId::LOCAL).unwrap_or_default(), editor.top_char(doc)))
+            });
+            if let Some((sel, top)) = mine {
+                if let Some(views) = host.presence(sel, top) {
+                    host.with_doc(&mut |doc| editor.sync_peers(doc, &views));
+                }
             }
             for (text, copy) in host.notices() {
                 editor.info(text);

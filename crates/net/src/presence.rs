@@ -1,0 +1,252 @@
+//! `/tandem/presence/1`: who is here and where their cursor is. Ephemeral (never
+//! stored), rate-limited by the sender, and dropped when the peer disconnects.
+//!
+//! Peers forward the presence they receive (it names its origin), so everyone in a
+//! session sees everyone; an entry not refreshed for [`EXPIRE`] is dropped, and
+//! senders repeat their presence every [`HEARTBEAT`].
+//!
+//! Positions travel twice: as a char index, and as an Automerge cursor (stable
+//! across concurrent edits) that the receiver prefers when it can resolve it.
+//!
+//! Frame: `len: u32 BE | version: u8 | name_len: u8 | name | 3 x position`, where a
+//! position is `index: u64 BE | stable_len: u8 | stable`. The three positions are the
+//! selection's anchor and head and the first char of the viewport.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::{PeerId, StreamProtocol};
+
+pub const PROTOCOL: &str = "/tandem/presence/1";
+const VERSION: u8 = 1;
+/// Largest presence frame.
+pub const MAX_PRESENCE: usize = 2048;
+/// How often an unchanged presence is sent again.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a presence lives without being refreshed.
+pub const EXPIRE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// One position in the document.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pos {
+    pub index: u64,
+    /// An Automerge cursor's bytes (empty when the sender had none).
+    pub stable: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// Whose presence this is (PeerId bytes): peers forward each other's.
+    pub origin: Vec<u8>,
+    pub name: String,
+    pub anchor: Pos,
+    pub head: Pos,
+    pub top: Pos,
+}
+
+pub fn encode(p: &Presence) -> Vec<u8> {
+    let mut body = vec![VERSION];
+    let origin = &p.origin[..p.origin.len().min(64)];
+    body.push(origin.len() as u8);
+    body.extend_from_slice(origin);
+    let name = &p.name.as_bytes()[..p.name.len().min(64)];
+    body.push(name.len() as u8);
+    body.extend_from_slice(name);
+    for pos in [&p.anchor, &p.head, &p.top] {
+        body.extend_from_slice(&pos.index.to_be_bytes());
+        let stable = &pos.stable[..pos.stable.len().min(255)];
+        body.push(stable.len() as u8);
+        body.extend_from_slice(stable);
+    }
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Decode a frame body (after the length prefix).
+pub fn decode(body: &[u8]) -> Result<Presence, &'static str> {
+    let mut r = body;
+    let mut take = |n: usize| -> Result<&[u8], &'static str> {
+        if r.len() < n {
+            return Err("truncated presence");
+        }
+        let (h, t) = r.split_at(n);
+        r = t;
+        Ok(h)
+    };
+    if take(1)?[0] != VERSION {
+        return Err("unknown presence version");
+    }
+    let n = take(1)?[0] as usize;
+    let origin = take(n)?.to_vec();
+    let n = take(1)?[0] as usize;
+    let name = std::str::from_utf8(take(n)?).map_err(|_| "name is not UTF-8")?.to_owned();
+    let mut pos = || -> Result<Pos, &'static str> {
+        let index = u64::from_be_bytes(take(8)?.try_into().expect("8 bytes"));
+        let n = take(1)?[0] as usize;
+        Ok(Pos { index, stable: take(n)?.to_vec() })
+    };
+    let (anchor, head, top) = (pos()?, pos()?, pos()?);
+    if !take(0)?.is_empty() || !r.is_empty() {
+        return Err("trailing bytes in presence");
+    }
+    Ok(Presence { origin, name, anchor, head, top })
+}
+
+/// The codec: a presence frame out, nothing back.
+#[derive(Clone, Default)]
+pub struct PresenceCodec;
+
+impl libp2p::request_response::Codec for PresenceCodec {
+    type Protocol = StreamProtocol;
+    type Request = Presence;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Presence>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_PRESENCE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("presence of {len} bytes is over the limit"),
+            ));
+        }
+        let mut body = vec![0u8; len];
+        io.read_exact(&mut body).await?;
+        decode(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, p: Presence) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode(&p)).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        io.close().await
+    }
+}
+
+/// Presence shared between the node (network side) and the editor.
+#[derive(Default)]
+pub struct Board {
+    local: Option<Presence>,
+    local_version: u64,
+    sent_version: u64,
+    /// Remote peers by origin: their presence, when it last changed, when last heard.
+    remote: HashMap<PeerId, (Presence, Instant, Instant)>,
+    last_sent: Option<Instant>,
+}
+
+pub type SharedBoard = Arc<Mutex<Board>>;
+
+impl Board {
+    /// Set what this device shows; only a change is sent.
+    pub fn set_local(&mut self, p: Presence) {
+        if self.local.as_ref() != Some(&p) {
+            self.local = Some(p);
+            self.local_version += 1;
+        }
+    }
+
+    /// The local presence when it changed since last taken, or is due again.
+    pub fn take_unsent(&mut self) -> Option<Presence> {
+        let due = self.last_sent.is_none_or(|t| t.elapsed() >= HEARTBEAT);
+        if self.sent_version == self.local_version && !due {
+            return None;
+        }
+        self.local.as_ref()?;
+        self.sent_version = self.local_version;
+        self.last_sent = Some(Instant::now());
+        self.local.clone()
+    }
+
+    pub fn local(&self) -> Option<Presence> {
+        self.local.clone()
+    }
+
+    /// Record a presence from `origin`; true when it changed (and is worth forwarding).
+    pub fn update(&mut self, origin: PeerId, p: Presence) -> bool {
+        let now = Instant::now();
+        match self.remote.get_mut(&origin) {
+            Some((old, _, heard)) if *old == p => {
+                *heard = now;
+                false
+            }
+            _ => {
+                self.remote.insert(origin, (p, now, now));
+                true
+            }
+        }
+    }
+
+    pub fn remove(&mut self, peer: &PeerId) {
+        self.remote.remove(peer);
+    }
+
+    /// Every remote peer heard from lately: id, presence, and how long since it changed.
+    pub fn peers(&mut self) -> Vec<(String, Presence, std::time::Duration)> {
+        self.remote.retain(|_, (_, _, heard)| heard.elapsed() < EXPIRE);
+        let mut v: Vec<_> = self
+            .remote
+            .iter()
+            .map(|(id, (p, changed, _))| (id.to_string(), p.clone(), changed.elapsed()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_round_trips_and_bad_frames_are_refused() {
+        let p = Presence {
+            origin: vec![1, 2],
+            name: "ada".into(),
+            anchor: Pos { index: 3, stable: vec![1, 2, 3] },
+            head: Pos { index: 9, stable: vec![] },
+            top: Pos { index: 0, stable: vec![7; 40] },
+        };
+        let frame = encode(&p);
+        assert_eq!(decode(&frame[4..]), Ok(p));
+        for cut in 4..frame.len() {
+            assert!(decode(&frame[4..cut]).is_err());
+        }
+        let mut bad = frame[4..].to_vec();
+        bad[0] = 2;
+        assert_eq!(decode(&bad), Err("unknown presence version"));
+    }
+
+    #[test]
+    fn only_changes_are_sent() {
+        let mut b = Board::default();
+        assert_eq!(b.take_unsent(), None);
+        let p = Presence { name: "x".into(), ..Presence::default() };
+        b.set_local(p.clone());
+        assert_eq!(b.take_unsent(), Some(p.clone()));
+        b.set_local(p);
+        assert_eq!(b.take_unsent(), None, "unchanged and not yet due");
+    }
+}
