@@ -182,10 +182,10 @@ fn event_loop(
                 mine =
                     Some((doc.cursor(tandem_doc::CursorId::LOCAL).unwrap_or_default(), editor.top_char(doc)))
             });
-            if let Some((sel, top)) = mine {
-                if let Some(views) = host.presence(sel, top) {
-                    host.with_doc(&mut |doc| editor.sync_peers(doc, &views));
-                }
+            if let Some((sel, top)) = mine
+                && let Some(views) = host.presence(sel, top)
+            {
+                host.with_doc(&mut |doc| editor.sync_peers(doc, &views));
             }
             for (text, copy) in host.notices() {
                 editor.info(text);
