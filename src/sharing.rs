@@ -91,7 +91,8 @@ pub async fn start_share(service: &Arc<Service>, file: &Path, net: Net) -> Resul
     let key = device_key(&home_dir())?;
     let peer = key.public().to_peer_id();
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (mut swarm, listeners) = node::swarm(key, net.transport, net.listen)?;
+    let cert = node::webrtc_certificate(&home_dir())?;
+    let (mut swarm, listeners) = node::swarm(key, cert, net.transport, net.listen)?;
     let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
     let ticket = Ticket { name, doc, peer, addrs, role: Role::Writer };
     Ok((Node::new(swarm, Arc::clone(service), file.to_owned(), doc, net.transport), ticket))
@@ -107,7 +108,8 @@ pub async fn start_join(
     net: Net,
 ) -> Result<(Node, Ticket), String> {
     let key = device_key(&home_dir())?;
-    let (mut swarm, listeners) = node::swarm(key.clone(), net.transport, net.listen)?;
+    let cert = node::webrtc_certificate(&home_dir())?;
+    let (mut swarm, listeners) = node::swarm(key.clone(), cert, net.transport, net.listen)?;
     let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
     let envelopes = node::fetch(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc, net.transport)
         .await

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const TRANSPORTS: [&str; 2] = ["quic", "tcp"];
+const TRANSPORTS: [&str; 3] = ["quic", "webrtc", "tcp"];
 
 struct Peer {
     name: String,

@@ -29,9 +29,10 @@ use crate::protocol::{self, DocId, Hash, Message, PROTOCOL};
 /// Which transports a node listens and dials on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// QUIC and TCP, QUIC first.
+    /// QUIC, WebRTC and TCP, in that order.
     Any,
     Quic,
+    Webrtc,
     Tcp,
 }
 
@@ -41,20 +42,27 @@ impl std::str::FromStr for Transport {
         match s {
             "any" => Ok(Transport::Any),
             "quic" => Ok(Transport::Quic),
+            "webrtc" => Ok(Transport::Webrtc),
             "tcp" => Ok(Transport::Tcp),
-            other => Err(format!("--transport {other}: use quic or tcp (webrtc is not built yet)")),
+            other => Err(format!("--transport {other}: use quic, webrtc or tcp")),
         }
     }
 }
 
 impl Transport {
-    fn allows(self, addr: &Multiaddr) -> bool {
-        let quic = addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1));
-        match self {
-            Transport::Any => true,
-            Transport::Quic => quic,
-            Transport::Tcp => !quic,
+    fn of(addr: &Multiaddr) -> Transport {
+        use libp2p::multiaddr::Protocol;
+        if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
+            Transport::Quic
+        } else if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+            Transport::Webrtc
+        } else {
+            Transport::Tcp
         }
+    }
+
+    fn allows(self, addr: &Multiaddr) -> bool {
+        self == Transport::Any || self == Transport::of(addr)
     }
 }
 
@@ -127,18 +135,46 @@ impl Behaviour {
     }
 }
 
+/// The WebRTC certificate in `home` (its hash is part of this device's WebRTC
+/// addresses, so it is kept), created on first use.
+pub fn webrtc_certificate(home: &std::path::Path) -> Result<libp2p_webrtc::tokio::Certificate, String> {
+    use libp2p_webrtc::tokio::Certificate;
+    let path = home.join("webrtc.pem");
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => Certificate::from_pem(&pem)
+            .map_err(|e| format!("{}: not a certificate ({e}); move it aside", path.display())),
+        Err(_) => {
+            let cert = Certificate::generate(&mut rand::rng()).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(home).map_err(|e| format!("{}: {e}", home.display()))?;
+            std::fs::write(&path, cert.serialize_pem()).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(cert)
+        }
+    }
+}
+
 /// Build a swarm for `key` listening on `ip` (all interfaces for 0.0.0.0; the port is
-/// chosen by the OS).
+/// chosen by the OS). `cert` is the WebRTC certificate.
 pub fn swarm(
     key: Keypair,
+    cert: libp2p_webrtc::tokio::Certificate,
     transport: Transport,
     ip: std::net::Ipv4Addr,
 ) -> Result<(Swarm<Behaviour>, Vec<ListenerId>), String> {
+    use libp2p::core::Transport as _;
+    use libp2p::core::muxing::StreamMuxerBox;
+    // Two TLS back ends end up in the build (ring through QUIC, aws-lc through the
+    // WebRTC stack), so rustls cannot pick one by itself: pick ring, once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| e.to_string())?
         .with_quic()
+        .with_other_transport(|key| {
+            Ok(libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
+                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn))))
+        })
+        .map_err(|e| e.to_string())?
         .with_behaviour(|key| Behaviour {
             sync: request_response::Behaviour::new(
                 [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
@@ -155,7 +191,11 @@ pub fn swarm(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
     let mut listeners = Vec::new();
-    for a in [format!("/ip4/{ip}/udp/0/quic-v1"), format!("/ip4/{ip}/tcp/0")] {
+    for a in [
+        format!("/ip4/{ip}/udp/0/quic-v1"),
+        format!("/ip4/{ip}/udp/0/webrtc-direct"),
+        format!("/ip4/{ip}/tcp/0"),
+    ] {
         let addr: Multiaddr = a.parse().expect("valid listen address");
         if transport.allows(&addr) {
             listeners.push(swarm.listen_on(addr).map_err(|e| e.to_string())?);
@@ -181,11 +221,14 @@ pub async fn listen_addrs(swarm: &mut Swarm<Behaviour>, listeners: usize) -> Vec
             _ = &mut deadline, if seen.len() >= listeners => break,
         }
     }
-    // QUIC first, then TCP; loopback last (a joiner on this machine still finds it).
+    // QUIC, then WebRTC, then TCP; loopback last (a joiner on this machine still finds it).
     addrs.sort_by_key(|a| {
-        let quic = a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1));
-        let loopback = a.to_string().contains("/127.");
-        (!quic, loopback)
+        let rank = match Transport::of(a) {
+            Transport::Quic => 0,
+            Transport::Webrtc => 1,
+            _ => 2,
+        };
+        (rank, a.to_string().contains("/127."))
     });
     addrs
 }

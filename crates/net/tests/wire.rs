@@ -47,18 +47,21 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         .try_into()
         .unwrap();
 
-    for transport in [Transport::Quic, Transport::Tcp] {
+    for transport in [Transport::Quic, Transport::Webrtc, Transport::Tcp] {
         let key = libp2p::identity::Keypair::generate_ed25519();
+        let cert = node::webrtc_certificate(dir.path()).unwrap();
         let (mut swarm, listeners) =
-            node::swarm(key.clone(), transport, "127.0.0.1".parse().unwrap()).unwrap();
+            node::swarm(key.clone(), cert, transport, "127.0.0.1".parse().unwrap()).unwrap();
         let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
         let peer = key.public().to_peer_id();
         let node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let running = tokio::spawn(node.run(rx));
 
+        let other = tempfile::tempdir().unwrap();
         let (mut client, _) = node::swarm(
             libp2p::identity::Keypair::generate_ed25519(),
+            node::webrtc_certificate(other.path()).unwrap(),
             transport,
             "127.0.0.1".parse().unwrap(),
         )
