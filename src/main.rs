@@ -138,7 +138,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match (cli.command, cli.file) {
         (Some(command), _) => {
-            init_logging(cli.quiet, cli.verbose, false);
+            // With a screen, share and join run the editor: logs must not reach it.
+            let screen = matches!(
+                command,
+                Command::Share { headless: false, .. } | Command::Join { headless: false, .. }
+            );
+            init_logging(cli.quiet, cli.verbose, screen);
             run(command)
         }
         (None, Some(file)) => {

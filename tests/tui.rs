@@ -453,7 +453,16 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     // relayed through the headless sharer they are both connected to.
     ada.wait_for("‹bob›");
     ada.wait_for("● bob");
-    bob.wait_for("‹ada›");
+    let screen = bob.wait_for("‹ada›");
+    // Logs (the network's included) go to a file, never onto the screen.
+    for t in [&ada, &bob] {
+        let s = t.screen();
+        assert!(
+            !s.contains("WARN") && !s.contains("ERROR") && !s.contains("INFO"),
+            "a log reached the screen:\n{s}"
+        );
+    }
+    let _ = screen;
 }
 
 struct KillOnDrop(std::process::Child);
