@@ -453,7 +453,7 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     // relayed through the headless sharer they are both connected to.
     ada.wait_for("‹bob›");
     ada.wait_for("● bob");
-    let screen = bob.wait_for("‹ada›");
+    bob.wait_for("‹ada›");
     // Logs (the network's included) go to a file, never onto the screen.
     for t in [&ada, &bob] {
         let s = t.screen();
@@ -462,7 +462,6 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
             "a log reached the screen:\n{s}"
         );
     }
-    let _ = screen;
 }
 
 struct KillOnDrop(std::process::Child);
