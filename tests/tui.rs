@@ -242,6 +242,14 @@ fn a_failed_save_says_why_and_keeps_the_buffer() {
         eprintln!("skipping: chattr +i is not supported here");
         return;
     }
+    // Whatever happens below, leave a directory that can be deleted.
+    struct Mutable(PathBuf);
+    impl Drop for Mutable {
+        fn drop(&mut self) {
+            chattr(&self.0, "-i");
+        }
+    }
+    let _mutable = Mutable(dir.clone());
     t.type_text("more ");
     t.keys(&["C-s"]);
     let s = t.wait_for("not saved");

@@ -161,11 +161,11 @@ fn event_loop(
     let mut editor = None;
     host.with_doc(&mut |doc| editor = Some(Editor::new(config.clone(), name, doc)));
     let mut editor = editor.expect("the host ran the closure");
+    // Keys typed while loading count like any other (a Ctrl-S among them saves).
     for ev in early {
-        let now = now_ms();
-        host.with_doc(&mut |doc| {
-            editor.handle_event(&ev, doc, now);
-        });
+        if dispatch(host, &mut editor, &ev) {
+            return Ok(());
+        }
     }
     let mut last_tick = Instant::now() - Duration::from_secs(1);
     loop {
@@ -218,25 +218,29 @@ fn event_loop(
             if let Event::Resize(..) = ev {
                 terminal.autoresize()?;
             }
-            let mut action = Action::None;
-            let now = now_ms();
-            host.with_doc(&mut |doc| action = editor.handle_event(&ev, doc, now));
-            match action {
-                Action::None => {}
-                Action::Save => {
-                    save(host, &mut editor);
-                }
-                Action::Quit => return Ok(()),
-                Action::SaveAndQuit => {
-                    if save(host, &mut editor) {
-                        return Ok(());
-                    }
-                }
+            if dispatch(host, &mut editor, &ev) {
+                return Ok(());
             }
             if !event::poll(Duration::ZERO)? {
                 break;
             }
         }
+    }
+}
+
+/// Let the editor handle one event and carry out what it asks; true means quit.
+fn dispatch(host: &mut dyn Host, editor: &mut Editor, ev: &Event) -> bool {
+    let mut action = Action::None;
+    let now = now_ms();
+    host.with_doc(&mut |doc| action = editor.handle_event(ev, doc, now));
+    match action {
+        Action::None => false,
+        Action::Save => {
+            save(host, editor);
+            false
+        }
+        Action::Quit => true,
+        Action::SaveAndQuit => save(host, editor),
     }
 }
 
