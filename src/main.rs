@@ -92,34 +92,33 @@ enum Command {
     /// Share FILE with other devices: print a ticket, then keep the document in sync.
     Share {
         file: PathBuf,
-        /// Run without a screen (servers, scripts, tests).
-        #[arg(long)]
-        headless: bool,
-        /// Print the ticket as one JSON line (`{"ticket": ...}`).
-        #[arg(long)]
-        json: bool,
-        /// quic or tcp (default: both, QUIC first).
-        #[arg(long, default_value = "any")]
-        transport: String,
-        /// Listen on this IPv4 address only (default: every interface).
-        #[arg(long, default_value = "0.0.0.0")]
-        listen: std::net::Ipv4Addr,
+        #[command(flatten)]
+        peer: PeerOpts,
     },
     /// Join a shared document from its ticket, saving it into DIR (default: here).
     Join {
         ticket: String,
         dir: Option<PathBuf>,
-        /// Run without a screen.
-        #[arg(long)]
-        headless: bool,
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value = "any")]
-        transport: String,
-        /// Listen on this IPv4 address only (default: every interface).
-        #[arg(long, default_value = "0.0.0.0")]
-        listen: std::net::Ipv4Addr,
+        #[command(flatten)]
+        peer: PeerOpts,
     },
+}
+
+/// How a sharing peer runs.
+#[derive(clap::Args)]
+struct PeerOpts {
+    /// Run without a screen (servers, scripts, tests).
+    #[arg(long)]
+    headless: bool,
+    /// Print this peer's ticket as one JSON line (`{"ticket", "peer_id", "doc_id", "file", "addrs"}`).
+    #[arg(long)]
+    json: bool,
+    /// quic, webrtc or tcp (default: all three, QUIC first).
+    #[arg(long, default_value = "any")]
+    transport: String,
+    /// Listen on this IPv4 address only (default: every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    listen: std::net::Ipv4Addr,
 }
 
 /// A failed command: its message and exit code.
@@ -140,8 +139,9 @@ fn main() -> ExitCode {
         (Some(command), _) => {
             // With a screen, share and join run the editor: logs must not reach it.
             let screen = matches!(
-                command,
-                Command::Share { headless: false, .. } | Command::Join { headless: false, .. }
+                &command,
+                Command::Share { peer: PeerOpts { headless: false, .. }, .. }
+                    | Command::Join { peer: PeerOpts { headless: false, .. }, .. }
             );
             init_logging(cli.quiet, cli.verbose, screen);
             run(command)
@@ -267,12 +267,13 @@ fn run(command: Command) -> Result<(), Failure> {
             out(&s)
         }
         Command::Watch { file, json } => watch(&abs(&file)?, json),
-        Command::Share { file, headless, json, transport, listen } => {
-            sharing::share(&abs(&file)?, headless, json, sharing::Net::parse(&transport, listen)?)
+        Command::Share { file, peer } => {
+            let net = sharing::Net::parse(&peer.transport, peer.listen)?;
+            sharing::share(&abs(&file)?, peer.headless, peer.json, net)
         }
-        Command::Join { ticket, dir, headless, json, transport, listen } => {
-            let net = sharing::Net::parse(&transport, listen)?;
-            sharing::join(&ticket, &dir.unwrap_or_else(|| PathBuf::from(".")), headless, json, net)
+        Command::Join { ticket, dir, peer } => {
+            let net = sharing::Net::parse(&peer.transport, peer.listen)?;
+            sharing::join(&ticket, &dir.unwrap_or_else(|| PathBuf::from(".")), peer.headless, peer.json, net)
         }
     }
 }

@@ -173,8 +173,14 @@ fn editing_keys_select_cut_search_and_go_to_line() {
     t.wait_for("cut 6 characters");
     t.keys(&["C-f"]);
     t.type_text("third");
-    t.keys(&["Enter", "Escape"]);
+    t.keys(&["Enter"]);
+    t.wait_for("Find: third");
+    // A terminal's Escape is a bare ESC byte: a key sent right behind it would read as
+    // Alt+key, so wait for the search to close before the next one (as a typist does).
+    t.keys(&["Escape"]);
+    wait_until(&t, |s| !s.contains("Find:"));
     t.keys(&["C-g"]);
+    t.wait_for("Go to line:");
     t.type_text("2");
     t.keys(&["Enter", "End"]);
     t.type_text("!");
@@ -259,6 +265,14 @@ fn a_failed_save_says_why_and_keeps_the_buffer() {
     t.keys(&["C-s"]);
     t.wait_for("saved ro.txt");
     assert_eq!(t.file("ro.txt"), "more data\n");
+}
+
+fn wait_until(t: &Tmux, ok: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok(&t.screen()) {
+        assert!(Instant::now() < deadline, "the screen never got there:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn chattr(dir: &Path, flag: &str) -> bool {
