@@ -98,7 +98,16 @@ pub fn run(host: &mut dyn Host, config: Config, name: &str, preview: Option<rope
         if let Some(sig) = signals.forever().next() {
             stopping.store(true, Ordering::SeqCst);
             tracing::info!("signal {sig}: committing and leaving");
-            closer();
+            // Commit on a thread of its own and wait a bounded time: whatever holds the
+            // document must not keep a dead terminal's editor alive.
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                closer();
+                let _ = done.send(());
+            });
+            if finished.recv_timeout(Duration::from_secs(3)).is_err() {
+                tracing::error!("signal {sig}: committing took too long; leaving anyway");
+            }
             restore_terminal();
             std::process::exit(128 + sig);
         }
