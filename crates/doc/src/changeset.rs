@@ -299,6 +299,17 @@ impl ChangeSet {
     /// inserted is never deleted by the result; at one position `other`'s insert
     /// comes first.
     pub fn rebase(&self, other: &ChangeSet) -> ChangeSet {
+        self.rebase_tie(other, false)
+    }
+
+    /// [`Self::rebase`], except that at one position this change set's insert comes
+    /// first. `a.rebase(b)` and `b.rebase_mine_first(a)` order ties the same way, so
+    /// `a` then `b.rebase_mine_first(a)` equals `b` then `a.rebase(b)`.
+    pub fn rebase_mine_first(&self, other: &ChangeSet) -> ChangeSet {
+        self.rebase_tie(other, true)
+    }
+
+    fn rebase_tie(&self, other: &ChangeSet, mine_first: bool) -> ChangeSet {
         debug_assert_eq!(self.len, other.len, "rebasing over a change set of another document");
         let mut out = ChangeSet::new();
         let mut a = self.ops.iter().cloned();
@@ -307,6 +318,11 @@ impl ChangeSet {
         loop {
             match (ha.take(), hb.take()) {
                 (None, None) => break,
+                (Some(Op::Insert(s)), h) if mine_first => {
+                    out.insert(&s);
+                    ha = a.next();
+                    hb = h;
+                }
                 (h, Some(Op::Insert(t))) => {
                     out.retain(char_len(&t));
                     hb = b.next();

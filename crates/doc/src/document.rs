@@ -8,6 +8,7 @@ use ropey::Rope;
 
 use crate::changeset::ChangeSet;
 use crate::cursor::{CursorId, Cursors, Selection};
+use crate::live::{LiveEdit, Outbox, Overlay, same_heads};
 use crate::undo::History;
 
 /// The map key of the document's text object.
@@ -123,6 +124,10 @@ pub struct Document {
     committed_edits: Vec<ChangeSet>,
     cursors: Cursors,
     history: History,
+    /// Local edits waiting to go out as live edits, when recording them.
+    live_out: Option<Outbox>,
+    /// A peer's live edits on the rope ahead of Automerge (see the `live` module).
+    overlay: Option<Overlay>,
 }
 
 impl std::fmt::Debug for Document {
@@ -211,10 +216,13 @@ impl Document {
             committed_edits: Vec::new(),
             cursors: Cursors::default(),
             history,
+            live_out: None,
+            overlay: None,
         }
     }
 
-    /// The text, always equal to the Automerge text (pending edits included).
+    /// The text as shown: the Automerge text (pending edits included), plus a peer's
+    /// live edits whose change has not arrived yet (see [`Self::apply_live`]).
     pub fn rope(&self) -> &Rope {
         &self.rope
     }
@@ -284,15 +292,24 @@ impl Document {
 
     fn apply_edit(&mut self, edit: &ChangeSet, origin: Origin, now_ms: u64) {
         if origin != Origin::Remote {
-            self.pending_edit = Some(match self.pending_edit.take() {
-                Some(before) => before.compose(edit),
+            // Under a peer's live edits the rope runs ahead of Automerge: Automerge
+            // gets the edit as it applies to its own text.
+            let on_automerge = match &mut self.overlay {
+                Some(overlay) => overlay.local(edit),
                 None => edit.clone(),
+            };
+            if let Some(out) = &mut self.live_out {
+                out.record(&self.heads, &on_automerge);
+            }
+            for s in on_automerge.splices() {
+                self.splice_automerge(s.pos, s.delete, s.insert, now_ms);
+            }
+            self.pending_edit = Some(match self.pending_edit.take() {
+                Some(before) => before.compose(&on_automerge),
+                None => on_automerge,
             });
             let first = self.pending.map_or(now_ms, |(first, _)| first);
             self.pending = Some((first, now_ms));
-            for s in edit.splices() {
-                self.splice_automerge(s.pos, s.delete, s.insert, now_ms);
-            }
         }
         edit.apply(&mut self.rope);
         self.cursors.map(edit, origin != Origin::Remote);
@@ -332,6 +349,9 @@ impl Document {
 
     fn commit_transaction(&mut self, now_ms: u64) {
         self.pending_ops = 0;
+        if let Some(out) = &mut self.live_out {
+            out.committed();
+        }
         if let Some(edit) = self.pending_edit.take() {
             self.committed_edits.push(edit);
         }
@@ -391,6 +411,16 @@ impl Document {
         if self.pending.take().is_some() {
             self.commit_transaction(now_ms);
         }
+        if self.overlay.take().is_some() {
+            // The rope holds live edits Automerge has not seen: patches would not fit
+            // it, so make it equal to Automerge's text by a diff instead (empty when
+            // these changes carry exactly what the live edits showed).
+            let applied = self.am.apply_changes(changes);
+            self.heads = self.am.get_heads();
+            let edits = self.resync().into_iter().collect();
+            applied.map_err(|e| DocError::Corrupt(format!("change rejected by Automerge: {e}")))?;
+            return Ok(edits);
+        }
         // The patch log is on only around remote applies: logging every local
         // keystroke's ops costs more than the local edit itself.
         self.am.update_diff_cursor();
@@ -446,7 +476,8 @@ impl Document {
         Some(edit)
     }
 
-    /// The actor that inserted each char of `range` (char indices of the current text).
+    /// The actor that inserted each char of `range` (char indices of Automerge's text,
+    /// which is the rope's unless live edits are shown).
     pub fn char_actors(&self, range: std::ops::Range<usize>) -> Vec<ActorId> {
         self.am
             .list_range(&self.text, range)
@@ -459,7 +490,57 @@ impl Document {
 
     /// True when the rope equals Automerge's text (an O(n) check for tests and verify).
     pub fn is_consistent(&self) -> bool {
-        self.am.text(&self.text).is_ok_and(|t| self.rope == t.as_str())
+        let mut rope = self.rope.clone();
+        if let Some(overlay) = &self.overlay {
+            overlay.back.apply(&mut rope);
+        }
+        self.am.text(&self.text).is_ok_and(|t| rope == t.as_str())
+    }
+
+    /// Record local edits as [`LiveEdit`]s for [`Self::take_live`] (while sharing).
+    pub fn record_live(&mut self, on: bool) {
+        self.live_out = on.then(Outbox::default);
+    }
+
+    /// Live edits made since the last call, oldest first.
+    pub fn take_live(&mut self) -> Vec<LiveEdit> {
+        self.live_out.as_mut().map(|out| std::mem::take(&mut out.queue)).unwrap_or_default()
+    }
+
+    /// Show a peer's live edit at once when it is exact here: this document is at the
+    /// heads its transaction started from, has no local edits of its own in flight,
+    /// and has shown that transaction's earlier live edits. Returns the rope edit
+    /// made, `None` when it does not fit (the change will bring it).
+    pub fn apply_live(&mut self, actor: &ActorId, live: &LiveEdit) -> Option<ChangeSet> {
+        let len = self.rope.len_chars();
+        if *actor == self.author.actor || live.edit.len() != len {
+            return None;
+        }
+        let fits = match &self.overlay {
+            Some(overlay) => overlay.fits(actor, live),
+            None => live.seq == 0 && self.pending.is_none() && same_heads(&live.base, &self.heads),
+        };
+        if !fits {
+            return None;
+        }
+        self.overlay
+            .get_or_insert_with(|| Overlay::new(actor.clone(), live.base.clone(), len))
+            .push(&live.edit, &self.rope);
+        self.apply_edit(&live.edit, Origin::Remote, 0);
+        self.history.record_foreign(&live.edit);
+        Some(live.edit.clone())
+    }
+
+    /// True while a peer's live edits are shown ahead of their change.
+    pub fn has_overlay(&self) -> bool {
+        self.overlay.is_some()
+    }
+
+    /// Drop live edits shown ahead of their change, making the rope equal to
+    /// Automerge's text (before writing the text anywhere durable). Returns the edit.
+    pub fn settle(&mut self) -> Option<ChangeSet> {
+        self.overlay.take()?;
+        self.resync()
     }
 
     /// Undo the local user's newest undo step. Returns the edit it made, or `None`
@@ -571,11 +652,13 @@ impl Document {
     /// A position that survives concurrent edits (an Automerge cursor's bytes): it
     /// names the char at `pos`, or the end of the text.
     pub fn stable_position(&self, pos: usize) -> Vec<u8> {
-        let at = if pos >= self.len_chars() {
-            automerge::CursorPosition::End
-        } else {
-            automerge::CursorPosition::Index(pos)
+        // Under live edits, the char is named in Automerge's text.
+        let (pos, len) = match &self.overlay {
+            Some(o) => (o.to_automerge(pos), o.back.len_after()),
+            None => (pos, self.len_chars()),
         };
+        let at =
+            if pos >= len { automerge::CursorPosition::End } else { automerge::CursorPosition::Index(pos) };
         self.am.get_cursor(&self.text, at, None).map(|c| c.to_bytes()).unwrap_or_default()
     }
 
@@ -583,7 +666,9 @@ impl Document {
     /// cursor or name a char this document does not know (yet).
     pub fn resolve_position(&self, stable: &[u8]) -> Option<usize> {
         let cursor = automerge::Cursor::try_from(stable).ok()?;
-        self.am.get_cursor_position(&self.text, &cursor, None).ok().map(|p| p.min(self.len_chars()))
+        let pos = self.am.get_cursor_position(&self.text, &cursor, None).ok()?;
+        let pos = self.overlay.as_ref().map_or(pos, |o| o.to_rope(pos));
+        Some(pos.min(self.len_chars()))
     }
 
     /// Which of `hashes` this document does not have (pending edits are committed first).

@@ -10,6 +10,9 @@
 //!   one change carrying author and time;
 //! - a batch of remote changes is applied with one `apply_changes` call and the
 //!   resulting patches become rope edits ([`Document::apply_remote`]);
+//! - while sharing, each local edit also goes out at once in rope form
+//!   ([`LiveEdit`]); a peer shows it before the change carrying it arrives, when it is
+//!   exact there ([`Document::apply_live`], the `live` module);
 //! - every edit, whatever its origin, moves every cursor ([`Selection`]) and feeds
 //!   per-user undo ([`Document::undo`]).
 //!
@@ -30,6 +33,7 @@ mod cursor;
 mod diff;
 mod document;
 pub mod export;
+mod live;
 mod undo;
 
 pub use automerge::{ActorId, Change, ChangeHash};
@@ -37,3 +41,4 @@ pub use changeset::{Assoc, ChangeSet, Op, Splice};
 pub use cursor::{CursorId, Selection};
 pub use diff::diff;
 pub use document::{Author, ChangeInfo, DocConfig, DocError, Document, Origin};
+pub use live::{LiveEdit, MAX_LIVE_CHARS};

@@ -1,10 +1,10 @@
 //! Simulated peers in one process: random concurrent edits, changes exchanged in
-//! random order and batches. All peers converge, every rope equals its Automerge text
+//! random order and batches, live edits delivered (or lost) ahead of their changes. All peers converge, every rope equals its Automerge text
 //! after every step, cursors stay in bounds and on their side, and undo never removes
 //! another author's text.
 
 use proptest::prelude::*;
-use tandem_doc::{ActorId, Author, Change, DocConfig, Document, Selection};
+use tandem_doc::{ActorId, Author, Change, DocConfig, Document, LiveEdit, Selection};
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -35,6 +35,13 @@ enum Step {
         peer: usize,
         at: f64,
     },
+    /// Deliver the next `n` live edits `from` made to `to`, losing one when `lose`.
+    Live {
+        from: usize,
+        to: usize,
+        n: usize,
+        lose: bool,
+    },
 }
 
 fn text_strategy() -> impl Strategy<Value = String> {
@@ -51,7 +58,9 @@ fn step_strategy(peers: usize) -> impl Strategy<Value = Step> {
             .prop_map(|(from, to, seed, batch)| Step::Deliver { from, to, seed, batch }),
         1 => p.clone().prop_map(|peer| Step::Undo { peer }),
         1 => p.clone().prop_map(|peer| Step::Redo { peer }),
-        1 => (p, 0.0..=1.0f64).prop_map(|(peer, at)| Step::MoveCursor { peer, at }),
+        1 => (p.clone(), 0.0..=1.0f64).prop_map(|(peer, at)| Step::MoveCursor { peer, at }),
+        4 => (p.clone(), p, 1..6usize, prop::bool::weighted(0.1))
+            .prop_map(|(from, to, n, lose)| Step::Live { from, to, n, lose }),
     ]
 }
 
@@ -67,6 +76,9 @@ struct Peer {
     actor: ActorId,
     /// A cursor of "someone else" registered on this peer, to check mapping.
     watcher: tandem_doc::CursorId,
+    /// Every live edit this peer made, and how many of them each peer was given.
+    live: Vec<LiveEdit>,
+    live_given: Vec<usize>,
 }
 
 fn check(peer: &Peer) -> Result<(), TestCaseError> {
@@ -84,7 +96,8 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
             let actor = ActorId::from(vec![i as u8 + 1; 16]);
             let mut doc = Document::new(Author::new(format!("peer{i}"), actor.clone()), DocConfig::default());
             let watcher = doc.add_cursor(Selection::caret(0));
-            Peer { doc, actor, watcher }
+            doc.record_live(true);
+            Peer { doc, actor, watcher, live: Vec::new(), live_given: vec![0; peers] }
         })
         .collect();
     let mut now = 1_000u64;
@@ -127,7 +140,12 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let is_undo = matches!(step, Step::Undo { .. });
                 let p = &mut ps[peer];
                 let before = p.doc.rope().clone();
-                let actors = p.doc.char_actors(0..before.len_chars());
+                // Under live edits Automerge's text is not the rope's; the check waits.
+                let actors = if p.doc.has_overlay() {
+                    vec![p.actor.clone(); before.len_chars()]
+                } else {
+                    p.doc.char_actors(0..before.len_chars())
+                };
                 let edit = if is_undo { p.doc.undo(now) } else { p.doc.redo(now) };
                 if let Some(edit) = edit {
                     // Every char the undo/redo removed was inserted by this peer.
@@ -146,6 +164,27 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
                     }
                 }
             }
+            Step::Live { from, to, n, lose } => {
+                if from == to {
+                    continue;
+                }
+                let start = ps[from].live_given[to];
+                let end = (start + n).min(ps[from].live.len());
+                ps[from].live_given[to] = end;
+                let actor = ps[from].actor.clone();
+                let batch: Vec<LiveEdit> = ps[from].live[start..end].to_vec();
+                for (i, live) in batch.iter().enumerate() {
+                    if lose && i == 0 {
+                        continue;
+                    }
+                    let before = ps[to].doc.rope().clone();
+                    if let Some(edit) = ps[to].doc.apply_live(&actor, live) {
+                        let mut expect = before;
+                        edit.apply(&mut expect);
+                        prop_assert_eq!(ps[to].doc.rope(), &expect);
+                    }
+                }
+            }
             Step::MoveCursor { peer, at } => {
                 let w = ps[peer].watcher;
                 let d = &mut ps[peer].doc;
@@ -154,7 +193,9 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
                 d.break_undo_group();
             }
         }
-        for p in &ps {
+        for p in &mut ps {
+            let live = p.doc.take_live();
+            p.live.extend(live);
             check(p)?;
         }
     }
@@ -262,4 +303,86 @@ fn a_huge_paste_is_cut_into_bounded_changes_but_undone_in_one_step() {
     assert_eq!(d.len_chars(), 0);
     assert!(d.commit(5).len() >= 3, "the undo (a huge delete) is cut too");
     assert!(d.is_consistent());
+}
+
+fn pair() -> (Document, Document, ActorId) {
+    let a_actor = ActorId::from(vec![1; 16]);
+    let mut a = Document::new(Author::new("a", a_actor.clone()), DocConfig::default());
+    let mut b = Document::new(Author::new("b", ActorId::from(vec![2; 16])), DocConfig::default());
+    a.splice(0, 0, "hello world", 1).unwrap();
+    b.apply_remote(a.commit(2), 2).unwrap();
+    a.record_live(true);
+    (a, b, a_actor)
+}
+
+#[test]
+fn live_keystrokes_show_at_once_and_their_change_moves_nothing() {
+    let (mut a, mut b, a_actor) = pair();
+    let mine = b.add_cursor(Selection::caret(11));
+    for (i, c) in ", dear".chars().enumerate() {
+        a.splice(5 + i, 0, &c.to_string(), 10 + i as u64).unwrap();
+        for live in a.take_live() {
+            assert!(b.apply_live(&a_actor, &live).is_some(), "keystroke {i} not shown");
+        }
+        assert_eq!(b.rope(), a.rope());
+        assert!(b.is_consistent());
+    }
+    a.splice(0, 1, "H", 20).unwrap();
+    for live in a.take_live() {
+        b.apply_live(&a_actor, &live).unwrap();
+    }
+    assert_eq!(b.rope().to_string(), "Hello, dear world");
+    assert_eq!(b.cursor(mine), Some(Selection::caret(17)));
+    let edits = b.apply_remote(a.commit(400), 400).unwrap();
+    assert!(edits.is_empty(), "the change should only confirm what was shown: {edits:?}");
+    assert!(!b.has_overlay());
+    assert_eq!(b.rope().to_string(), "Hello, dear world");
+    assert_eq!(b.cursor(mine), Some(Selection::caret(17)));
+    // The next transaction starts from the new heads and is live again.
+    a.splice(17, 0, "!", 500).unwrap();
+    let live = a.take_live();
+    assert_eq!(live[0].seq, 0);
+    assert!(b.apply_live(&a_actor, &live[0]).is_some());
+}
+
+#[test]
+fn live_edits_that_do_not_fit_wait_for_their_change() {
+    let (mut a, mut b, a_actor) = pair();
+    // b is typing too: its text is not a's base, so a's keystroke waits.
+    b.splice(0, 0, ">", 5).unwrap();
+    a.splice(11, 0, "!", 6).unwrap();
+    let live = a.take_live();
+    assert!(b.apply_live(&a_actor, &live[0]).is_none());
+    // A lost keystroke stops the rest of that transaction from showing early.
+    let (mut a, mut b, a_actor) = pair();
+    a.splice(0, 0, "x", 5).unwrap();
+    a.splice(1, 0, "y", 6).unwrap();
+    let live = a.take_live();
+    assert!(b.apply_live(&a_actor, &live[1]).is_none());
+    // A keystroke of a different document length, or from myself, is refused.
+    let mut wrong = live[0].clone();
+    wrong.edit = tandem_doc::ChangeSet::splice(3, 0, 0, "z").unwrap();
+    assert!(b.apply_live(&a_actor, &wrong).is_none());
+    assert!(b.apply_live(&ActorId::from(vec![2; 16]), &live[0]).is_none());
+    b.apply_remote(a.commit(400), 400).unwrap();
+    assert_eq!(b.rope().to_string(), "xyhello world");
+    assert!(b.is_consistent());
+}
+
+#[test]
+fn typing_under_live_edits_keeps_both_and_converges() {
+    let (mut a, mut b, a_actor) = pair();
+    a.splice(11, 0, " again", 10).unwrap();
+    for live in a.take_live() {
+        b.apply_live(&a_actor, &live).unwrap();
+    }
+    // b types at the front while a's words are shown ahead of their change.
+    b.splice(0, 0, "> ", 20).unwrap();
+    assert_eq!(b.rope().to_string(), "> hello world again");
+    assert!(b.is_consistent());
+    b.apply_remote(a.commit(400), 400).unwrap();
+    a.apply_remote(b.commit(500), 500).unwrap();
+    assert_eq!(b.rope().to_string(), "> hello world again");
+    assert_eq!(a.rope(), b.rope());
+    assert!(a.is_consistent() && b.is_consistent());
 }
