@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tandem_doc::{Change, DocConfig};
+use tandem_doc::DocConfig;
 use tandem_net::node::{self, Node};
 use tandem_net::{Role, Ticket, Transport, device_key};
 use tandem_store::{Service, Workspace, home_dir, load_author};
@@ -24,7 +24,13 @@ fn usage(message: impl Into<String>) -> Failure {
 /// Become the owner of `ws` and serve scripts on its control socket.
 pub fn own(ws: &Workspace) -> Result<Arc<Service>, Failure> {
     let author = load_author(&home_dir())?;
-    let service = Service::own(ws.clone(), author, DocConfig::default())?.ok_or_else(|| {
+    let config = tandem_tui::Config::load(&home_dir().join("config.toml")).map_err(fail)?;
+    let doc_config = DocConfig {
+        commit_idle_ms: config.commit_idle_ms,
+        commit_max_ms: config.commit_max_ms,
+        ..DocConfig::default()
+    };
+    let service = Service::own(ws.clone(), author, doc_config)?.ok_or_else(|| {
         fail(format!(
             "{}: this workspace is open in another tandem process; use that one, or stop it first",
             ws.root().display()
@@ -49,21 +55,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Local changes from the service, moved onto the node's async channel.
-fn feed(
-    service: &Service,
-    file: &Path,
-) -> Result<tokio::sync::mpsc::UnboundedReceiver<Vec<Vec<u8>>>, String> {
-    let rx = service.subscribe_changes(file).map_err(|e| e.to_string())?;
+/// Move what a service channel yields onto an async channel for the node.
+fn bridge<T: Send + 'static>(rx: std::sync::mpsc::Receiver<T>) -> tokio::sync::mpsc::UnboundedReceiver<T> {
     let (tx, out) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
-        for batch in rx {
-            if tx.send(batch).is_err() {
+        for item in rx {
+            if tx.send(item).is_err() {
                 break;
             }
         }
     });
-    Ok(out)
+    out
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -111,14 +113,10 @@ pub async fn start_join(
     let cert = node::webrtc_certificate(&home_dir())?;
     let (mut swarm, listeners) = node::swarm(key.clone(), cert, net.transport, net.listen)?;
     let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
-    let envelopes = node::fetch(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc, net.transport)
+    let shared = node::fetch(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc, net.transport)
         .await
         .map_err(|e| format!("joining {}: {e}", ticket.name))?;
-    let changes = envelopes
-        .into_iter()
-        .map(|e| Change::from_bytes(e).map_err(|err| format!("the sharer sent a bad change: {err}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    service.join(file, &hex(&ticket.doc), changes).map_err(|e| e.to_string())?;
+    service.join(file, &hex(&ticket.doc), shared).map_err(|e| format!("joining {}: {e}", ticket.name))?;
     let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), ticket.doc, net.transport);
     let connected = node.swarm.is_connected(&ticket.peer);
     node.keep_connected(ticket.peer, ticket.addrs.clone(), connected);
@@ -134,8 +132,9 @@ pub async fn start_join(
 
 /// Run a started node until the process ends.
 pub async fn run_node(node: Node, service: &Service, file: &Path) -> Result<(), String> {
-    let local = feed(service, file)?;
-    node.run(local).await;
+    let local = bridge(service.subscribe_changes(file).map_err(|e| e.to_string())?);
+    let live = bridge(service.subscribe_live(file).map_err(|e| e.to_string())?);
+    node.run(local, live).await;
     Ok(())
 }
 

@@ -26,7 +26,9 @@ impl Tmux {
         }
         let dir = tempfile::tempdir().unwrap();
         if let Some((name, Some(c))) = file {
-            std::fs::write(dir.path().join(name), c).unwrap();
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, c).unwrap();
         }
         let home = dir.path().join("home");
         let socket = format!(
@@ -461,13 +463,27 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     let ticket =
         serde_json::from_str::<serde_json::Value>(&line).unwrap()["ticket"].as_str().unwrap().to_owned();
     let join = ["join", ticket.as_str(), "dir", "--listen", "127.0.0.1"];
-    let Some(ada) = Tmux::start_args(&join, None, "ada") else { return };
+    // Ada's typing is committed only after ten minutes: what bob sees of it comes
+    // as live edits, ahead of any change.
+    let slow_commits = "[commit]\nidle_ms = 600000\nmax_ms = 600000\n";
+    let Some(ada) = Tmux::start_args(&join, Some(("home/config.toml", Some(slow_commits))), "ada") else {
+        return;
+    };
     let Some(bob) = Tmux::start_args(&join, None, "bob") else { return };
     ada.wait_for("# pair");
     bob.wait_for("# pair");
     ada.keys(&["C-End"]);
     ada.type_text("ada was here ✓");
     bob.wait_for("ada was here ✓");
+    let log = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["log", "dir/pair.md", "--json"])
+        .current_dir(bob.dir.path())
+        .env("TANDEM_HOME", &bob.home)
+        .output()
+        .unwrap();
+    let log: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap();
+    let by_ada = log.as_array().unwrap().iter().filter(|c| c["author"] == "ada").count();
+    assert_eq!(by_ada, 0, "ada's typing should not be a change yet: {log}");
     bob.keys(&["C-Home"]);
     bob.type_text("bob: ");
     ada.wait_for("bob: # pair");

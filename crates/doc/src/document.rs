@@ -671,10 +671,16 @@ impl Document {
         Some(pos.min(self.len_chars()))
     }
 
-    /// Which of `hashes` this document does not have (pending edits are committed first).
+    /// Which of `hashes` this document does not have. Hashes that are current heads
+    /// are answered at once; looking up others commits pending edits first (Automerge
+    /// closes the open transaction to read its history).
     pub fn missing(&mut self, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
+        let unknown: Vec<ChangeHash> = hashes.iter().filter(|h| !self.heads.contains(h)).copied().collect();
+        if unknown.is_empty() {
+            return unknown;
+        }
         self.flush_pending();
-        hashes.iter().filter(|h| self.am.get_change_meta_by_hash(h).is_none()).copied().collect()
+        unknown.into_iter().filter(|h| self.am.get_change_meta_by_hash(h).is_none()).collect()
     }
 
     /// Text as it was at `heads`.

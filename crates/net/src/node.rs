@@ -6,21 +6,26 @@
 //! `Changes` to every peer, and changes received from one peer are forwarded to the
 //! others, so a chain A-B-C converges. A `Hello` every few seconds catches anything a
 //! push missed.
+//!
+//! Every local edit also goes out at once as `Live` (rope form, ahead of its change;
+//! see `tandem_doc::LiveEdit`), forwarded like changes. Changes that arrive together
+//! (all the events ready at one wake-up) are applied in one batch. A fresh peer is
+//! sent a `Snapshot` (the compact saved document) rather than every change.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
-use tandem_doc::{Change, ChangeHash};
-use tandem_store::Service;
+use tandem_doc::{ActorId, Change, ChangeHash, LiveEdit};
+use tandem_store::{Service, Shared};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::presence::{self, PresenceCodec, SharedBoard};
@@ -254,7 +259,20 @@ pub struct Node {
     redial: (u32, tokio::time::Instant),
     /// Presence shared with the editor, when there is one.
     board: SharedBoard,
+    /// This device's actor id, carried by its live edits.
+    actor: ActorId,
+    /// Changes received since the last batch was applied, with who sent them.
+    inbox: Vec<(PeerId, Vec<Vec<u8>>)>,
+    /// Live edits already seen (by a hash of their envelope), so forwarding stops.
+    seen_live: HashSet<u64>,
+    /// How each connected peer is reached.
+    links: HashMap<PeerId, Transport>,
 }
+
+/// Most live edits remembered for de-duplication before the memory is cleared.
+const SEEN_LIVE_MAX: usize = 100_000;
+/// Most swarm events handled at one wake-up before a batch of changes is applied.
+const EVENTS_PER_BATCH: usize = 256;
 
 impl Node {
     pub fn new(
@@ -264,6 +282,7 @@ impl Node {
         doc: DocId,
         transport: Transport,
     ) -> Node {
+        let actor = service.actor();
         Node {
             swarm,
             service,
@@ -274,6 +293,10 @@ impl Node {
             bootstrap: None,
             redial: (0, tokio::time::Instant::now()),
             board: SharedBoard::default(),
+            actor,
+            inbox: Vec::new(),
+            seen_live: HashSet::new(),
+            links: HashMap::new(),
         }
     }
 
@@ -349,27 +372,88 @@ impl Node {
         }
     }
 
-    /// Apply changes from `from`; forward them to everyone else when any were new.
-    fn receive(&mut self, from: PeerId, envelopes: Vec<Vec<u8>>) -> Result<Vec<ChangeHash>, String> {
-        let changes = envelopes
-            .iter()
-            .map(|e| {
-                Change::from_bytes(e.clone()).map_err(|err| format!("a change that does not decode: {err}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let (fresh, heads) = self.service.apply_remote(&self.file, changes).map_err(|e| e.to_string())?;
-        if fresh > 0 {
-            tracing::info!(peer = %from, fresh, "applied remote changes");
+    /// Check that `envelopes` decode, and queue them for the next batch.
+    fn receive(&mut self, from: PeerId, envelopes: Vec<Vec<u8>>) -> Result<(), String> {
+        decode_changes(&envelopes)?;
+        self.inbox.push((from, envelopes));
+        Ok(())
+    }
+
+    /// Apply every queued change with one Automerge call, then forward each sender's
+    /// changes to the other peers. A batch Automerge refuses is retried sender by
+    /// sender, so one bad peer cannot hold the others' changes back.
+    fn apply_inbox(&mut self) {
+        if self.inbox.is_empty() {
+            return;
+        }
+        let inbox = std::mem::take(&mut self.inbox);
+        let all: Vec<Vec<u8>> = inbox.iter().flat_map(|(_, e)| e.iter().cloned()).collect();
+        let applied = decode_changes(&all)
+            .and_then(|changes| self.service.apply_remote(&self.file, changes).map_err(|e| e.to_string()));
+        let forward = match applied {
+            Ok((fresh, _)) => {
+                tracing::debug!(fresh, senders = inbox.len(), "applied a batch of remote changes");
+                inbox.into_iter().filter(|_| fresh > 0).collect()
+            }
+            Err(_) => inbox
+                .into_iter()
+                .filter(|(from, envelopes)| {
+                    let one = decode_changes(envelopes).and_then(|changes| {
+                        self.service.apply_remote(&self.file, changes).map_err(|e| e.to_string())
+                    });
+                    match one {
+                        Ok((fresh, _)) => fresh > 0,
+                        Err(e) => {
+                            tracing::warn!(peer = %from, "refused changes: {e}");
+                            false
+                        }
+                    }
+                })
+                .collect::<Vec<_>>(),
+        };
+        for (from, envelopes) in forward {
             let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
             for p in others {
                 self.send(&p, Message::Changes { doc: self.doc, envelopes: envelopes.clone() });
             }
         }
-        Ok(heads)
     }
 
-    /// Run until the process ends: sync with peers, push `local` changes as they come.
-    pub async fn run(mut self, mut local: UnboundedReceiver<Vec<Vec<u8>>>) {
+    /// A live edit from `from`: show it if it fits, and pass it on once.
+    fn receive_live(&mut self, from: PeerId, envelope: Vec<u8>) -> Result<(), String> {
+        let (actor, live) = protocol::decode_live(&envelope).map_err(|e| e.to_string())?;
+        if !self.seen_live.insert(envelope_id(&envelope)) {
+            return Ok(());
+        }
+        if self.seen_live.len() > SEEN_LIVE_MAX {
+            self.seen_live.clear();
+        }
+        let shown = self.service.apply_live(&self.file, &actor, &live).map_err(|e| e.to_string())?;
+        tracing::trace!(peer = %from, seq = live.seq, shown, "live edit");
+        let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
+        for p in others {
+            self.send(&p, Message::Live { doc: self.doc, envelope: envelope.clone() });
+        }
+        Ok(())
+    }
+
+    /// Send a local live edit to every peer.
+    fn send_live(&mut self, live: &LiveEdit) {
+        let envelope = protocol::encode_live(&self.actor, live);
+        self.seen_live.insert(envelope_id(&envelope));
+        let peers: Vec<PeerId> = self.peers.iter().copied().collect();
+        for p in peers {
+            self.send(&p, Message::Live { doc: self.doc, envelope: envelope.clone() });
+        }
+    }
+
+    /// Run until the process ends: sync with peers, push `local` changes and `live`
+    /// edits as they come.
+    pub async fn run(
+        mut self,
+        mut local: UnboundedReceiver<Vec<Vec<u8>>>,
+        mut live: UnboundedReceiver<LiveEdit>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Presence goes out at most 20 times a second, and only when it changed.
         let mut presence_tick = tokio::time::interval(Duration::from_millis(50));
@@ -385,7 +469,18 @@ impl Node {
                         }
                     }
                 }
-                ev = self.swarm.select_next_some() => self.on_event(ev),
+                ev = self.swarm.select_next_some() => {
+                    self.on_event(ev);
+                    // Everything else that has already arrived joins this batch.
+                    for _ in 0..EVENTS_PER_BATCH {
+                        match self.swarm.next().now_or_never() {
+                            Some(Some(ev)) => self.on_event(ev),
+                            _ => break,
+                        }
+                    }
+                    self.apply_inbox();
+                }
+                Some(edit) = live.recv() => self.send_live(&edit),
                 Some(batch) = local.recv() => {
                     let peers: Vec<PeerId> = self.peers.iter().copied().collect();
                     for p in peers {
@@ -407,6 +502,7 @@ impl Node {
         match ev {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.links.insert(peer_id, Transport::of(endpoint.get_remote_address()));
                 if self.peers.insert(peer_id) {
                     self.hello(&peer_id);
                     let mine = self.board().local();
@@ -419,6 +515,7 @@ impl Node {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
+                self.links.remove(&peer_id);
                 self.board().remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Presence(request_response::Event::Message {
@@ -486,29 +583,48 @@ impl Node {
                     Err(e) => Message::Error { message: e.to_string() },
                 }
             }
+            // A fresh peer: the compact document is a fraction of its changes' size.
+            Message::Need { have, .. } if have.is_empty() => match self.service.snapshot(&self.file) {
+                Ok(envelope) => Message::Snapshot { doc: self.doc, envelope },
+                Err(e) => Message::Error { message: e.to_string() },
+            },
             Message::Need { have, .. } => match self.service.changes_since(&self.file, &change_hashes(&have))
             {
                 Ok(envelopes) => Message::Changes { doc: self.doc, envelopes },
                 Err(e) => Message::Error { message: e.to_string() },
             },
-            Message::Changes { doc, envelopes } => {
-                if doc != self.doc {
-                    return Message::Error { message: "this peer does not share that document".into() };
-                }
-                match self.receive(peer, envelopes) {
-                    Ok(heads) => Message::Ack { heads: hashes(&heads) },
-                    Err(e) => {
-                        tracing::warn!(peer = %peer, "refused changes: {e}");
-                        Message::Error { message: e }
-                    }
-                }
+            Message::Changes { doc, .. } | Message::Live { doc, .. } if doc != self.doc => {
+                Message::Error { message: "this peer does not share that document".into() }
             }
-            Message::Ack { .. } | Message::Error { .. } => Message::Error { message: "not a request".into() },
+            Message::Changes { envelopes, .. } => match self.receive(peer, envelopes) {
+                // Acked with the heads before the batch is applied: the sender only
+                // checks them for changes it lacks.
+                Ok(()) => match self.service.heads_and_missing(&self.file, &[]) {
+                    Ok((ours, _)) => Message::Ack { heads: hashes(&ours) },
+                    Err(e) => Message::Error { message: e.to_string() },
+                },
+                Err(e) => {
+                    tracing::warn!(peer = %peer, "refused changes: {e}");
+                    Message::Error { message: e }
+                }
+            },
+            Message::Live { envelope, .. } => match self.receive_live(peer, envelope) {
+                Ok(()) => Message::Ack { heads: vec![] },
+                Err(e) => {
+                    tracing::warn!(peer = %peer, "refused a live edit: {e}");
+                    Message::Error { message: e }
+                }
+            },
+            Message::Ack { .. } | Message::Error { .. } | Message::Snapshot { .. } => {
+                Message::Error { message: "not a request".into() }
+            }
         }
     }
 
     fn on_response(&mut self, peer: PeerId, response: Message) {
         match response {
+            // The answer to a live edit.
+            Message::Ack { heads } if heads.is_empty() => {}
             Message::Ack { heads } => self.need_if_missing(&peer, &heads),
             Message::Changes { doc, envelopes } if doc == self.doc => {
                 if let Err(e) = self.receive(peer, envelopes) {
@@ -521,14 +637,29 @@ impl Node {
     }
 }
 
-/// Fetch a whole document from `peer` (a fresh join): returns its changes.
+/// A stable id for a live edit's envelope (for de-duplication only).
+fn envelope_id(envelope: &[u8]) -> u64 {
+    use std::hash::{Hash as _, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    envelope.hash(&mut h);
+    h.finish()
+}
+
+fn decode_changes(envelopes: &[Vec<u8>]) -> Result<Vec<Change>, String> {
+    envelopes
+        .iter()
+        .map(|e| Change::from_bytes(e.clone()).map_err(|err| format!("a change that does not decode: {err}")))
+        .collect()
+}
+
+/// Fetch a whole document from `peer` (a fresh join).
 pub async fn fetch(
     swarm: &mut Swarm<Behaviour>,
     peer: PeerId,
     addrs: &[Multiaddr],
     doc: DocId,
     transport: Transport,
-) -> Result<Vec<Vec<u8>>, String> {
+) -> Result<Shared, String> {
     let addrs: Vec<Multiaddr> = addrs.iter().filter(|a| transport.allows(a)).cloned().collect();
     if addrs.is_empty() {
         return Err(format!("the ticket has no address for --transport {transport:?}"));
@@ -552,7 +683,10 @@ pub async fn fetch(
                     message: request_response::Message::Response { request_id, response }, ..
                 })) if Some(request_id) == asked => {
                     return match response {
-                        Message::Changes { doc: d, envelopes } if d == doc => Ok(envelopes),
+                        Message::Snapshot { doc: d, envelope } if d == doc => Ok(Shared::Snapshot(envelope)),
+                        Message::Changes { doc: d, envelopes } if d == doc => {
+                            decode_changes(&envelopes).map(Shared::Changes)
+                        }
                         Message::Error { message } => Err(format!("the sharer refused: {message}")),
                         other => Err(format!("unexpected answer from the sharer: {other:?}")),
                     };

@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use tandem_doc::{ActorId, ChangeHash, ChangeSet, LiveEdit, Op};
+
 /// The protocol name negotiated on every stream.
 pub const PROTOCOL: &str = "/tandem/sync/1";
 /// The version byte of every frame.
@@ -40,6 +42,12 @@ pub enum Message {
     Ack { heads: Vec<Hash> },
     /// The request was refused.
     Error { message: String },
+    /// A keystroke ahead of its change: an envelope holding a [`tandem_doc::LiveEdit`]
+    /// and its author (see [`encode_live`]).
+    Live { doc: DocId, envelope: Vec<u8> },
+    /// The whole document in Automerge's compact form: the answer to a `Need` with no
+    /// heads (a fresh join), smaller than all its changes one by one.
+    Snapshot { doc: DocId, envelope: Vec<u8> },
 }
 
 const HELLO: u8 = 1;
@@ -47,6 +55,8 @@ const NEED: u8 = 2;
 const CHANGES: u8 = 3;
 const ACK: u8 = 4;
 const ERROR: u8 = 5;
+const LIVE: u8 = 6;
+const SNAPSHOT: u8 = 7;
 
 /// Why a frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +87,7 @@ impl std::error::Error for WireError {}
 /// The limit for a frame of `kind` (unknown kinds get the small limit; they are
 /// refused after the header anyway).
 pub fn limit(kind: u8) -> usize {
-    if kind == CHANGES { MAX_FRAME } else { MAX_SMALL }
+    if kind == CHANGES || kind == SNAPSHOT { MAX_FRAME } else { MAX_SMALL }
 }
 
 /// Check a frame header (`len` and the first two body bytes) before reading the rest.
@@ -85,7 +95,7 @@ pub fn check_header(len: usize, version: u8, kind: u8) -> Result<(), WireError> 
     if version != VERSION {
         return Err(WireError::WrongVersion(version));
     }
-    if !(HELLO..=ERROR).contains(&kind) {
+    if !(HELLO..=SNAPSHOT).contains(&kind) {
         return Err(WireError::UnknownKind(kind));
     }
     let limit = limit(kind);
@@ -128,6 +138,16 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         Message::Error { message } => {
             body.extend_from_slice(message.as_bytes());
             ERROR
+        }
+        Message::Live { doc, envelope } => {
+            body.extend_from_slice(doc);
+            body.extend_from_slice(envelope);
+            LIVE
+        }
+        Message::Snapshot { doc, envelope } => {
+            body.extend_from_slice(doc);
+            body.extend_from_slice(envelope);
+            SNAPSHOT
         }
     };
     let mut frame = Vec::with_capacity(6 + body.len());
@@ -179,6 +199,10 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| Ok(self.take(32)?.try_into().expect("32 bytes"))).collect()
     }
 
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.bytes)
+    }
+
     fn end(&self) -> Result<(), WireError> {
         if self.bytes.is_empty() { Ok(()) } else { Err(WireError::Malformed("trailing bytes")) }
     }
@@ -226,10 +250,77 @@ pub fn decode_body(kind: u8, body: &[u8]) -> Result<Message, WireError> {
                 std::str::from_utf8(r.take(body.len())?).map_err(|_| WireError::Malformed("error text"))?;
             Message::Error { message: text.to_owned() }
         }
+        LIVE => Message::Live { doc: r.doc()?, envelope: r.rest().to_vec() },
+        SNAPSHOT => Message::Snapshot { doc: r.doc()?, envelope: r.rest().to_vec() },
         k => return Err(WireError::UnknownKind(k)),
     };
     r.end()?;
     Ok(msg)
+}
+
+/// Most operations one live edit may hold.
+const MAX_LIVE_OPS: usize = 1 << 12;
+const OP_RETAIN: u8 = 0;
+const OP_DELETE: u8 = 1;
+const OP_INSERT: u8 = 2;
+
+/// A live edit's envelope: `actor_len: u8 | actor | heads | seq: u32 | op_count: u16 |
+/// ops`, each op `0 n:u32` (retain), `1 n:u32` (delete) or `2 len:u32 utf8` (insert).
+pub fn encode_live(actor: &ActorId, live: &LiveEdit) -> Vec<u8> {
+    let mut out = Vec::new();
+    let actor = actor.to_bytes();
+    out.push(actor.len() as u8);
+    out.extend_from_slice(actor);
+    let heads: Vec<Hash> = live.base.iter().map(|h| h.0).collect();
+    put_hashes(&mut out, &heads);
+    out.extend_from_slice(&live.seq.to_be_bytes());
+    out.extend_from_slice(&(live.edit.ops().len() as u16).to_be_bytes());
+    for op in live.edit.ops() {
+        match op {
+            Op::Retain(n) | Op::Delete(n) => {
+                out.push(if matches!(op, Op::Retain(_)) { OP_RETAIN } else { OP_DELETE });
+                out.extend_from_slice(&(*n as u32).to_be_bytes());
+            }
+            Op::Insert(text) => {
+                out.push(OP_INSERT);
+                out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// Read a live edit's envelope (see [`encode_live`]).
+pub fn decode_live(bytes: &[u8]) -> Result<(ActorId, LiveEdit), WireError> {
+    let mut r = Reader { bytes };
+    let actor_len = r.take(1)?[0] as usize;
+    if actor_len == 0 || actor_len > 64 {
+        return Err(WireError::Malformed("actor id length"));
+    }
+    let actor = ActorId::from(r.take(actor_len)?);
+    let base = r.hashes()?.into_iter().map(ChangeHash).collect();
+    let seq = r.u32()? as u32;
+    let n = r.u16()?;
+    if n > MAX_LIVE_OPS {
+        return Err(WireError::Malformed("too many operations in a live edit"));
+    }
+    let mut edit = ChangeSet::new();
+    for _ in 0..n {
+        match r.take(1)?[0] {
+            OP_RETAIN => edit.retain(r.u32()?),
+            OP_DELETE => edit.delete(r.u32()?),
+            OP_INSERT => {
+                let len = r.u32()?;
+                let text =
+                    std::str::from_utf8(r.take(len)?).map_err(|_| WireError::Malformed("insert text"))?;
+                edit.insert(text);
+            }
+            _ => return Err(WireError::Malformed("live edit operation")),
+        }
+    }
+    r.end()?;
+    Ok((actor, LiveEdit { base, seq, edit }))
 }
 
 #[cfg(test)]
@@ -243,7 +334,32 @@ mod tests {
             Message::Changes { doc: [4; 16], envelopes: vec![vec![1, 2, 3], vec![], vec![9; 1000]] },
             Message::Ack { heads: vec![[5; 32]] },
             Message::Error { message: "no such document".into() },
+            Message::Live { doc: [6; 16], envelope: vec![7; 40] },
+            Message::Snapshot { doc: [8; 16], envelope: vec![9; 3000] },
         ]
+    }
+
+    fn sample_live() -> (ActorId, LiveEdit) {
+        let edit = ChangeSet::splice(10, 3, 2, "héllo 🎉").unwrap();
+        (ActorId::from(vec![3u8; 16]), LiveEdit { base: vec![ChangeHash([1; 32])], seq: 7, edit })
+    }
+
+    #[test]
+    fn live_edits_round_trip_and_refuse_damage() {
+        let (actor, live) = sample_live();
+        let bytes = encode_live(&actor, &live);
+        assert_eq!(decode_live(&bytes).unwrap(), (actor, live));
+        for cut in 0..bytes.len() {
+            assert!(decode_live(&bytes[..cut]).is_err(), "cut at {cut} was accepted");
+        }
+        let mut bad_op = bytes.clone();
+        let op_at = 1 + 16 + 2 + 32 + 4 + 2;
+        bad_op[op_at] = 9;
+        assert_eq!(decode_live(&bad_op), Err(WireError::Malformed("live edit operation")));
+        let mut bad_utf8 = bytes.clone();
+        let text_at = bytes.iter().position(|b| *b == 0xf0).unwrap();
+        bad_utf8[text_at] = 0xff;
+        assert_eq!(decode_live(&bad_utf8), Err(WireError::Malformed("insert text")));
     }
 
     #[test]
@@ -292,7 +408,7 @@ mod tests {
                 let body = (bytes.len() - 4) as u32;
                 bytes[..4].copy_from_slice(&body.to_be_bytes());
                 bytes[4] = VERSION;
-                bytes[5] = 1 + (seed % 5) as u8;
+                bytes[5] = 1 + (seed % 7) as u8;
             }
             let _ = decode(&bytes);
         }

@@ -56,7 +56,8 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         let peer = key.public().to_peer_id();
         let node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let running = tokio::spawn(node.run(rx));
+        let (_live_tx, live_rx) = tokio::sync::mpsc::unbounded_channel();
+        let running = tokio::spawn(node.run(rx, live_rx));
 
         let other = tempfile::tempdir().unwrap();
         let (mut client, _) = node::swarm(
@@ -84,10 +85,24 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         // A response sent as a request.
         let reply = ask(&mut client, peer, Message::Ack { heads: vec![] }).await;
         assert!(matches!(reply, Message::Error { .. }), "{reply:?}");
-        // The session is still good: the whole document comes back.
+        // Live edits: damaged, and well-formed but for a text of another length.
+        let reply = ask(&mut client, peer, Message::Live { doc, envelope: vec![16, 1, 2] }).await;
+        assert!(
+            matches!(reply, Message::Error { ref message } if message.contains("truncated")),
+            "{reply:?}"
+        );
+        let live = tandem_doc::LiveEdit {
+            base: vec![],
+            seq: 0,
+            edit: tandem_doc::ChangeSet::splice(3, 0, 0, "zzz").unwrap(),
+        };
+        let envelope = tandem_net::protocol::encode_live(&ActorId::from(vec![5u8; 16]), &live);
+        let reply = ask(&mut client, peer, Message::Live { doc, envelope }).await;
+        assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
+        // The session is still good: the whole document comes back, compact.
         let reply = ask(&mut client, peer, Message::Need { doc, have: vec![] }).await;
         match reply {
-            Message::Changes { envelopes, .. } => assert!(!envelopes.is_empty()),
+            Message::Snapshot { envelope, .. } => assert!(!envelope.is_empty()),
             other => panic!("{other:?}"),
         }
         assert_eq!(service.with_open(&file, |s| Ok(s.doc.rope().to_string())).unwrap(), "hello\n");

@@ -36,5 +36,5 @@ pub use error::{Result, StoreError};
 pub use fsutil::{read_text, text_from_bytes, write_atomic};
 pub use identity::{home_dir, load_author};
 pub use service::{Access, Client, Request, Service, access};
-pub use stored::{Opened, StoredDoc, first_screen, now_ms};
+pub use stored::{Opened, Shared, StoredDoc, first_screen, now_ms};
 pub use workspace::{Lock, STORE_DIR, Workspace, absolute};

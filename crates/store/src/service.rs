@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tandem_doc::export::{ExportMeta, Format, export, line_ending};
-use tandem_doc::{Author, ChangeSet, DocConfig};
+use tandem_doc::{Author, ChangeSet, DocConfig, LiveEdit};
 
 use crate::error::{Result, StoreError};
 use crate::fsutil::read_text;
-use crate::stored::{Opened, StoredDoc, now_ms};
+use crate::stored::{Opened, Shared, StoredDoc, now_ms};
 use crate::workspace::{Lock, Workspace};
 
 /// Largest request line accepted on the control socket.
@@ -67,6 +67,8 @@ pub struct Service {
     watchers: Mutex<Vec<(String, Sender<Value>)>>,
     /// Who gets every local change's bytes (the network).
     change_feeds: Mutex<Vec<(String, ChangeFeed)>>,
+    /// Who gets every local edit at once, ahead of its change (the network).
+    live_feeds: Mutex<Vec<(String, Sender<LiveEdit>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +93,7 @@ impl Service {
             docs: Mutex::new(HashMap::new()),
             watchers: Mutex::new(Vec::new()),
             change_feeds: Mutex::new(Vec::new()),
+            live_feeds: Mutex::new(Vec::new()),
         }))
     }
 
@@ -101,6 +104,11 @@ impl Service {
     /// The name this device's changes carry.
     pub fn author_name(&self) -> String {
         self.author.name.clone()
+    }
+
+    /// This device's Automerge actor id.
+    pub fn actor(&self) -> tandem_doc::ActorId {
+        self.author.actor.clone()
     }
 
     /// Run `f` on the open document for `file`, opening it (and merging outside
@@ -125,7 +133,9 @@ impl Service {
                 stored
             }
         };
-        f(stored)
+        let out = f(stored);
+        self.send_live(stored);
+        out
     }
 
     /// Open `file` (creating an empty document when it does not exist and `create`
@@ -148,10 +158,10 @@ impl Service {
 
     /// Make `file` the shared document `doc_id` from a peer's `changes` (see
     /// [`StoredDoc::join`]) and keep it open.
-    pub fn join(&self, file: &Path, doc_id: &str, changes: Vec<tandem_doc::Change>) -> Result<()> {
+    pub fn join(&self, file: &Path, doc_id: &str, shared: Shared) -> Result<()> {
         let rel = self.ws.relative(file)?;
         let stored =
-            StoredDoc::join(&self.ws, file, doc_id, changes, self.author.clone(), self.config.clone())?;
+            StoredDoc::join(&self.ws, file, doc_id, shared, self.author.clone(), self.config.clone())?;
         lock(&self.docs).insert(rel, stored);
         Ok(())
     }
@@ -164,7 +174,45 @@ impl Service {
         let stored = docs
             .get_mut(&rel)
             .ok_or_else(|| StoreError::BadRequest(format!("{} is not open", file.display())))?;
-        f(stored)
+        let out = f(stored);
+        self.send_live(stored);
+        out
+    }
+
+    /// Hand the local edits made since the last call to the live feeds.
+    fn send_live(&self, stored: &mut StoredDoc) {
+        let live = stored.doc.take_live();
+        if live.is_empty() {
+            return;
+        }
+        let mut feeds = lock(&self.live_feeds);
+        for edit in live {
+            feeds.retain(|(rel, tx)| rel != stored.rel() || tx.send(edit.clone()).is_ok());
+        }
+    }
+
+    /// Every local edit of the open `file` from now on, as soon as it is made (see
+    /// [`tandem_doc::LiveEdit`]).
+    pub fn subscribe_live(&self, file: &Path) -> Result<Receiver<LiveEdit>> {
+        let rel = self.ws.relative(file)?;
+        let (tx, rx) = channel();
+        lock(&self.live_feeds).push((rel, tx));
+        self.with_open(file, |s| {
+            s.doc.record_live(true);
+            Ok(())
+        })?;
+        Ok(rx)
+    }
+
+    /// Show a peer's live edit on the open `file` if it is exact here (see
+    /// [`tandem_doc::Document::apply_live`]); true when it was shown.
+    pub fn apply_live(&self, file: &Path, actor: &tandem_doc::ActorId, live: &LiveEdit) -> Result<bool> {
+        self.with_open(file, |s| Ok(s.doc.apply_live(actor, live).is_some()))
+    }
+
+    /// The open `file` in Automerge's compact form, for a fresh peer.
+    pub fn snapshot(&self, file: &Path) -> Result<Vec<u8>> {
+        self.with_open(file, |s| Ok(s.snapshot(now_ms())))
     }
 
     /// Merge changes made to the open `file` on disk by other tools.

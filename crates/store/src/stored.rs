@@ -65,6 +65,14 @@ pub enum Opened {
     MergedExternal(ChangeSet),
 }
 
+/// A shared document as a peer sends it for a fresh join.
+pub enum Shared {
+    /// Every change, oldest first.
+    Changes(Vec<Change>),
+    /// The document in Automerge's compact form (smaller: one column-encoded blob).
+    Snapshot(Vec<u8>),
+}
+
 /// A document plus its on-disk history. Only the workspace owner may hold one.
 pub struct StoredDoc {
     pub doc: Document,
@@ -168,15 +176,15 @@ impl StoredDoc {
         Ok(stored)
     }
 
-    /// Open `file` as a copy of the shared document `doc_id` made of `changes` (a
-    /// peer's answer to a fresh join). When the workspace already holds that
-    /// document, the changes are merged into it; a different document there is an
-    /// error. The file is written. The caller must own the workspace.
+    /// Open `file` as a copy of the shared document `doc_id` as a peer sent it for a
+    /// fresh join. When the workspace already holds that document, the peer's
+    /// changes are merged into it; a different document there is an error. The file
+    /// is written. The caller must own the workspace.
     pub fn join(
         ws: &Workspace,
         file: &Path,
         doc_id: &str,
-        changes: Vec<Change>,
+        shared: Shared,
         author: Author,
         config: DocConfig,
     ) -> Result<StoredDoc> {
@@ -186,7 +194,7 @@ impl StoredDoc {
         let dir = ws.doc_dir(&rel);
         let now = now_ms();
         let mut stored = if dir.join(STATE).exists() {
-            let mut stored = Self::load(&dir, file.clone(), rel, author, config)?;
+            let mut stored = Self::load(&dir, file.clone(), rel, author.clone(), config.clone())?;
             if stored.doc_id() != doc_id {
                 return Err(StoreError::BadRequest(format!(
                     "{}: this file already has the history of another document ({}); join into another directory",
@@ -194,6 +202,12 @@ impl StoredDoc {
                     stored.doc_id()
                 )));
             }
+            let changes = match shared {
+                Shared::Changes(changes) => changes,
+                Shared::Snapshot(bytes) => { Document::load(&bytes, vec![], author, config) }
+                    .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?
+                    .changes_since(&[]),
+            };
             stored.apply_remote(changes, now)?;
             stored
         } else {
@@ -203,12 +217,20 @@ impl StoredDoc {
                     file.display()
                 )));
             }
-            let doc = Document::from_changes(changes, author, config)
-                .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?;
+            let doc = match shared {
+                Shared::Changes(changes) => Document::from_changes(changes, author, config),
+                Shared::Snapshot(bytes) => Document::load(&bytes, vec![], author, config),
+            }
+            .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?;
             Self::create(file, rel, dir, doc, doc_id.to_owned(), "")?
         };
         stored.save(now)?;
         Ok(stored)
+    }
+
+    /// The whole document in Automerge's compact form (what a fresh peer is sent).
+    pub fn snapshot(&mut self, now: u64) -> Vec<u8> {
+        self.doc.save(now)
     }
 
     /// Apply changes from a peer with one Automerge call, store the new ones, and
@@ -291,6 +313,7 @@ impl StoredDoc {
         if hash_hex(file_text.as_bytes()) == self.state.saved_hash {
             return Ok(Opened::Loaded);
         }
+        self.doc.settle();
         let current = self.doc.rope().to_string();
         if current == file_text {
             self.state.saved_hash = hash_hex(file_text.as_bytes());
@@ -369,6 +392,8 @@ impl StoredDoc {
 
     /// Commit, then write the plain file atomically and record what it holds.
     pub fn save(&mut self, now: u64) -> Result<()> {
+        // A peer's keystrokes shown ahead of their change are not history yet.
+        self.doc.settle();
         self.commit(now)?;
         self.log.sync()?;
         let text = self.doc.rope().to_string();
@@ -421,6 +446,7 @@ impl StoredDoc {
     /// Remember the current text for the next [`first_screen`] (call when closing
     /// with unsaved changes; a saved document's file already serves).
     pub fn write_text_cache(&mut self, now: u64) -> Result<()> {
+        self.doc.settle();
         self.commit(now)?;
         self.write_text_cache_now()
     }

@@ -13,6 +13,10 @@
 //!
 //! [colors]                # "#rrggbb", 0-255, or a name (red, darkgray, ...)
 //! selection_bg = "#264f78"
+//!
+//! [commit]                # typing becomes one change after idle_ms without a key,
+//! idle_ms = 300           # or after max_ms of continuous typing
+//! max_ms = 2000
 //! ```
 //!
 //! Colors degrade to the terminal: truecolor when `COLORTERM` says so, else the 256-color
@@ -36,6 +40,10 @@ pub struct Config {
     pub line_numbers: bool,
     pub keys: HashMap<(KeyCode, KeyModifiers), Command>,
     pub theme: Theme,
+    /// `[commit] idle_ms, max_ms`: how typing is coalesced into changes (peers see
+    /// keystrokes at once either way, as live edits).
+    pub commit_idle_ms: u64,
+    pub commit_max_ms: u64,
 }
 
 impl Default for Config {
@@ -47,6 +55,8 @@ impl Default for Config {
             line_numbers: true,
             keys: default_bindings(),
             theme: Theme::default(),
+            commit_idle_ms: 300,
+            commit_max_ms: 2_000,
         }
     }
 }
@@ -236,6 +246,15 @@ struct RawConfig {
     keys: HashMap<String, String>,
     #[serde(default)]
     colors: HashMap<String, String>,
+    #[serde(default)]
+    commit: RawCommit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCommit {
+    idle_ms: Option<u64>,
+    max_ms: Option<u64>,
 }
 
 /// Parse a color: `#rrggbb`, a palette index `0`-`255`, or a name.
@@ -277,6 +296,14 @@ impl Config {
         c.expand_tabs = raw.expand_tabs.unwrap_or(c.expand_tabs);
         c.soft_wrap = raw.soft_wrap.unwrap_or(c.soft_wrap);
         c.line_numbers = raw.line_numbers.unwrap_or(c.line_numbers);
+        c.commit_idle_ms = raw.commit.idle_ms.unwrap_or(c.commit_idle_ms);
+        c.commit_max_ms = raw.commit.max_ms.unwrap_or(c.commit_max_ms);
+        if !(1..=3_600_000).contains(&c.commit_idle_ms) || c.commit_max_ms < c.commit_idle_ms {
+            return Err(format!(
+                "[commit] idle_ms = {}, max_ms = {}: use 1 to 3600000 ms, with max_ms >= idle_ms",
+                c.commit_idle_ms, c.commit_max_ms
+            ));
+        }
         for (key, command) in raw.keys {
             let k = parse_key(&key).ok_or_else(|| {
                 format!("[keys] {key:?}: not a key; write e.g. \"ctrl-s\", \"alt-shift-left\", \"f5\"")
