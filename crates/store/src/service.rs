@@ -568,7 +568,7 @@ impl Client {
 /// How a command reaches a workspace: through its owner, or by owning it.
 pub enum Access {
     Remote(Client),
-    Local(Service),
+    Local(Box<Service>),
 }
 
 /// Reach the workspace of `file`: connect to the owning process if one runs, else
@@ -580,7 +580,7 @@ pub fn access(ws: Workspace, author: &Author, config: &DocConfig) -> Result<Acce
             return Ok(Access::Remote(client));
         }
         if let Some(svc) = Service::own(ws.clone(), author.clone(), config.clone())? {
-            return Ok(Access::Local(svc));
+            return Ok(Access::Local(Box::new(svc)));
         }
         if Instant::now() > deadline {
             return Err(StoreError::Busy(ws.root().to_owned()));
