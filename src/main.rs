@@ -328,7 +328,7 @@ fn watch(file: &Path, json: bool) -> Result<(), Failure> {
         Access::Local(service) => {
             // This process now owns the workspace: serve other commands, and look at
             // the file now and then so edits made by other tools show up too.
-            let service = Arc::new(service);
+            let service = Arc::new(*service);
             if let Err(e) = service.serve() {
                 tracing::warn!("other tandem commands cannot reach this one: {e}");
             }
