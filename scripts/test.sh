@@ -12,6 +12,8 @@ command -v tmux >/dev/null || need_apt+=(tmux)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v chattr >/dev/null || need_apt+=(e2fsprogs)
+# ip (iproute2) builds the network namespaces of the LAN (mDNS) test.
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -95,16 +95,22 @@ impl Host for StoreHost {
             let now = now_ms();
             Ok(b.peers()
                 .into_iter()
-                .map(|(id, p, since)| PeerView {
+                .map(|(id, p, since, link)| PeerView {
                     id,
                     name: p.name.clone(),
                     sel: Selection { anchor: resolve(&p.anchor), head: resolve(&p.head) },
                     top: Some(resolve(&p.top)),
                     last_active_ms: now.saturating_sub(since.as_millis() as u64),
+                    link: link.to_owned(),
                 })
                 .collect())
         })
         .ok()
+    }
+
+    fn network(&mut self) -> Option<String> {
+        let board = self.board.as_ref()?;
+        board.lock().unwrap_or_else(|e| e.into_inner()).network.clone()
     }
 
     fn notices(&mut self) -> Vec<(String, Option<String>)> {

@@ -27,13 +27,29 @@ impl Drop for Peer {
 }
 
 fn tandem(dir: &Path, home: &Path, name: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    tandem_in(None, dir, home, name, args)
+}
+
+/// `tandem ARGS`, inside network namespace `netns` when given.
+fn tandem_in(netns: Option<&str>, dir: &Path, home: &Path, name: &str, args: &[&str]) -> Command {
+    let mut c = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_tandem")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_tandem")),
+    };
     c.args(args).current_dir(dir).env("TANDEM_HOME", home).env("TANDEM_NAME", name).env("RUST_LOG", "info");
     c
 }
 
 fn spawn(dir: &Path, home: &Path, name: &str, args: &[&str], file: PathBuf) -> Peer {
-    let mut child = tandem(dir, home, name, args)
+    spawn_in(None, dir, home, name, args, file)
+}
+
+fn spawn_in(netns: Option<&str>, dir: &Path, home: &Path, name: &str, args: &[&str], file: PathBuf) -> Peer {
+    let mut child = tandem_in(netns, dir, home, name, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()))
         .spawn()
@@ -117,13 +133,34 @@ fn converge(peers: &[&Peer], needles: &[&str]) -> String {
     }
 }
 
+/// Text that does not compress: `n` lines of pseudo-random letters.
+fn noise(n: usize) -> String {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            let line: String = (0..60)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (b'a' + (seed % 26) as u8) as char
+                })
+                .collect();
+            line + "\n"
+        })
+        .collect()
+}
+
 #[test]
 fn two_peers_converge_on_concurrent_edits() {
     for transport in TRANSPORTS {
         let root = tempfile::tempdir().unwrap();
-        let a = share(root.path(), "alice", "shared text\n", transport);
+        // ~60 KB that does not compress: the join's frame is far over one WebRTC
+        // data-channel message.
+        let start = format!("shared text\n{}", noise(1000));
+        let a = share(root.path(), "alice", &start, transport);
         let b = join(root.path(), "bob", &a.ticket(), transport);
-        assert_eq!(b.text(), "shared text\n", "{transport}: the joiner got the document");
+        assert_eq!(b.text(), start, "{transport}: the joiner got the document");
         a.edit(0, "A1 ");
         b.edit(0, "B1 ");
         a.edit(0, "A2 ");
@@ -178,4 +215,69 @@ fn bad_tickets_are_usage_errors() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("ticket"), "{bad:?}: {err}");
     }
+}
+
+/// Two network namespaces joined by a veth pair: a LAN of two hosts, 10.99.0.1 and
+/// 10.99.0.2, with nothing else on it. Removed on drop.
+struct Lan {
+    ns: [String; 2],
+}
+
+impl Lan {
+    fn new() -> Option<Lan> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping: network namespaces need root (CI runs as root)");
+            return None;
+        }
+        let id = std::process::id() % 100_000;
+        let lan = Lan { ns: [format!("tdm{id}a"), format!("tdm{id}b")] };
+        let run = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip (iproute2) is installed");
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let (a, b) = (lan.ns[0].as_str(), lan.ns[1].as_str());
+        let (va, vb) = (format!("tdv{id}a"), format!("tdv{id}b"));
+        run(&["netns", "add", a]);
+        run(&["netns", "add", b]);
+        run(&["link", "add", &va, "netns", a, "type", "veth", "peer", "name", &vb, "netns", b]);
+        for (ns, dev, ip) in [(a, &va, "10.99.0.1/24"), (b, &vb, "10.99.0.2/24")] {
+            run(&["-n", ns, "addr", "add", ip, "dev", dev]);
+            run(&["-n", ns, "link", "set", dev, "up", "multicast", "on"]);
+            run(&["-n", ns, "link", "set", "lo", "up"]);
+            run(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", dev]);
+        }
+        Some(lan)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn on_a_lan_a_ticket_without_addresses_finds_the_sharer_by_mdns() {
+    let Some(lan) = Lan::new() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (root.path().join("a"), root.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    std::fs::write(a_dir.join("doc.md"), "found by mdns\n").unwrap();
+    let args = ["share", "doc.md", "--headless", "--json", "--listen", "10.99.0.1"];
+    let a = spawn_in(Some(&lan.ns[0]), &a_dir, &root.path().join("a-home"), "a", &args, a_dir.join("doc.md"));
+    // The ticket names the document and the sharer, but no address at all.
+    let mut ticket: tandem_net::Ticket = a.ticket().parse().unwrap();
+    ticket.addrs.clear();
+    let ticket = ticket.to_string();
+    let args = ["join", ticket.as_str(), ".", "--headless", "--json", "--listen", "10.99.0.2"];
+    let b = spawn_in(Some(&lan.ns[1]), &b_dir, &root.path().join("b-home"), "b", &args, b_dir.join("doc.md"));
+    assert_eq!(b.text(), "found by mdns\n");
+    // And they stay in sync.
+    a.edit(0, "LAN ");
+    b.edit(0, "mdns ");
+    converge(&[&a, &b], &["LAN", "mdns", "found by mdns"]);
 }

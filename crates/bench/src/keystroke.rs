@@ -25,7 +25,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     (sorted[i] * 10.0).round() / 10.0
 }
 
-fn stats(mut v: Vec<f64>) -> Value {
+pub fn stats(mut v: Vec<f64>) -> Value {
     v.sort_by(f64::total_cmp);
     json!({"p50": percentile(&v, 0.5), "p99": percentile(&v, 0.99), "max": percentile(&v, 1.0), "n": v.len()})
 }

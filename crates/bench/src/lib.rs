@@ -5,6 +5,7 @@
 //! "patches": [[pos, delete, insert], ...]}]}`; positions are Unicode code points.
 
 pub mod keystroke;
+pub mod live;
 
 use std::io::Read;
 use std::path::Path;

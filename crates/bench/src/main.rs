@@ -63,6 +63,32 @@ enum Cmd {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// Keystroke to remote rope latency and fresh-join size/time between two peers on
+    /// 127.0.0.1, on a small document and on the automerge-paper document, per transport.
+    Live {
+        #[arg(long, default_value = "../shared/traces/automerge-paper.json.gz")]
+        paper: PathBuf,
+        /// Keystrokes per run.
+        #[arg(long, default_value_t = 400)]
+        keys: usize,
+        /// Transports to run: quic, webrtc, tcp (comma-separated).
+        #[arg(long, default_value = "quic,webrtc,tcp")]
+        transports: String,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// Many peers typing at once: latency, convergence, CPU and bytes per keystroke.
+    Load {
+        /// Peer counts to run (comma-separated).
+        #[arg(long, default_value = "2,4,8,16")]
+        peers: String,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value = "quic")]
+        transport: String,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -73,6 +99,10 @@ fn main() {
         }
         Cmd::Open { dir } => open(&dir),
         Cmd::Keystroke { paper, keys, record } => keystroke(&paper, keys, record.as_deref()),
+        Cmd::Live { paper, keys, transports, record } => live(&paper, keys, &transports, record.as_deref()),
+        Cmd::Load { peers, seconds, transport, record } => {
+            load(&peers, seconds, &transport, record.as_deref())
+        }
     };
     if let Err(e) = result {
         eprintln!("tandem-bench: {e}");
@@ -221,7 +251,12 @@ fn keystroke(paper: &Path, keys: usize, record: Option<&Path>) -> Result<(), Str
     replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
     results.push(bench_stored("automerge-paper", &dir, &dir.join("trace.txt"), keys)?);
     let _ = std::fs::remove_dir_all(&dir);
-    for r in &results {
+    emit(&results, record)
+}
+
+/// Print each result as a JSON line, and append it to `record` when given.
+fn emit(results: &[Value], record: Option<&Path>) -> Result<(), String> {
+    for r in results {
         println!("{r}");
         if let Some(record) = record {
             use std::io::Write;
@@ -232,6 +267,43 @@ fn keystroke(paper: &Path, keys: usize, record: Option<&Path>) -> Result<(), Str
                 .map_err(|e| e.to_string())?;
             writeln!(f, "{r}").map_err(|e| e.to_string())?;
         }
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
+}
+
+fn live(paper: &Path, keys: usize, transports: &str, record: Option<&Path>) -> Result<(), String> {
+    let rt = runtime()?;
+    let trace = load_trace(paper)?;
+    for transport in transports.split(',') {
+        let transport: tandem_net::Transport = transport.trim().parse()?;
+        // A small document: a short note.
+        let dir = tempdir()?.join("a");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let file = dir.join("note.md");
+        std::fs::write(&file, tandem_bench::keystroke::generated_text(2_000)).map_err(|e| e.to_string())?;
+        emit(&tandem_bench::live::latency(&rt, &dir, &file, "small-2KB", transport, keys)?, record)?;
+        // The automerge-paper document with its history, typed at 150 ms a key.
+        let dir = tempdir()?.join("a");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
+        let file = dir.join("trace.txt");
+        emit(&tandem_bench::live::latency(&rt, &dir, &file, "automerge-paper", transport, keys)?, record)?;
+    }
+    Ok(())
+}
+
+fn load(peers: &str, seconds: u64, transport: &str, record: Option<&Path>) -> Result<(), String> {
+    let rt = runtime()?;
+    let transport: tandem_net::Transport = transport.parse()?;
+    for n in peers.split(',') {
+        let n: usize = n.trim().parse().map_err(|_| format!("--peers: {n:?} is not a number"))?;
+        let root = tempdir()?;
+        let result = tandem_bench::live::load(&rt, &root, n, seconds, transport)?;
+        emit(&[result], record)?;
     }
     Ok(())
 }

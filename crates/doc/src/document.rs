@@ -21,6 +21,9 @@ const MAX_CHANGE_OPS: usize = 1 << 16;
 /// change and independently created copies share one text object.
 const GENESIS_ACTOR: [u8; 16] = [0; 16];
 
+/// How long after a peer's last live edit it counts as typing at the same time.
+pub const CONCURRENT_MS: u64 = 2_000;
+
 /// Who makes the local edits of a document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Author {
@@ -44,6 +47,10 @@ pub struct DocConfig {
     pub commit_idle_ms: u64,
     /// ... or once the oldest pending edit is this old, even while typing goes on.
     pub commit_max_ms: u64,
+    /// While a peer is typing too (its live edits arrived within the last
+    /// [`CONCURRENT_MS`]), commit after this long at most: its keystrokes and mine
+    /// cannot both be shown ahead of their changes, so the changes must come quickly.
+    pub concurrent_max_ms: u64,
     /// Typing pauses longer than this start a new undo step.
     pub undo_group_ms: u64,
     /// Undo steps kept.
@@ -52,7 +59,13 @@ pub struct DocConfig {
 
 impl Default for DocConfig {
     fn default() -> Self {
-        Self { commit_idle_ms: 300, commit_max_ms: 2_000, undo_group_ms: 1_000, undo_depth: 1_000 }
+        Self {
+            commit_idle_ms: 300,
+            commit_max_ms: 2_000,
+            concurrent_max_ms: 200,
+            undo_group_ms: 1_000,
+            undo_depth: 1_000,
+        }
     }
 }
 
@@ -128,6 +141,10 @@ pub struct Document {
     live_out: Option<Outbox>,
     /// A peer's live edits on the rope ahead of Automerge (see the `live` module).
     overlay: Option<Overlay>,
+    /// When a peer's live edit last arrived.
+    peer_typed_at: Option<u64>,
+    /// Counts every change to the rope (see [`Document::revision`]).
+    revision: u64,
 }
 
 impl std::fmt::Debug for Document {
@@ -218,6 +235,8 @@ impl Document {
             history,
             live_out: None,
             overlay: None,
+            peer_typed_at: None,
+            revision: 0,
         }
     }
 
@@ -225,6 +244,12 @@ impl Document {
     /// live edits whose change has not arrived yet (see [`Self::apply_live`]).
     pub fn rope(&self) -> &Rope {
         &self.rope
+    }
+
+    /// A number that changes whenever the rope does (so a screen can tell it must
+    /// redraw without comparing text).
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// Length in chars.
@@ -312,6 +337,7 @@ impl Document {
             self.pending = Some((first, now_ms));
         }
         edit.apply(&mut self.rope);
+        self.revision += 1;
         self.cursors.map(edit, origin != Origin::Remote);
     }
 
@@ -366,7 +392,7 @@ impl Document {
     pub fn poll_commit(&mut self, now_ms: u64) -> Vec<Change> {
         if let Some((first, last)) = self.pending {
             let idle = now_ms.saturating_sub(last) >= self.config.commit_idle_ms;
-            let overdue = now_ms.saturating_sub(first) >= self.config.commit_max_ms;
+            let overdue = now_ms.saturating_sub(first) >= self.max_delay(now_ms);
             if idle || overdue {
                 return self.commit(now_ms);
             }
@@ -374,10 +400,20 @@ impl Document {
         self.take_local_changes()
     }
 
+    /// The longest a local edit may stay uncommitted now: short while a peer types too.
+    fn max_delay(&self, now_ms: u64) -> u64 {
+        match self.peer_typed_at {
+            Some(at) if now_ms.saturating_sub(at) < CONCURRENT_MS => {
+                self.config.commit_max_ms.min(self.config.concurrent_max_ms)
+            }
+            _ => self.config.commit_max_ms,
+        }
+    }
+
     /// When [`Self::poll_commit`] will next commit, if edits are pending.
     pub fn commit_deadline(&self) -> Option<u64> {
         self.pending
-            .map(|(first, last)| (last + self.config.commit_idle_ms).min(first + self.config.commit_max_ms))
+            .map(|(first, last)| (last + self.config.commit_idle_ms).min(first + self.max_delay(last)))
     }
 
     /// Commit pending local edits now (flush). Returns every local change committed
@@ -511,9 +547,13 @@ impl Document {
     /// heads its transaction started from, has no local edits of its own in flight,
     /// and has shown that transaction's earlier live edits. Returns the rope edit
     /// made, `None` when it does not fit (the change will bring it).
-    pub fn apply_live(&mut self, actor: &ActorId, live: &LiveEdit) -> Option<ChangeSet> {
+    pub fn apply_live(&mut self, actor: &ActorId, live: &LiveEdit, now_ms: u64) -> Option<ChangeSet> {
         let len = self.rope.len_chars();
-        if *actor == self.author.actor || live.edit.len() != len {
+        if *actor == self.author.actor {
+            return None;
+        }
+        self.peer_typed_at = Some(now_ms);
+        if live.edit.len() != len {
             return None;
         }
         let fits = match &self.overlay {

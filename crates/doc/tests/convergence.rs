@@ -178,7 +178,7 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
                         continue;
                     }
                     let before = ps[to].doc.rope().clone();
-                    if let Some(edit) = ps[to].doc.apply_live(&actor, live) {
+                    if let Some(edit) = ps[to].doc.apply_live(&actor, live, now) {
                         let mut expect = before;
                         edit.apply(&mut expect);
                         prop_assert_eq!(ps[to].doc.rope(), &expect);
@@ -322,14 +322,14 @@ fn live_keystrokes_show_at_once_and_their_change_moves_nothing() {
     for (i, c) in ", dear".chars().enumerate() {
         a.splice(5 + i, 0, &c.to_string(), 10 + i as u64).unwrap();
         for live in a.take_live() {
-            assert!(b.apply_live(&a_actor, &live).is_some(), "keystroke {i} not shown");
+            assert!(b.apply_live(&a_actor, &live, 100).is_some(), "keystroke {i} not shown");
         }
         assert_eq!(b.rope(), a.rope());
         assert!(b.is_consistent());
     }
     a.splice(0, 1, "H", 20).unwrap();
     for live in a.take_live() {
-        b.apply_live(&a_actor, &live).unwrap();
+        b.apply_live(&a_actor, &live, 100).unwrap();
     }
     assert_eq!(b.rope().to_string(), "Hello, dear world");
     assert_eq!(b.cursor(mine), Some(Selection::caret(17)));
@@ -342,7 +342,7 @@ fn live_keystrokes_show_at_once_and_their_change_moves_nothing() {
     a.splice(17, 0, "!", 500).unwrap();
     let live = a.take_live();
     assert_eq!(live[0].seq, 0);
-    assert!(b.apply_live(&a_actor, &live[0]).is_some());
+    assert!(b.apply_live(&a_actor, &live[0], 100).is_some());
 }
 
 #[test]
@@ -352,18 +352,18 @@ fn live_edits_that_do_not_fit_wait_for_their_change() {
     b.splice(0, 0, ">", 5).unwrap();
     a.splice(11, 0, "!", 6).unwrap();
     let live = a.take_live();
-    assert!(b.apply_live(&a_actor, &live[0]).is_none());
+    assert!(b.apply_live(&a_actor, &live[0], 100).is_none());
     // A lost keystroke stops the rest of that transaction from showing early.
     let (mut a, mut b, a_actor) = pair();
     a.splice(0, 0, "x", 5).unwrap();
     a.splice(1, 0, "y", 6).unwrap();
     let live = a.take_live();
-    assert!(b.apply_live(&a_actor, &live[1]).is_none());
+    assert!(b.apply_live(&a_actor, &live[1], 100).is_none());
     // A keystroke of a different document length, or from myself, is refused.
     let mut wrong = live[0].clone();
     wrong.edit = tandem_doc::ChangeSet::splice(3, 0, 0, "z").unwrap();
-    assert!(b.apply_live(&a_actor, &wrong).is_none());
-    assert!(b.apply_live(&ActorId::from(vec![2; 16]), &live[0]).is_none());
+    assert!(b.apply_live(&a_actor, &wrong, 100).is_none());
+    assert!(b.apply_live(&ActorId::from(vec![2; 16]), &live[0], 100).is_none());
     b.apply_remote(a.commit(400), 400).unwrap();
     assert_eq!(b.rope().to_string(), "xyhello world");
     assert!(b.is_consistent());
@@ -374,7 +374,7 @@ fn typing_under_live_edits_keeps_both_and_converges() {
     let (mut a, mut b, a_actor) = pair();
     a.splice(11, 0, " again", 10).unwrap();
     for live in a.take_live() {
-        b.apply_live(&a_actor, &live).unwrap();
+        b.apply_live(&a_actor, &live, 100).unwrap();
     }
     // b types at the front while a's words are shown ahead of their change.
     b.splice(0, 0, "> ", 20).unwrap();
@@ -385,4 +385,28 @@ fn typing_under_live_edits_keeps_both_and_converges() {
     assert_eq!(b.rope().to_string(), "> hello world again");
     assert_eq!(a.rope(), b.rope());
     assert!(a.is_consistent() && b.is_consistent());
+}
+
+#[test]
+fn a_peer_typing_at_the_same_time_shortens_the_commit_delay() {
+    let (mut a, mut b, a_actor) = pair();
+    // b types on its own: two seconds may pass before its typing is committed.
+    b.splice(0, 0, "b", 1_000).unwrap();
+    assert_eq!(b.commit_deadline(), Some(1_300));
+    for t in (1_100..2_000).step_by(100) {
+        b.splice(0, 0, "b", t).unwrap();
+    }
+    assert_eq!(b.commit_deadline(), Some(2_200));
+    b.commit(2_200);
+    // a types too: b's keystrokes must become changes within 200 ms.
+    a.splice(0, 0, "a", 3_000).unwrap();
+    for live in a.take_live() {
+        b.apply_live(&a_actor, &live, 3_000);
+    }
+    b.splice(0, 0, "b", 3_000).unwrap();
+    for t in (3_050..3_200).step_by(50) {
+        b.splice(0, 0, "b", t).unwrap();
+    }
+    assert_eq!(b.commit_deadline(), Some(3_200));
+    assert!(!b.poll_commit(3_200).is_empty());
 }

@@ -22,8 +22,8 @@ use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use tandem_doc::{ActorId, Change, ChangeHash, LiveEdit};
 use tandem_store::{Service, Shared};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -69,6 +69,16 @@ impl Transport {
     fn allows(self, addr: &Multiaddr) -> bool {
         self == Transport::Any || self == Transport::of(addr)
     }
+
+    /// Its name, as the status line shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Any => "any",
+            Transport::Quic => "quic",
+            Transport::Webrtc => "webrtc",
+            Transport::Tcp => "tcp",
+        }
+    }
 }
 
 /// The codec of `/tandem/sync/1`: one framed [`Message`] per request and response.
@@ -86,8 +96,23 @@ async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> io::Res
     protocol::decode_body(head[5], &body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Largest single write to a stream (see `write_frame`).
+const WRITE_PIECE: usize = 4096;
+
+/// Bytes of `/tandem/sync/1` frames this process has written (for benchmarks).
+pub static SYNC_BYTES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(io: &mut T, msg: Message) -> io::Result<()> {
-    io.write_all(&protocol::encode(&msg)).await?;
+    let frame = protocol::encode(&msg);
+    SYNC_BYTES_SENT.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    // In flushed pieces: libp2p-webrtc (0.10 alpha) batches unflushed writes into one
+    // data-channel message, and its reader takes at most 8192 bytes per message
+    // ("Short buffer (size: 8192) to be filled"): any frame over ~8 KB, such as a
+    // fresh join, failed over WebRTC.
+    for piece in frame.chunks(WRITE_PIECE) {
+        io.write_all(piece).await?;
+        io.flush().await?;
+    }
     io.close().await
 }
 
@@ -131,6 +156,9 @@ pub struct Behaviour {
     presence: request_response::Behaviour<PresenceCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    /// Peers on the same LAN, found with no address given (off when listening on
+    /// loopback only).
+    mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 impl Behaviour {
@@ -191,6 +219,15 @@ pub fn swarm(
             ),
             identify: identify::Behaviour::new(identify::Config::new("/tandem/1".into(), key.public())),
             ping: ping::Behaviour::default(),
+            mdns: Toggle::from(if ip.is_loopback() {
+                None
+            } else {
+                let config =
+                    mdns::Config { query_interval: Duration::from_secs(20), ..mdns::Config::default() };
+                mdns::tokio::Behaviour::new(config, key.public().to_peer_id())
+                    .map_err(|e| tracing::warn!("no LAN discovery (mDNS): {e}"))
+                    .ok()
+            }),
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -265,8 +302,8 @@ pub struct Node {
     inbox: Vec<(PeerId, Vec<Vec<u8>>)>,
     /// Live edits already seen (by a hash of their envelope), so forwarding stops.
     seen_live: HashSet<u64>,
-    /// How each connected peer is reached.
-    links: HashMap<PeerId, Transport>,
+    /// Addresses of peers found on the LAN by mDNS.
+    found: HashMap<PeerId, Vec<Multiaddr>>,
 }
 
 /// Most live edits remembered for de-duplication before the memory is cleared.
@@ -296,7 +333,7 @@ impl Node {
             actor,
             inbox: Vec::new(),
             seen_live: HashSet::new(),
-            links: HashMap::new(),
+            found: HashMap::new(),
         }
     }
 
@@ -320,6 +357,32 @@ impl Node {
         }
     }
 
+    /// Tell the editor how the network is when that needs saying.
+    fn report_network(&mut self) {
+        let state = if !self.peers.is_empty() {
+            None
+        } else if self.bootstrap.is_some() {
+            let secs = self.redial.1.saturating_duration_since(tokio::time::Instant::now()).as_secs();
+            Some(format!("offline, retrying in {} s", secs.max(1)))
+        } else {
+            Some("sharing, no peers yet".to_owned())
+        };
+        self.board().network = state;
+    }
+
+    /// A peer that said hello for this document: sync with it from now on.
+    fn admit(&mut self, peer: PeerId) {
+        if self.peers.insert(peer) {
+            tracing::info!(peer = %peer, "syncing with peer");
+            let mine = self.board().local();
+            if let Some(mut p) = mine {
+                p.origin = self.swarm.local_peer_id().to_bytes();
+                self.swarm.behaviour_mut().presence.send_request(&peer, p);
+            }
+            self.report_network();
+        }
+    }
+
     fn redial_if_due(&mut self) {
         let Some((peer, addrs)) = self.bootstrap.clone() else { return };
         if self.swarm.is_connected(&peer) {
@@ -332,6 +395,8 @@ impl Node {
         }
         let backoff = Duration::from_secs((1u64 << attempts.min(5)).min(30));
         self.redial = (attempts + 1, tokio::time::Instant::now() + backoff);
+        let mut addrs = addrs;
+        addrs.extend(self.found.get(&peer).into_iter().flatten().cloned());
         if let Err(e) = self.dial(peer, &addrs) {
             tracing::warn!("redialing {peer}: {e}");
         }
@@ -340,9 +405,10 @@ impl Node {
     /// Dial `peer` at `addrs` (those the transport allows).
     pub fn dial(&mut self, peer: PeerId, addrs: &[Multiaddr]) -> Result<(), String> {
         let addrs: Vec<Multiaddr> = addrs.iter().filter(|a| self.transport.allows(a)).cloned().collect();
-        if addrs.is_empty() {
+        if addrs.is_empty() && !self.swarm.behaviour().mdns.is_enabled() {
             return Err(format!("the ticket has no {:?} address", self.transport));
         }
+        // With no address, mDNS supplies what it found on the LAN.
         self.swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build()).map_err(|e| e.to_string())
     }
 
@@ -489,6 +555,7 @@ impl Node {
                 }
                 _ = tick.tick() => {
                     self.redial_if_due();
+                    self.report_network();
                     let peers: Vec<PeerId> = self.peers.iter().copied().collect();
                     for p in peers {
                         self.hello(&p);
@@ -502,21 +569,44 @@ impl Node {
         match ev {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                self.links.insert(peer_id, Transport::of(endpoint.get_remote_address()));
-                if self.peers.insert(peer_id) {
+                let link = Transport::of(endpoint.get_remote_address()).name();
+                self.board().links.insert(peer_id, link);
+                // It becomes a peer once it says hello for this document.
+                if !self.peers.contains(&peer_id) {
                     self.hello(&peer_id);
-                    let mine = self.board().local();
-                    if let Some(mut p) = mine {
-                        p.origin = self.swarm.local_peer_id().to_bytes();
-                        self.swarm.behaviour_mut().presence.send_request(&peer_id, p);
-                    }
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
-                self.links.remove(&peer_id);
-                self.board().remove(&peer_id);
+                let mut board = self.board();
+                board.links.remove(&peer_id);
+                board.remove(&peer_id);
+                drop(board);
+                self.report_network();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let me = *self.swarm.local_peer_id();
+                for (peer, addr) in found {
+                    if peer == me || !self.transport.allows(&addr) {
+                        continue;
+                    }
+                    let known = self.found.entry(peer).or_default();
+                    if !known.contains(&addr) {
+                        known.push(addr.clone());
+                    }
+                    if !self.swarm.is_connected(&peer) {
+                        tracing::info!(peer = %peer, addr = %addr, "found on the LAN");
+                        let _ = self.swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(gone))) => {
+                for (peer, addr) in gone {
+                    if let Some(known) = self.found.get_mut(&peer) {
+                        known.retain(|a| *a != addr);
+                    }
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Presence(request_response::Event::Message {
                 peer,
@@ -576,7 +666,7 @@ impl Node {
                 Message::Error { message: "this peer does not share that document".into() }
             }
             Message::Hello { heads, .. } => {
-                self.peers.insert(peer);
+                self.admit(peer);
                 self.need_if_missing(&peer, &heads);
                 match self.service.heads_and_missing(&self.file, &[]) {
                     Ok((ours, _)) => Message::Ack { heads: hashes(&ours) },
@@ -625,7 +715,10 @@ impl Node {
         match response {
             // The answer to a live edit.
             Message::Ack { heads } if heads.is_empty() => {}
-            Message::Ack { heads } => self.need_if_missing(&peer, &heads),
+            Message::Ack { heads } => {
+                self.admit(peer);
+                self.need_if_missing(&peer, &heads);
+            }
             Message::Changes { doc, envelopes } if doc == self.doc => {
                 if let Err(e) = self.receive(peer, envelopes) {
                     tracing::warn!(peer = %peer, "refused changes: {e}");
@@ -661,23 +754,55 @@ pub async fn fetch(
     transport: Transport,
 ) -> Result<Shared, String> {
     let addrs: Vec<Multiaddr> = addrs.iter().filter(|a| transport.allows(a)).cloned().collect();
-    if addrs.is_empty() {
+    // With mDNS on, a sharer on this LAN is found even when the ticket's addresses
+    // are missing or stale; then a failed dial is not the end.
+    let lan = swarm.behaviour().mdns.is_enabled();
+    if addrs.is_empty() && !lan {
         return Err(format!("the ticket has no address for --transport {transport:?}"));
     }
-    swarm
-        .dial(DialOpts::peer_id(peer).addresses(addrs).build())
-        .map_err(|e| format!("dialing the sharer: {e}"))?;
-    let timeout = tokio::time::sleep(Duration::from_secs(60));
+    if !addrs.is_empty() {
+        swarm
+            .dial(DialOpts::peer_id(peer).addresses(addrs).build())
+            .map_err(|e| format!("dialing the sharer: {e}"))?;
+    }
+    let wait = if lan { 30 } else { 60 };
+    let timeout = tokio::time::sleep(Duration::from_secs(wait));
     tokio::pin!(timeout);
     let mut asked = None;
+    let mut last_error = None;
+    // mDNS may have found the sharer already (while the listeners came up): a dial
+    // with no address uses what it found.
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
+            _ = retry.tick(), if asked.is_none() => {
+                if swarm.is_connected(&peer) {
+                    // Connected already (the sharer found us on the LAN first).
+                    asked = Some(swarm.behaviour_mut().sync.send_request(&peer, Message::Need { doc, have: vec![] }));
+                    continue;
+                }
+                let known = swarm.behaviour().mdns.as_ref().is_some_and(|m| m.discovered_nodes().any(|p| *p == peer));
+                if known {
+                    let _ = swarm.dial(DialOpts::peer_id(peer).build());
+                }
+            }
             ev = swarm.select_next_some() => match ev {
                 SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer && asked.is_none() => {
                     asked = Some(swarm.behaviour_mut().sync.send_request(&peer, Message::Need { doc, have: vec![] }));
                 }
+                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) if asked.is_none() => {
+                    let addrs: Vec<Multiaddr> =
+                        found.into_iter().filter(|(p, a)| *p == peer && transport.allows(a)).map(|(_, a)| a).collect();
+                    if !addrs.is_empty() && !swarm.is_connected(&peer) {
+                        tracing::info!(peer = %peer, "found the sharer on the LAN");
+                        let _ = swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build());
+                    }
+                }
                 SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == peer => {
-                    return Err(format!("cannot reach the sharer: {error}"));
+                    if !lan {
+                        return Err(format!("cannot reach the sharer: {error}"));
+                    }
+                    last_error = Some(error.to_string());
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, response }, ..
@@ -698,7 +823,13 @@ pub async fn fetch(
                 }
                 _ => {}
             },
-            _ = &mut timeout => return Err("the sharer did not answer within 60 s".into()),
+            _ = &mut timeout => {
+                return Err(match last_error {
+                    Some(e) => format!("cannot reach the sharer (nor find it on this LAN by mDNS within {wait} s): {e}"),
+                    None if lan => format!("the sharer was not found on this LAN by mDNS within {wait} s, and the ticket has no address that answers"),
+                    None => format!("the sharer did not answer within {wait} s"),
+                });
+            }
         }
     }
 }

@@ -155,6 +155,10 @@ pub struct Board {
     /// Remote peers by origin: their presence, when it last changed, when last heard.
     remote: HashMap<PeerId, (Presence, Instant, Instant)>,
     last_sent: Option<Instant>,
+    /// Peers this device is connected to, and by which transport.
+    pub links: HashMap<PeerId, &'static str>,
+    /// The network's state when it needs saying (offline, waiting for peers).
+    pub network: Option<String>,
 }
 
 pub type SharedBoard = Arc<Mutex<Board>>;
@@ -203,13 +207,21 @@ impl Board {
         self.remote.remove(peer);
     }
 
-    /// Every remote peer heard from lately: id, presence, and how long since it changed.
-    pub fn peers(&mut self) -> Vec<(String, Presence, std::time::Duration)> {
+    /// Every remote peer heard from lately: id, presence, how long since it changed,
+    /// and how it is reached (a transport, or "relayed" through another peer).
+    pub fn peers(&mut self) -> Vec<(String, Presence, std::time::Duration, &'static str)> {
         self.remote.retain(|_, (_, _, heard)| heard.elapsed() < EXPIRE);
         let mut v: Vec<_> = self
             .remote
             .iter()
-            .map(|(id, (p, changed, _))| (id.to_string(), p.clone(), changed.elapsed()))
+            .map(|(id, (p, changed, _))| {
+                (
+                    id.to_string(),
+                    p.clone(),
+                    changed.elapsed(),
+                    self.links.get(id).copied().unwrap_or("relayed"),
+                )
+            })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v

@@ -207,7 +207,7 @@ impl Service {
     /// Show a peer's live edit on the open `file` if it is exact here (see
     /// [`tandem_doc::Document::apply_live`]); true when it was shown.
     pub fn apply_live(&self, file: &Path, actor: &tandem_doc::ActorId, live: &LiveEdit) -> Result<bool> {
-        self.with_open(file, |s| Ok(s.doc.apply_live(actor, live).is_some()))
+        self.with_open(file, |s| Ok(s.doc.apply_live(actor, live, now_ms()).is_some()))
     }
 
     /// The open `file` in Automerge's compact form, for a fresh peer.
@@ -273,12 +273,15 @@ impl Service {
     }
 
     /// Changes of the open `file` that a peer with heads `have` lacks (all of them
-    /// when it has none or names heads this document does not know).
+    /// when it has none; heads this document does not know are ignored).
     pub fn changes_since(&self, file: &Path, have: &[tandem_doc::ChangeHash]) -> Result<Vec<Vec<u8>>> {
         self.with_open(file, |s| {
-            let known = s.doc.missing(have).is_empty();
-            let have = if known { have } else { &[] };
-            Ok(s.doc.changes_since(have).iter().map(|c| c.raw_bytes().to_vec()).collect())
+            // Heads this document does not know yet (changes still on their way here)
+            // are left out: the rest still bound what the peer has. Falling back to
+            // the whole history instead cost 400 KB per keystroke with 8 typists.
+            let unknown = s.doc.missing(have);
+            let known: Vec<_> = have.iter().filter(|h| !unknown.contains(h)).copied().collect();
+            Ok(s.doc.changes_since(&known).iter().map(|c| c.raw_bytes().to_vec()).collect())
         })
     }
 

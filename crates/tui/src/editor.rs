@@ -55,6 +55,9 @@ pub struct Peer {
     /// First char of their viewport, when they share it.
     pub viewport: Option<CursorId>,
     pub last_active_ms: u64,
+    /// How this device reaches them: "quic", "webrtc", "tcp", or "relayed" (through
+    /// another peer); empty when unknown.
+    pub link: String,
 }
 
 /// A remote peer as the network reports it (see `Host::presence`).
@@ -67,6 +70,8 @@ pub struct PeerView {
     /// First char of their view.
     pub top: Option<usize>,
     pub last_active_ms: u64,
+    /// See [`Peer::link`].
+    pub link: String,
 }
 
 /// Presence as the peers line shows it.
@@ -109,6 +114,8 @@ pub struct Editor {
     /// True when the document differs from the file (set by the program each loop).
     pub dirty: bool,
     pub peers: Vec<Peer>,
+    /// The network's state when it needs saying (see `Host::network`).
+    pub network: Option<String>,
     /// Index into `peers` of the peer being followed.
     pub follow: Option<usize>,
     pub soft_wrap: bool,
@@ -149,6 +156,7 @@ impl Editor {
             message: None,
             dirty: false,
             peers: Vec::new(),
+            network: None,
             follow: None,
             view_anchor,
             top_row: 0,
@@ -203,6 +211,7 @@ impl Editor {
             cursor,
             viewport: None,
             last_active_ms: now_ms,
+            link: String::new(),
         });
         self.peers.len() - 1
     }
@@ -248,6 +257,7 @@ impl Editor {
                 }
             };
             self.peers[i].name.clone_from(&v.name);
+            self.peers[i].link.clone_from(&v.link);
             self.update_peer(doc, i, v.sel, v.top, v.last_active_ms);
         }
     }

@@ -53,6 +53,11 @@ pub trait Host {
     /// first char of my view) are what this device shows them. `None` when there is
     /// no network (the peers list is then left alone).
     fn presence(&mut self, me: tandem_doc::Selection, top: usize) -> Option<Vec<editor::PeerView>>;
+    /// The network's state when it needs saying ("offline, retrying in 4 s"); `None`
+    /// when connected or not sharing.
+    fn network(&mut self) -> Option<String> {
+        None
+    }
     /// Messages from elsewhere (the network) for the message line, each with text to
     /// copy to the clipboard.
     fn notices(&mut self) -> Vec<(String, Option<String>)>;
@@ -177,6 +182,11 @@ fn event_loop(
         }
     }
     let mut last_tick = Instant::now() - Duration::from_secs(1);
+    // Redraw after input, when the document changed under us (a peer's keystroke, a
+    // script), and every 100 ms for clocks and presence; otherwise only poll.
+    let mut last_draw = Instant::now() - Duration::from_secs(1);
+    let mut drawn_revision = None;
+    let mut input = true;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -196,6 +206,7 @@ fn event_loop(
             {
                 host.with_doc(&mut |doc| editor.sync_peers(doc, &views));
             }
+            editor.network = host.network();
             for (text, copy) in host.notices() {
                 editor.info(text);
                 if let Some(copy) = copy {
@@ -203,6 +214,18 @@ fn event_loop(
                 }
             }
             last_tick = Instant::now();
+        }
+        let mut revision = None;
+        host.with_doc(&mut |doc| revision = Some(doc.revision()));
+        let stale = revision != drawn_revision || last_draw.elapsed() >= Duration::from_millis(100);
+        if !(input || stale) {
+            if event::poll(Duration::from_millis(8))? {
+                input = true;
+                if handle_waiting(host, &mut editor, &mut terminal)? {
+                    return Ok(());
+                }
+            }
+            continue;
         }
         editor.dirty = host.is_dirty();
         terminal.draw(|frame| {
@@ -213,26 +236,42 @@ fn event_loop(
                 frame.set_cursor_position((x, y));
             }
         })?;
+        last_draw = Instant::now();
+        drawn_revision = revision;
+        input = false;
         if let Some(seq) = editor.osc52.take() {
             let mut out = io::stdout();
             out.write_all(seq.as_bytes())?;
             out.flush()?;
         }
-        if !event::poll(Duration::from_millis(100))? {
-            continue;
-        }
-        // Handle everything that is already waiting before drawing again.
-        loop {
-            let ev = event::read()?;
-            if let Event::Resize(..) = ev {
-                terminal.autoresize()?;
-            }
-            if dispatch(host, &mut editor, &ev) {
+        if event::poll(Duration::from_millis(8))? {
+            input = true;
+            if handle_waiting(host, &mut editor, &mut terminal)? {
                 return Ok(());
             }
-            if !event::poll(Duration::ZERO)? {
-                break;
-            }
+        }
+    }
+}
+
+/// Handle every event already waiting (before drawing again); true means quit.
+fn handle_waiting<B: ratatui::backend::Backend>(
+    host: &mut dyn Host,
+    editor: &mut Editor,
+    terminal: &mut Terminal<B>,
+) -> io::Result<bool>
+where
+    io::Error: From<B::Error>,
+{
+    loop {
+        let ev = event::read()?;
+        if let Event::Resize(..) = ev {
+            terminal.autoresize()?;
+        }
+        if dispatch(host, editor, &ev) {
+            return Ok(true);
+        }
+        if !event::poll(Duration::ZERO)? {
+            return Ok(false);
         }
     }
 }

@@ -256,8 +256,9 @@ fn draw_status(
     // A short name of the version: peers that agree show the same one.
     let version =
         doc.heads().iter().map(|h| h.to_string()).min().map_or(String::new(), |h| format!(" │ @{}", &h[..6]));
+    let network = editor.network.as_ref().map_or(String::new(), |n| format!(" │ {n}"));
     let left = format!(
-        " {}{} │ Ln {}, Col {}{} │ UTF-8 {}{}{}",
+        " {}{} │ Ln {}, Col {}{} │ UTF-8 {}{}{}{}",
         editor.name,
         if editor.dirty { " [+]" } else { "" },
         line + 1,
@@ -266,6 +267,7 @@ fn draw_status(
         ending,
         if editor.soft_wrap { " │ wrap" } else { "" },
         version,
+        network,
     );
     buf.set_stringn(area.x, y, &left, area.width as usize, styles.status);
     // Peers, right-aligned: a colored dot and the name, dimmed when idle or away.
@@ -278,7 +280,8 @@ fn draw_status(
         };
         let following = if editor.follow == Some(i) { " (following)" } else { "" };
         spans.push((format!("{dot} "), styles.status.patch(styles.peer_label(p.color))));
-        spans.push((format!("{}{suffix}{following}  ", p.name), styles.status));
+        let link = if p.link.is_empty() { String::new() } else { format!(" ·{}", p.link) };
+        spans.push((format!("{}{link}{suffix}{following}  ", p.name), styles.status));
     }
     // Who is here matters more than the right end of the status text: the peers get
     // up to 60% of the line, drawn over it; past that only their dots are shown.

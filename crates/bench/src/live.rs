@@ -1,0 +1,368 @@
+//! Live-editing benchmarks over real libp2p connections on 127.0.0.1: keystroke to
+//! remote rope latency, fresh-join size and time, and many peers typing at once.
+//!
+//! Every peer is a real [`Service`] (store on disk) driven by a real [`Node`] on its
+//! own swarm; they share one process (and one tokio runtime) only so that one clock
+//! times both ends of a keystroke.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+use serde_json::{Value, json};
+use tandem_doc::{ActorId, Author, DocConfig};
+use tandem_net::node::{self, Node, SYNC_BYTES_SENT, Transport};
+use tandem_store::{Service, Shared, Workspace, now_ms};
+
+use crate::keystroke::stats;
+
+/// One peer: its service (the document on disk) and where it listens.
+pub struct Peer {
+    pub service: Arc<Service>,
+    pub file: PathBuf,
+    pub id: PeerId,
+    pub addrs: Vec<Multiaddr>,
+}
+
+impl Peer {
+    fn len(&self) -> usize {
+        self.service.with_open(&self.file, |s| Ok(s.doc.len_chars())).unwrap_or(0)
+    }
+
+    fn text(&self) -> String {
+        self.service.with_open(&self.file, |s| Ok(s.doc.rope().to_string())).unwrap_or_default()
+    }
+
+    fn settled(&self) -> (String, Vec<tandem_doc::ChangeHash>, bool) {
+        self.service
+            .with_open(&self.file, |s| {
+                Ok((
+                    s.doc.rope().to_string(),
+                    s.doc.heads().to_vec(),
+                    s.doc.has_overlay() || s.doc.has_pending(),
+                ))
+            })
+            .unwrap_or_default()
+    }
+
+    /// Type: `delete` chars at `pos` replaced by `insert`, as the editor does.
+    fn splice(&self, pos: usize, delete: usize, insert: &str) {
+        let _ = self.service.with_open(&self.file, |s| {
+            let _ = s.doc.splice(pos, delete, insert, now_ms());
+            Ok(())
+        });
+    }
+
+    /// The editor's tick: commit after the idle window.
+    fn tick(&self) {
+        let _ = self.service.poll_commit(&self.file, now_ms());
+    }
+}
+
+fn own(dir: &Path, i: usize) -> Result<Arc<Service>, String> {
+    let ws = Workspace::at(dir).map_err(|e| e.to_string())?;
+    let author = Author::new(format!("peer{i}"), ActorId::from(vec![i as u8 + 1; 16]));
+    Ok(Arc::new(Service::own(ws, author, DocConfig::default()).map_err(|e| e.to_string())?.ok_or("locked")?))
+}
+
+fn doc_id(service: &Service, file: &Path) -> Result<[u8; 16], String> {
+    let hex = service.with_open(file, |s| Ok(s.doc_id().to_owned())).map_err(|e| e.to_string())?;
+    let bytes: Vec<u8> =
+        (0..16).filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect();
+    bytes.try_into().map_err(|_| format!("bad document id {hex}"))
+}
+
+/// Move a service channel onto an async one for the node.
+fn bridge<T: Send + 'static>(rx: std::sync::mpsc::Receiver<T>) -> tokio::sync::mpsc::UnboundedReceiver<T> {
+    let (tx, out) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for item in rx {
+            if tx.send(item).is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
+async fn swarm(
+    dir: &Path,
+    transport: Transport,
+) -> Result<(libp2p::Swarm<node::Behaviour>, PeerId, Vec<Multiaddr>), String> {
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let id = key.public().to_peer_id();
+    let cert = node::webrtc_certificate(&dir.join("home"))?;
+    let (mut swarm, listeners) = node::swarm(key, cert, transport, "127.0.0.1".parse().expect("ip"))?;
+    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+    Ok((swarm, id, addrs))
+}
+
+fn start(node: Node, service: &Service, file: &Path) -> Result<(), String> {
+    let local = bridge(service.subscribe_changes(file).map_err(|e| e.to_string())?);
+    let live = bridge(service.subscribe_live(file).map_err(|e| e.to_string())?);
+    tokio::spawn(node.run(local, live));
+    Ok(())
+}
+
+/// Share `file` (in `dir`, already holding its text or history) as peer 0.
+pub async fn share(dir: &Path, file: &Path, transport: Transport) -> Result<(Peer, [u8; 16]), String> {
+    let service = own(dir, 0)?;
+    service.open(file, false).map_err(|e| e.to_string())?;
+    let doc = doc_id(&service, file)?;
+    let (swarm, id, addrs) = swarm(dir, transport).await?;
+    start(Node::new(swarm, Arc::clone(&service), file.to_owned(), doc, transport), &service, file)?;
+    Ok((Peer { service, file: file.to_owned(), id, addrs }, doc))
+}
+
+/// What a fresh join cost.
+pub struct JoinCost {
+    /// Bytes of the frame that carried the document.
+    pub bytes: usize,
+    pub ms: f64,
+}
+
+/// Join `to`'s document as peer `i` into `dir`.
+pub async fn join(
+    dir: &Path,
+    i: usize,
+    to: &Peer,
+    doc: [u8; 16],
+    transport: Transport,
+) -> Result<(Peer, JoinCost), String> {
+    let service = own(dir, i)?;
+    let file = dir.join(to.file.file_name().ok_or("no file name")?);
+    let (mut swarm, id, addrs) = swarm(dir, transport).await?;
+    let started = Instant::now();
+    let shared = node::fetch(&mut swarm, to.id, &to.addrs, doc, transport).await?;
+    // Frame: length, version, kind, document id, then the payload.
+    let bytes = 6
+        + 16
+        + match &shared {
+            Shared::Snapshot(b) => b.len(),
+            Shared::Changes(c) => c.iter().map(|c| 4 + c.raw_bytes().len()).sum::<usize>() + 4,
+        };
+    let hex: String = doc.iter().map(|b| format!("{b:02x}")).collect();
+    service.join(&file, &hex, shared).map_err(|e| e.to_string())?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
+    let connected = node.swarm.is_connected(&to.id);
+    node.keep_connected(to.id, to.addrs.clone(), connected);
+    start(node, &service, &file)?;
+    Ok((Peer { service, file, id, addrs }, JoinCost { bytes, ms }))
+}
+
+fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(20));
+    }
+    false
+}
+
+/// Keystroke to remote rope: peer A types `keys` keys at 10 keys/s (a 0.6 s pause
+/// after every 20, where the idle window commits), one in ten a Backspace; each is
+/// timed from the edit call on A until B's rope has it. Also reports the fresh join.
+pub fn latency(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    file: &Path,
+    label: &str,
+    transport: Transport,
+    keys: usize,
+) -> Result<Vec<Value>, String> {
+    let b_dir = dir.with_extension("b");
+    std::fs::create_dir_all(&b_dir).map_err(|e| e.to_string())?;
+    let (a, b, cost) = rt.block_on(async {
+        let (a, doc) = share(dir, file, transport).await?;
+        let (b, cost) = join(&b_dir, 1, &a, doc, transport).await?;
+        Ok::<_, String>((a, b, cost))
+    })?;
+    let saved =
+        a.service.with_open(&a.file, |s| Ok(s.doc.save(now_ms()).len())).map_err(|e| e.to_string())?;
+    if !wait_until(Duration::from_secs(10), || a.text() == b.text()) {
+        return Err("the peers did not agree after joining".into());
+    }
+    // Let connection set-up settle (hello, presence) before timing.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut lat = Vec::with_capacity(keys);
+    let mut missed = 0;
+    let mid = a.len() / 2;
+    let mut typed = 0usize;
+    let mut next = Instant::now();
+    for k in 0..keys {
+        let len = a.len();
+        let backspace = k % 10 == 9 && typed > 0;
+        let t0 = Instant::now();
+        if backspace {
+            a.splice(mid + typed - 1, 1, "");
+            typed -= 1;
+        } else {
+            a.splice(mid + typed, 0, "x");
+            typed += 1;
+        }
+        let want = if backspace { len - 1 } else { len + 1 };
+        if wait_until(Duration::from_secs(10), || b.len() == want) {
+            lat.push(t0.elapsed().as_secs_f64() * 1e3);
+        } else {
+            missed += 1;
+        }
+        next += Duration::from_millis(if k % 20 == 19 { 700 } else { 100 });
+        while Instant::now() < next {
+            a.tick();
+            std::thread::sleep(Duration::from_millis(10).min(next.saturating_duration_since(Instant::now())));
+        }
+    }
+    let agreed = wait_until(Duration::from_secs(10), || a.text() == b.text());
+    Ok(vec![
+        json!({
+            "bench": "live-latency", "doc": label, "transport": format!("{transport:?}").to_lowercase(),
+            "keys": keys, "latency_ms": stats(lat), "missed": missed, "agreed": agreed,
+        }),
+        json!({
+            "bench": "fresh-join", "doc": label, "transport": format!("{transport:?}").to_lowercase(),
+            "bytes": cost.bytes, "automerge_save_bytes": saved,
+            "ratio": (cost.bytes as f64 / saved as f64 * 1000.0).round() / 1000.0,
+            "ms": (cost.ms * 10.0).round() / 10.0,
+        }),
+    ])
+}
+
+fn cpu_seconds() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// `n` peers (one sharer, the others joined to it) each typing 10 keys/s for
+/// `seconds`, each its own letter at a random place. Latency: from a key on one peer
+/// until another peer's rope holds that many of its letters.
+pub fn load(
+    rt: &tokio::runtime::Runtime,
+    root: &Path,
+    n: usize,
+    seconds: u64,
+    transport: Transport,
+) -> Result<Value, String> {
+    assert!((2..=26).contains(&n), "2 to 26 peers");
+    let dir0 = root.join("p0");
+    std::fs::create_dir_all(&dir0).map_err(|e| e.to_string())?;
+    let file0 = dir0.join("load.txt");
+    std::fs::write(&file0, "load test\n").map_err(|e| e.to_string())?;
+    let peers = rt.block_on(async {
+        let (first, doc) = share(&dir0, &file0, transport).await?;
+        let mut peers = vec![first];
+        for i in 1..n {
+            let dir = root.join(format!("p{i}"));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let (p, _) = join(&dir, i, &peers[0], doc, transport).await?;
+            peers.push(p);
+        }
+        Ok::<_, String>(peers)
+    })?;
+    let peers = Arc::new(peers);
+    std::thread::sleep(Duration::from_secs(2));
+    let letter = |i: usize| (b'a' + i as u8) as char;
+    let keys_each = (seconds * 10) as usize;
+    // When peer i typed its k-th key.
+    let typed: Arc<Mutex<Vec<Vec<Instant>>>> = Arc::new(Mutex::new(vec![Vec::new(); n]));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (peers, typed, done) = (Arc::clone(&peers), Arc::clone(&typed), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut seen = vec![vec![0usize; n]; n];
+            let mut lat = Vec::new();
+            loop {
+                // Read before polling: a last round runs after the typing is over.
+                let last_round = done.load(Ordering::Relaxed);
+                for (j, p) in peers.iter().enumerate() {
+                    let text = p.text();
+                    let now = Instant::now();
+                    let mut counts = vec![0usize; n];
+                    for c in text.chars() {
+                        let i = (c as usize).wrapping_sub('a' as usize);
+                        if i < n {
+                            counts[i] += 1;
+                        }
+                    }
+                    let typed = typed.lock().expect("typed");
+                    for i in (0..n).filter(|i| *i != j) {
+                        // "load test" holds some of the letters already.
+                        let base = "load test\n".chars().filter(|c| *c == letter(i)).count();
+                        let have = counts[i].saturating_sub(base).min(typed[i].len());
+                        for k in seen[j][i]..have {
+                            lat.push((now - typed[i][k]).as_secs_f64() * 1e3);
+                        }
+                        seen[j][i] = seen[j][i].max(have);
+                    }
+                }
+                if last_round {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            lat
+        })
+    };
+    let bytes0 = SYNC_BYTES_SENT.load(Ordering::Relaxed);
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    // Key k of peer i is due at k * 100 ms + i * 100 / n ms.
+    let mut schedule: Vec<(Duration, usize)> = (0..keys_each)
+        .flat_map(|k| {
+            (0..n)
+                .map(move |i| (Duration::from_micros(k as u64 * 100_000 + i as u64 * 100_000 / n as u64), i))
+        })
+        .collect();
+    schedule.sort();
+    let mut last_tick = Instant::now();
+    for (due, i) in schedule {
+        while start.elapsed() < due {
+            if last_tick.elapsed() >= Duration::from_millis(10) {
+                peers.iter().for_each(Peer::tick);
+                last_tick = Instant::now();
+            }
+            std::thread::sleep((due.saturating_sub(start.elapsed())).min(Duration::from_millis(2)));
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let p = &peers[i];
+        let pos = (seed % (p.len() as u64 + 1)) as usize;
+        let mut typed = typed.lock().expect("typed");
+        p.splice(pos, 0, &letter(i).to_string());
+        typed[i].push(Instant::now());
+    }
+    let typing_s = start.elapsed().as_secs_f64();
+    let last_key = Instant::now();
+    // Converged: every peer shows the same text, at the same heads, with nothing pending.
+    let converged = wait_until(Duration::from_secs(30), || {
+        peers.iter().for_each(Peer::tick);
+        let first = peers[0].settled();
+        !first.2 && peers[1..].iter().all(|p| p.settled() == first)
+    });
+    let converge_ms = last_key.elapsed().as_secs_f64() * 1e3;
+    let cpu = cpu_seconds() - cpu0;
+    let bytes = SYNC_BYTES_SENT.load(Ordering::Relaxed) - bytes0;
+    done.store(true, Ordering::Relaxed);
+    let lat = poller.join().map_err(|_| "poller panicked")?;
+    let total_keys = keys_each * n;
+    Ok(json!({
+        "bench": "live-load", "peers": n, "transport": format!("{transport:?}").to_lowercase(),
+        "seconds": seconds, "keys": total_keys,
+        "latency_ms": stats(lat),
+        "converged": converged,
+        "converge_after_last_key_ms": (converge_ms * 10.0).round() / 10.0,
+        "cpu_cores_all_peers": ((cpu / typing_s) * 1000.0).round() / 1000.0,
+        "cpu_ms_per_peer_per_s": ((cpu / typing_s / n as f64) * 1e6).round() / 1e3,
+        "sync_bytes_per_keystroke": (bytes as f64 / total_keys as f64).round(),
+        "sync_bytes_per_keystroke_per_receiver": (bytes as f64 / (total_keys * (n - 1)) as f64).round(),
+    }))
+}
