@@ -24,11 +24,21 @@ struct StoreHost {
     /// Presence shared with the network node, when sharing.
     board: Option<SharedBoard>,
     name: String,
+    popups: Popups,
+    /// How to share when asked from inside the editor.
+    net: Net,
 }
 
 /// Messages for the editor's message line from other threads (the network), each
 /// with text to put on the clipboard.
 type Notices = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// Boxes to show over the text (title, text), such as a ticket's QR code.
+type Popups = Arc<Mutex<Vec<(String, String)>>>;
+
+fn push<T>(list: &Mutex<Vec<T>>, item: T) {
+    list.lock().unwrap_or_else(|e| e.into_inner()).push(item);
+}
 
 /// What the work thread beside the editor gets.
 struct Ctx {
@@ -37,6 +47,17 @@ struct Ctx {
     loaded: Arc<OnceLock<Result<(), String>>>,
     notices: Notices,
     board: SharedBoard,
+    popups: Popups,
+    /// Show the ticket as a QR code once it is known.
+    qr: bool,
+}
+
+/// The QR code of `ticket` as a popup.
+fn ticket_popup(ticket: &tandem_net::Ticket) -> (String, String) {
+    // Blank lines above and below: the code's quiet zone, white like the box.
+    let text = sharing::qr(ticket)
+        .map_or_else(|| "(the ticket is too long for a QR code)".into(), |code| format!("\n{code}\n "));
+    ("ticket: scan it, or paste it from the clipboard; any key closes".into(), text)
 }
 
 impl StoreHost {
@@ -113,6 +134,42 @@ impl Host for StoreHost {
         board.lock().unwrap_or_else(|e| e.into_inner()).network.clone()
     }
 
+    fn share(&mut self) -> Result<String, String> {
+        if self.board.is_some() {
+            // Already shared (or joined): show this peer's ticket again.
+            let saved = self.service.workspace().store_dir().join("ticket");
+            let text = std::fs::read_to_string(&saved)
+                .map_err(|_| "the network is still starting; try again in a moment".to_owned())?;
+            let ticket: tandem_net::Ticket =
+                text.parse().map_err(|e| format!("{}: {e}; share again to renew it", saved.display()))?;
+            push(&self.popups, ticket_popup(&ticket));
+            push(&self.notices, ("ticket copied to the clipboard".to_owned(), Some(ticket.to_string())));
+            return Ok("showing the ticket".into());
+        }
+        let board = SharedBoard::default();
+        self.board = Some(Arc::clone(&board));
+        let ctx = Ctx {
+            service: Arc::clone(&self.service),
+            file: self.file.clone(),
+            loaded: Arc::clone(&self.loaded),
+            notices: Arc::clone(&self.notices),
+            board,
+            popups: Arc::clone(&self.popups),
+            qr: true,
+        };
+        let net = self.net;
+        std::thread::spawn(move || {
+            let (service, file) = (Arc::clone(&ctx.service), ctx.file.clone());
+            serve_node(&ctx, async move { sharing::start_share(&service, &file, net).await });
+        });
+        Ok("sharing: starting the network…".into())
+    }
+
+    fn popup(&mut self) -> Option<(String, String)> {
+        let mut popups = self.popups.lock().unwrap_or_else(|e| e.into_inner());
+        (!popups.is_empty()).then(|| popups.remove(0))
+    }
+
     fn notices(&mut self) -> Vec<(String, Option<String>)> {
         std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -162,26 +219,39 @@ fn run(
     service: Arc<Service>,
     file: PathBuf,
     preview: Option<ropey::Rope>,
-    sharing: bool,
+    sharing: Option<(Net, bool)>,
     work: impl FnOnce(Ctx) + Send + 'static,
 ) -> Result<(), Failure> {
     let config =
         Config::load(&home_dir().join("config.toml")).map_err(|e| Failure { message: e, code: 1 })?;
     let loaded = Arc::new(OnceLock::new());
     let notices: Notices = Arc::default();
-    let board = sharing.then(SharedBoard::default);
+    let board = sharing.map(|_| SharedBoard::default());
+    let popups: Popups = Arc::default();
+    let (net, qr) = sharing.unwrap_or((Net::default(), false));
     let ctx = Ctx {
         service: Arc::clone(&service),
         file: file.clone(),
         loaded: Arc::clone(&loaded),
         notices: Arc::clone(&notices),
         board: board.clone().unwrap_or_default(),
+        popups: Arc::clone(&popups),
+        qr,
     };
     std::thread::spawn(move || work(ctx));
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let author = service.author_name();
-    let mut host =
-        StoreHost { service, file, last_refresh: Instant::now(), loaded, notices, board, name: author };
+    let mut host = StoreHost {
+        service,
+        file,
+        last_refresh: Instant::now(),
+        loaded,
+        notices,
+        board,
+        name: author,
+        popups,
+        net,
+    };
     tandem_tui::run(&mut host, config, &name, preview)
         .map_err(|e| Failure { message: e.to_string(), code: 1 })
 }
@@ -203,7 +273,7 @@ fn prepare(file: &Path) -> Result<(PathBuf, Workspace, Arc<Service>), Failure> {
 pub fn open(file: &Path) -> Result<(), Failure> {
     let (file, ws, service) = prepare(file)?;
     let preview = preview(&ws, &file);
-    run(service, file, preview, false, |ctx| {
+    run(service, file, preview, None, |ctx| {
         let _ = ctx.loaded.set(ctx.service.open(&ctx.file, true).map(drop).map_err(|e| e.to_string()));
     })
 }
@@ -229,7 +299,10 @@ fn serve_node(
                 let saved = ctx.service.workspace().store_dir().join("ticket");
                 let _ = tandem_store::write_atomic(&saved, format!("{text}\n").as_bytes());
                 let msg = format!("sharing: ticket copied to the clipboard and saved in {}", saved.display());
-                ctx.notices.lock().unwrap_or_else(|e| e.into_inner()).push((msg, Some(text)));
+                if ctx.qr {
+                    push(&ctx.popups, ticket_popup(&ticket));
+                }
+                push(&ctx.notices, (msg, Some(text)));
                 if let Err(e) = sharing::run_node(node, &ctx.service, &ctx.file).await {
                     ctx.notices
                         .lock()
@@ -250,10 +323,10 @@ fn serve_node(
 }
 
 /// `tandem share FILE` with a screen: the editor, and the node beside it.
-pub fn share(file: &Path, net: Net) -> Result<(), Failure> {
+pub fn share(file: &Path, net: Net, qr: bool) -> Result<(), Failure> {
     let (file, ws, service) = prepare(file)?;
     let preview = preview(&ws, &file);
-    run(service, file, preview, true, move |ctx| {
+    run(service, file, preview, Some((net, qr)), move |ctx| {
         if let Err(e) = ctx.service.open(&ctx.file, true) {
             let _ = ctx.loaded.set(Err(e.to_string()));
             return;
@@ -269,7 +342,7 @@ pub fn join(ws: Workspace, file: PathBuf, ticket: tandem_net::Ticket, net: Net) 
     need_terminal(&file)?;
     let service = sharing::own(&ws)?;
     let preview = preview(&ws, &file);
-    run(service, file, preview, true, move |ctx| {
+    run(service, file, preview, Some((net, false)), move |ctx| {
         let (service, file) = (Arc::clone(&ctx.service), ctx.file.clone());
         serve_node(&ctx, async move { sharing::start_join(&service, &file, &ticket, net).await });
     })

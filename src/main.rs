@@ -92,6 +92,9 @@ enum Command {
     /// Share FILE with other devices: print a ticket, then keep the document in sync.
     Share {
         file: PathBuf,
+        /// Also show the ticket as a QR code (printed; in the editor, over the text).
+        #[arg(long)]
+        qr: bool,
         #[command(flatten)]
         peer: PeerOpts,
     },
@@ -267,9 +270,9 @@ fn run(command: Command) -> Result<(), Failure> {
             out(&s)
         }
         Command::Watch { file, json } => watch(&abs(&file)?, json),
-        Command::Share { file, peer } => {
+        Command::Share { file, qr, peer } => {
             let net = sharing::Net::parse(&peer.transport, peer.listen)?;
-            sharing::share(&abs(&file)?, peer.headless, peer.json, net)
+            sharing::share(&abs(&file)?, peer.headless, peer.json, qr, net)
         }
         Command::Join { ticket, dir, peer } => {
             let net = sharing::Net::parse(&peer.transport, peer.listen)?;

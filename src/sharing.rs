@@ -79,6 +79,13 @@ pub struct Net {
     pub listen: Ipv4Addr,
 }
 
+impl Default for Net {
+    /// Every transport, every interface (what `tandem share` does by default).
+    fn default() -> Net {
+        Net { transport: Transport::Any, listen: Ipv4Addr::UNSPECIFIED }
+    }
+}
+
 impl Net {
     pub fn parse(transport: &str, listen: Ipv4Addr) -> Result<Net, Failure> {
         Ok(Net { transport: transport.parse().map_err(usage)?, listen })
@@ -148,21 +155,51 @@ fn ticket_json(ticket: &Ticket, file: &Path) -> serde_json::Value {
     })
 }
 
-fn print_ticket(ticket: &Ticket, file: &Path, json: bool) -> Result<(), Failure> {
-    if json { crate::out_json(&ticket_json(ticket, file)) } else { crate::out(&format!("{ticket}\n")) }
+/// `ticket` as a QR code drawn with half blocks (dark modules are filled), without
+/// its quiet zone (draw it on white). Only the first two addresses go in (QUIC and a
+/// LAN address come first), so the code fits a terminal; on a LAN mDNS finds the rest.
+pub fn qr(ticket: &Ticket) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let short = Ticket { addrs: ticket.addrs.iter().take(2).cloned().collect(), ..ticket.clone() };
+    let code = qrcode::QrCode::new(short.to_string().as_bytes()).ok()?;
+    Some(code.render::<Dense1x2>().quiet_zone(false).build())
 }
 
-/// `tandem share FILE`: print a ticket, then keep the document in sync.
-pub fn share(file: &Path, headless: bool, json: bool, net: Net) -> Result<(), Failure> {
+fn print_ticket(ticket: &Ticket, file: &Path, json: bool, show_qr: bool) -> Result<(), Failure> {
+    if json {
+        return crate::out_json(&ticket_json(ticket, file));
+    }
+    crate::out(&format!("{ticket}\n"))?;
+    if show_qr {
+        let code = qr(ticket).ok_or_else(|| fail("the ticket is too long for a QR code"))?;
+        // Black on white whatever the terminal's colors (with a white margin, the
+        // quiet zone), so phones can scan it.
+        use std::io::IsTerminal;
+        let paint = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let width = code.lines().next().map_or(0, |l| l.chars().count());
+        let blank = " ".repeat(width);
+        let lines: String = std::iter::once(blank.as_str())
+            .chain(code.lines())
+            .chain(std::iter::once(blank.as_str()))
+            .map(|l| if paint { format!("\x1b[30;47m  {l}  \x1b[0m\n") } else { format!("  {l}  \n") })
+            .collect();
+        crate::out(&lines)?;
+    }
+    Ok(())
+}
+
+/// `tandem share FILE`: print a ticket (and with `qr`, its QR code), then keep the
+/// document in sync.
+pub fn share(file: &Path, headless: bool, json: bool, qr: bool, net: Net) -> Result<(), Failure> {
     if !headless {
-        return crate::editor::share(file, net);
+        return crate::editor::share(file, net, qr);
     }
     let ws = Workspace::discover(file)?;
     let service = own(&ws)?;
     service.open(file, false)?;
     runtime().map_err(fail)?.block_on(async {
         let (node, ticket) = start_share(&service, file, net).await.map_err(fail)?;
-        print_ticket(&ticket, file, json)?;
+        print_ticket(&ticket, file, json, qr)?;
         run_node(node, &service, file).await.map_err(fail)
     })
 }
@@ -179,7 +216,7 @@ pub fn join(ticket: &str, dir: &Path, headless: bool, json: bool, net: Net) -> R
     let service = own(&ws)?;
     runtime().map_err(fail)?.block_on(async {
         let (node, own_ticket) = start_join(&service, &file, &ticket, net).await.map_err(fail)?;
-        print_ticket(&own_ticket, &file, json)?;
+        print_ticket(&own_ticket, &file, json, false)?;
         run_node(node, &service, &file).await.map_err(fail)
     })
 }

@@ -510,3 +510,27 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn alt_s_shares_the_open_document_and_shows_its_ticket() {
+    let Some(t) = Tmux::start("solo.md", Some("alone for now\n")) else { return };
+    t.keys(&["M-s"]);
+    t.wait_for("ticket: scan it");
+    let screen = t.screen();
+    assert!(screen.contains('█') || screen.contains('▀'), "no QR code:\n{screen}");
+    // The ticket is saved (and was copied to the clipboard) and parses.
+    let saved = std::fs::read_to_string(t.dir.path().join(".tandem/ticket")).unwrap();
+    assert!(saved.trim().parse::<tandem_net::Ticket>().is_ok(), "{saved}");
+    t.keys(&["Escape"]);
+    wait_until(&t, |s| !s.contains("ticket: scan it"));
+    t.wait_for("sharing, no peers yet");
+    // Asking again shows the same ticket.
+    t.keys(&["M-s"]);
+    t.wait_for("ticket: scan it");
+    t.keys(&["Escape"]);
+    t.type_text("!");
+    t.keys(&["C-s"]);
+    t.wait_for("saved solo.md");
+    t.keys(&["C-q"]);
+    t.wait_exit();
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 use serde_json::{Value, json};
 use tandem_doc::{ActorId, Author, DocConfig};
-use tandem_net::node::{self, Node, SYNC_BYTES_SENT, Transport};
+use tandem_net::node::{self, Node, SYNC_BYTES_BY_KIND, SYNC_BYTES_SENT, Transport};
 use tandem_store::{Service, Shared, Workspace, now_ms};
 
 use crate::keystroke::stats;
@@ -206,10 +206,17 @@ pub fn latency(
             typed += 1;
         }
         let want = if backspace { len - 1 } else { len + 1 };
-        if wait_until(Duration::from_secs(10), || b.len() == want) {
+        if wait_until(Duration::from_secs(5), || b.len() == want) {
             lat.push(t0.elapsed().as_secs_f64() * 1e3);
         } else {
             missed += 1;
+            if missed >= 3 {
+                return Err(format!(
+                    "{label} over {transport:?}: keystroke {k} never reached the other peer"
+                ));
+            }
+            // Let the next keystroke start from agreement again.
+            wait_until(Duration::from_secs(10), || a.text() == b.text());
         }
         next += Duration::from_millis(if k % 20 == 19 { 700 } else { 100 });
         while Instant::now() < next {
@@ -311,6 +318,7 @@ pub fn load(
         })
     };
     let bytes0 = SYNC_BYTES_SENT.load(Ordering::Relaxed);
+    let kinds0: Vec<u64> = SYNC_BYTES_BY_KIND.iter().map(|b| b.load(Ordering::Relaxed)).collect();
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -351,6 +359,14 @@ pub fn load(
     let converge_ms = last_key.elapsed().as_secs_f64() * 1e3;
     let cpu = cpu_seconds() - cpu0;
     let bytes = SYNC_BYTES_SENT.load(Ordering::Relaxed) - bytes0;
+    let names = ["?", "hello", "need", "changes", "ack", "error", "live", "snapshot"];
+    let by_kind: serde_json::Map<String, Value> = SYNC_BYTES_BY_KIND
+        .iter()
+        .zip(kinds0)
+        .zip(names)
+        .map(|((b, before), name)| (name.to_owned(), json!(b.load(Ordering::Relaxed) - before)))
+        .filter(|(_, v)| v.as_u64() != Some(0))
+        .collect();
     done.store(true, Ordering::Relaxed);
     let lat = poller.join().map_err(|_| "poller panicked")?;
     let total_keys = keys_each * n;
@@ -364,5 +380,6 @@ pub fn load(
         "cpu_ms_per_peer_per_s": ((cpu / typing_s / n as f64) * 1e6).round() / 1e3,
         "sync_bytes_per_keystroke": (bytes as f64 / total_keys as f64).round(),
         "sync_bytes_per_keystroke_per_receiver": (bytes as f64 / (total_keys * (n - 1)) as f64).round(),
+        "sync_bytes_by_kind": by_kind,
     }))
 }

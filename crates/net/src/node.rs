@@ -101,10 +101,15 @@ const WRITE_PIECE: usize = 4096;
 
 /// Bytes of `/tandem/sync/1` frames this process has written (for benchmarks).
 pub static SYNC_BYTES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The same, by message kind (the frame's kind byte, 1 to 7).
+pub static SYNC_BYTES_BY_KIND: [std::sync::atomic::AtomicU64; 8] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 8];
 
 async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(io: &mut T, msg: Message) -> io::Result<()> {
     let frame = protocol::encode(&msg);
     SYNC_BYTES_SENT.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    SYNC_BYTES_BY_KIND[(frame[5] as usize).min(7)]
+        .fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
     // In flushed pieces: libp2p-webrtc (0.10 alpha) batches unflushed writes into one
     // data-channel message, and its reader takes at most 8192 bytes per message
     // ("Short buffer (size: 8192) to be filled"): any frame over ~8 KB, such as a
@@ -304,6 +309,10 @@ pub struct Node {
     seen_live: HashSet<u64>,
     /// Addresses of peers found on the LAN by mDNS.
     found: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Heads each peer last told us that we knew too: what it surely has.
+    synced: HashMap<PeerId, Vec<Hash>>,
+    /// Hellos waiting for their answer (only those make us ask for what we lack).
+    hellos: HashSet<OutboundRequestId>,
 }
 
 /// Most live edits remembered for de-duplication before the memory is cleared.
@@ -334,6 +343,8 @@ impl Node {
             inbox: Vec::new(),
             seen_live: HashSet::new(),
             found: HashMap::new(),
+            synced: HashMap::new(),
+            hellos: HashSet::new(),
         }
     }
 
@@ -420,15 +431,29 @@ impl Node {
         match self.service.heads_and_missing(&self.file, &[]) {
             Ok((heads, _)) => {
                 let msg = Message::Hello { doc: self.doc, heads: hashes(&heads) };
-                self.send(peer, msg);
+                let id = self.send(peer, msg);
+                self.hellos.insert(id);
             }
             Err(e) => tracing::error!("{e}"),
         }
     }
 
+    /// The heads of `theirs` we know: the peer has everything before them.
+    fn remember_synced(&mut self, peer: &PeerId, theirs: &[Hash], missing: &[ChangeHash]) {
+        let known: Vec<Hash> =
+            theirs.iter().filter(|h| !missing.contains(&ChangeHash(**h))).copied().collect();
+        if !known.is_empty() {
+            self.synced.insert(*peer, known);
+        }
+    }
+
     /// Ask `peer` for what we lack when it names heads we do not have.
     fn need_if_missing(&mut self, peer: &PeerId, theirs: &[Hash]) {
-        match self.service.heads_and_missing(&self.file, &change_hashes(theirs)) {
+        let result = self.service.heads_and_missing(&self.file, &change_hashes(theirs));
+        if let Ok((_, missing)) = &result {
+            self.remember_synced(peer, theirs, missing);
+        }
+        match result {
             Ok((ours, missing)) if !missing.is_empty() => {
                 let msg = Message::Need { doc: self.doc, have: hashes(&ours) };
                 self.send(peer, msg);
@@ -526,6 +551,9 @@ impl Node {
         loop {
             tokio::select! {
                 _ = presence_tick.tick() => {
+                    if let Err(e) = self.service.save_if_stale(&self.file) {
+                        tracing::error!("writing {}: {e}", self.file.display());
+                    }
                     let unsent = self.board().take_unsent();
                     if let Some(mut p) = unsent {
                         p.origin = self.swarm.local_peer_id().to_bytes();
@@ -579,6 +607,7 @@ impl Node {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
+                self.synced.remove(&peer_id);
                 let mut board = self.board();
                 board.links.remove(&peer_id);
                 board.remove(&peer_id);
@@ -636,7 +665,10 @@ impl Node {
                     let reply = self.on_request(peer, request);
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, reply);
                 }
-                request_response::Message::Response { response, .. } => self.on_response(peer, response),
+                request_response::Message::Response { request_id, response } => {
+                    let to_hello = self.hellos.remove(&request_id);
+                    self.on_response(peer, response, to_hello)
+                }
             },
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer,
@@ -647,9 +679,11 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
                 peer,
+                request_id,
                 error,
                 ..
             })) => {
+                self.hellos.remove(&request_id);
                 tracing::warn!(peer = %peer, "request failed: {error}");
             }
             _ => {}
@@ -678,8 +712,11 @@ impl Node {
                 Ok(envelope) => Message::Snapshot { doc: self.doc, envelope },
                 Err(e) => Message::Error { message: e.to_string() },
             },
-            Message::Need { have, .. } => match self.service.changes_since(&self.file, &change_hashes(&have))
-            {
+            Message::Need { have, .. } => match self.service.changes_since(
+                &self.file,
+                &change_hashes(&have),
+                &change_hashes(self.synced.get(&peer).map_or(&[][..], Vec::as_slice)),
+            ) {
                 Ok(envelopes) => Message::Changes { doc: self.doc, envelopes },
                 Err(e) => Message::Error { message: e.to_string() },
             },
@@ -687,12 +724,9 @@ impl Node {
                 Message::Error { message: "this peer does not share that document".into() }
             }
             Message::Changes { envelopes, .. } => match self.receive(peer, envelopes) {
-                // Acked with the heads before the batch is applied: the sender only
-                // checks them for changes it lacks.
-                Ok(()) => match self.service.heads_and_missing(&self.file, &[]) {
-                    Ok((ours, _)) => Message::Ack { heads: hashes(&ours) },
-                    Err(e) => Message::Error { message: e.to_string() },
-                },
+                // A bare ack: heads here would only make the sender ask for changes
+                // already on their way to it (hellos catch whatever a push missed).
+                Ok(()) => Message::Ack { heads: vec![] },
                 Err(e) => {
                     tracing::warn!(peer = %peer, "refused changes: {e}");
                     Message::Error { message: e }
@@ -711,13 +745,18 @@ impl Node {
         }
     }
 
-    fn on_response(&mut self, peer: PeerId, response: Message) {
+    /// `to_hello`: the answer to our hello. Only then do its heads make us ask for what
+    /// we lack: the answer to a push names heads whose changes are usually on their
+    /// way here already (asking anyway sent each change ~15 times over with 16 typists).
+    fn on_response(&mut self, peer: PeerId, response: Message, to_hello: bool) {
         match response {
-            // The answer to a live edit.
+            // The answer to a push or a live edit.
             Message::Ack { heads } if heads.is_empty() => {}
             Message::Ack { heads } => {
                 self.admit(peer);
-                self.need_if_missing(&peer, &heads);
+                if to_hello {
+                    self.need_if_missing(&peer, &heads);
+                }
             }
             Message::Changes { doc, envelopes } if doc == self.doc => {
                 if let Err(e) = self.receive(peer, envelopes) {

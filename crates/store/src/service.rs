@@ -273,15 +273,37 @@ impl Service {
     }
 
     /// Changes of the open `file` that a peer with heads `have` lacks (all of them
-    /// when it has none; heads this document does not know are ignored).
-    pub fn changes_since(&self, file: &Path, have: &[tandem_doc::ChangeHash]) -> Result<Vec<Vec<u8>>> {
+    /// when it has none). Heads this document does not know (changes still on their
+    /// way here) are left out, and `synced` (heads the peer is known to have had) is
+    /// added: everything before any of them is the peer's already. Sending the whole
+    /// history whenever a head was unknown cost 22 KB per keystroke with 16 typists.
+    pub fn changes_since(
+        &self,
+        file: &Path,
+        have: &[tandem_doc::ChangeHash],
+        synced: &[tandem_doc::ChangeHash],
+    ) -> Result<Vec<Vec<u8>>> {
         self.with_open(file, |s| {
-            // Heads this document does not know yet (changes still on their way here)
-            // are left out: the rest still bound what the peer has. Falling back to
-            // the whole history instead cost 400 KB per keystroke with 8 typists.
             let unknown = s.doc.missing(have);
-            let known: Vec<_> = have.iter().filter(|h| !unknown.contains(h)).copied().collect();
+            let mut known: Vec<_> = have.iter().filter(|h| !unknown.contains(h)).copied().collect();
+            if !have.is_empty() {
+                let unknown = s.doc.missing(synced);
+                let extra: Vec<_> =
+                    synced.iter().filter(|h| !unknown.contains(h) && !known.contains(h)).copied().collect();
+                known.extend(extra);
+            }
             Ok(s.doc.changes_since(&known).iter().map(|c| c.raw_bytes().to_vec()).collect())
+        })
+    }
+
+    /// Write the open `file` if remote changes are not in it yet (see
+    /// [`StoredDoc::save_if_stale`]); watchers hear of what that committed.
+    pub fn save_if_stale(&self, file: &Path) -> Result<()> {
+        self.with_open(file, |s| {
+            if s.save_if_stale(now_ms())? {
+                self.publish(s);
+            }
+            Ok(())
         })
     }
 

@@ -18,11 +18,18 @@ pub enum Action {
     Save,
     Quit,
     SaveAndQuit,
+    /// Share the document (start the network), or show its ticket again.
+    Share,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     Edit,
+    /// A box over the text (a ticket's QR code); any key closes it.
+    Popup {
+        title: String,
+        lines: Vec<String>,
+    },
     /// Incremental search; `origin` is where it started (Esc goes back there).
     Search {
         query: String,
@@ -191,6 +198,11 @@ impl Editor {
         self.top_row = row;
     }
 
+    /// Show `text` in a box over the document until a key is pressed.
+    pub fn popup(&mut self, title: impl Into<String>, text: &str) {
+        self.mode = Mode::Popup { title: title.into(), lines: text.lines().map(str::to_owned).collect() };
+    }
+
     pub fn info(&mut self, text: impl Into<String>) {
         self.message = Some(Message { text: text.into(), error: false });
     }
@@ -317,6 +329,10 @@ impl Editor {
 
     fn handle_key(&mut self, key: &KeyEvent, doc: &mut Document, now_ms: u64) -> Action {
         match self.mode.clone() {
+            Mode::Popup { .. } => {
+                self.mode = Mode::Edit;
+                return Action::None;
+            }
             Mode::Help { scroll } => {
                 self.mode = match key.code {
                     KeyCode::Down | KeyCode::PageDown | KeyCode::Char('j') => {
@@ -495,6 +511,7 @@ impl Editor {
                 }
             }
             Save => return Action::Save,
+            Share => return Action::Share,
             Quit => {
                 if self.dirty {
                     self.mode = Mode::ConfirmQuit;

@@ -67,6 +67,7 @@ commands! {
     Help => "help", "this help";
     JumpToPeer => "jump_to_peer", "move to the next peer's cursor";
     FollowPeer => "follow_peer", "follow the next peer's view (again to stop)";
+    Share => "share", "share this document: copy its ticket and show it as a QR code";
 }
 
 impl std::str::FromStr for Command {
@@ -182,6 +183,7 @@ pub fn default_bindings() -> HashMap<(KeyCode, KeyModifiers), Command> {
         ("f1", Help),
         ("alt-j", JumpToPeer),
         ("alt-f", FollowPeer),
+        ("alt-s", Share),
     ];
     table.iter().map(|(k, c)| (parse_key(k).expect("default bindings parse"), *c)).collect()
 }

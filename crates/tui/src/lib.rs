@@ -58,6 +58,14 @@ pub trait Host {
     fn network(&mut self) -> Option<String> {
         None
     }
+    /// Share the document (or show its ticket again): `Ok` says what happens next.
+    fn share(&mut self) -> Result<String, String> {
+        Err("sharing is not available here".into())
+    }
+    /// A box to show over the text (title, text), such as a ticket's QR code.
+    fn popup(&mut self) -> Option<(String, String)> {
+        None
+    }
     /// Messages from elsewhere (the network) for the message line, each with text to
     /// copy to the clipboard.
     fn notices(&mut self) -> Vec<(String, Option<String>)>;
@@ -207,6 +215,9 @@ fn event_loop(
                 host.with_doc(&mut |doc| editor.sync_peers(doc, &views));
             }
             editor.network = host.network();
+            if let Some((title, text)) = host.popup() {
+                editor.popup(title, &text);
+            }
             for (text, copy) in host.notices() {
                 editor.info(text);
                 if let Some(copy) = copy {
@@ -289,6 +300,13 @@ fn dispatch(host: &mut dyn Host, editor: &mut Editor, ev: &Event) -> bool {
         }
         Action::Quit => true,
         Action::SaveAndQuit => save(host, editor),
+        Action::Share => {
+            match host.share() {
+                Ok(report) => editor.info(report),
+                Err(e) => editor.error(e),
+            }
+            false
+        }
     }
 }
 

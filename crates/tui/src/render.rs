@@ -208,7 +208,33 @@ pub fn render(
         draw_help(editor, area, buf, scroll);
         cursor_at = None;
     }
+    if let Mode::Popup { title, lines } = &editor.mode {
+        draw_popup(area, buf, title, lines, depth);
+        cursor_at = None;
+    }
     cursor_at
+}
+
+/// A centered box: a title bar, then `lines` black on white (so a QR code scans
+/// whatever the terminal's colors).
+fn draw_popup(area: Rect, buf: &mut Buffer, title: &str, lines: &[String], depth: ColorDepth) {
+    let content_w = lines.iter().map(|l| l.width()).max().unwrap_or(0).max(title.width() + 2);
+    let w = (content_w as u16 + 4).min(area.width);
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let x = area.x + (area.width - w) / 2;
+    let y = area.y + (area.height - h) / 2;
+    let body = if depth == ColorDepth::None {
+        Style::default()
+    } else {
+        Style::default().fg(Color::Black).bg(Color::White)
+    };
+    let bar = Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD);
+    buf.set_stringn(x, y, format!(" {title:<width$}", width = w as usize - 1), w as usize, bar);
+    for row in 1..h {
+        let text = lines.get(row as usize - 1).map_or("", String::as_str);
+        let line = format!("  {text:<width$}", width = w as usize - 2);
+        buf.set_stringn(x, y + row, &line, w as usize, body);
+    }
 }
 
 /// Char ranges in `text` matching `query` (smart case).

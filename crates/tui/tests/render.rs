@@ -310,3 +310,39 @@ fn follow_mode_tracks_a_peer_and_jump_goes_to_them() {
     e.run(tandem_tui::keymap::Command::JumpToPeer, &mut d, NOW);
     assert_eq!(d.cursor(CursorId::LOCAL).unwrap(), Selection::caret(5));
 }
+
+#[test]
+fn the_status_line_says_how_each_peer_is_reached_and_when_we_are_offline() {
+    let mut d = doc("one\n");
+    let mut e = Editor::new(Config::default(), "p.txt", &mut d);
+    let alice = e.add_peer(&mut d, "alice", Selection::caret(0), NOW);
+    let bob = e.add_peer(&mut d, "bob", Selection::caret(1), NOW);
+    e.peers[alice].link = "quic".into();
+    e.peers[bob].link = "relayed".into();
+    e.network = Some("offline, retrying in 4 s".into());
+    let (term, _) = draw(&mut e, &mut d, 110, 4, ColorDepth::None);
+    let s = screen(&term);
+    assert!(s[2].contains("│ offline, retrying in 4 s"), "{}", s[2]);
+    assert!(s[2].contains("● alice ·quic") && s[2].contains("● bob ·relayed"), "{}", s[2]);
+}
+
+#[test]
+fn a_popup_shows_over_the_text_until_a_key_closes_it() {
+    let mut d = doc("text under the box\n");
+    let mut e = Editor::new(Config::default(), "p.txt", &mut d);
+    e.popup("ticket", "██▀▀ █\n█ ▄▄██");
+    let (term, cursor) = draw(&mut e, &mut d, 40, 8, ColorDepth::TrueColor);
+    let s = screen(&term);
+    assert!(s.iter().any(|l| l.contains(" ticket")), "{s:#?}");
+    assert!(s.iter().any(|l| l.contains("██▀▀ █")) && s.iter().any(|l| l.contains("█ ▄▄██")), "{s:#?}");
+    assert_eq!(cursor, None, "no caret over a popup");
+    // Black on white, so a QR code scans whatever the terminal's colors.
+    let buf = term.backend().buffer();
+    let row = s.iter().position(|l| l.contains("██▀▀ █")).unwrap() as u16;
+    let col = s[row as usize].find("██▀▀").unwrap() as u16;
+    assert_eq!((buf[(col, row)].fg, buf[(col, row)].bg), (Color::Black, Color::White));
+    e.handle_event(&key(KeyCode::Esc, KeyModifiers::NONE), &mut d, NOW);
+    let (term, _) = draw(&mut e, &mut d, 40, 8, ColorDepth::TrueColor);
+    assert!(!screen(&term).iter().any(|l| l.contains("██▀▀")));
+    assert_eq!(d.rope().to_string(), "text under the box\n", "the closing key is not typed");
+}
