@@ -65,7 +65,8 @@ impl StoreHost {
         &self,
         f: impl FnOnce(&mut tandem_store::StoredDoc) -> Result<T, StoreError>,
     ) -> Result<T, String> {
-        self.service.with_open(&self.file, f).map_err(|e| e.to_string())
+        // Never waits for remote changes being applied (see Service::apply_remote).
+        self.service.with_open_live(&self.file, f).map_err(|e| e.to_string())
     }
 }
 

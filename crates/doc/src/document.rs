@@ -145,6 +145,30 @@ pub struct Document {
     peer_typed_at: Option<u64>,
     /// Counts every change to the rope (see [`Document::revision`]).
     revision: u64,
+    /// While Automerge is out applying remote changes (see [`Document::detach`]): the
+    /// local edits made meanwhile, composed, as they apply to Automerge's text.
+    held: Option<ChangeSet>,
+}
+
+/// Automerge taken out of a [`Document`] to apply remote changes on another thread
+/// while the rope stays editable (see [`Document::detach`]).
+pub struct Detached {
+    am: AutoCommit,
+    changes: Vec<Change>,
+    patches: Vec<automerge::Patch>,
+    result: Result<(), String>,
+}
+
+impl Detached {
+    /// Apply the changes (the ~25 ms of a long history), collecting the patches.
+    pub fn apply(mut self) -> Detached {
+        let changes = std::mem::take(&mut self.changes);
+        self.am.update_diff_cursor();
+        self.result = self.am.apply_changes(changes).map_err(|e| e.to_string());
+        self.patches = self.am.diff_incremental();
+        self.am.reset_diff_cursor();
+        self
+    }
 }
 
 impl std::fmt::Debug for Document {
@@ -237,6 +261,7 @@ impl Document {
             overlay: None,
             peer_typed_at: None,
             revision: 0,
+            held: None,
         }
     }
 
@@ -326,15 +351,20 @@ impl Document {
             if let Some(out) = &mut self.live_out {
                 out.record(&self.heads, &on_automerge);
             }
-            for s in on_automerge.splices() {
-                self.splice_automerge(s.pos, s.delete, s.insert, now_ms);
-            }
-            self.pending_edit = Some(match self.pending_edit.take() {
-                Some(before) => before.compose(&on_automerge),
-                None => on_automerge,
-            });
             let first = self.pending.map_or(now_ms, |(first, _)| first);
             self.pending = Some((first, now_ms));
+            if let Some(held) = &mut self.held {
+                // Automerge is out applying remote changes: it gets this on return.
+                *held = held.compose(&on_automerge);
+            } else {
+                for s in on_automerge.splices() {
+                    self.splice_automerge(s.pos, s.delete, s.insert, now_ms);
+                }
+                self.pending_edit = Some(match self.pending_edit.take() {
+                    Some(before) => before.compose(&on_automerge),
+                    None => on_automerge,
+                });
+            }
         }
         edit.apply(&mut self.rope);
         self.revision += 1;
@@ -390,6 +420,9 @@ impl Document {
     /// Commit pending local edits if the idle window or the maximum delay has passed.
     /// Returns the local changes made since the last call (see [`Self::commit`]).
     pub fn poll_commit(&mut self, now_ms: u64) -> Vec<Change> {
+        if self.held.is_some() {
+            return Vec::new();
+        }
         if let Some((first, last)) = self.pending {
             let idle = now_ms.saturating_sub(last) >= self.config.commit_idle_ms;
             let overdue = now_ms.saturating_sub(first) >= self.max_delay(now_ms);
@@ -421,6 +454,7 @@ impl Document {
     /// changes or a read or a remote apply had to commit first. The caller stores and
     /// sends them.
     pub fn commit(&mut self, now_ms: u64) -> Vec<Change> {
+        self.attached();
         if self.pending.take().is_some() {
             self.commit_transaction(now_ms);
         }
@@ -436,6 +470,7 @@ impl Document {
 
     /// Local changes committed since the last call, oldest first.
     pub fn take_local_changes(&mut self) -> Vec<Change> {
+        self.attached();
         let hashes = std::mem::take(&mut self.unsent);
         hashes.iter().filter_map(|h| self.am.get_change_by_hash(h)).collect()
     }
@@ -444,19 +479,12 @@ impl Document {
     /// resulting patches into rope edits. Pending local edits are committed first.
     /// Returns the rope edits made, in order (empty when the changes were known).
     pub fn apply_remote(&mut self, changes: Vec<Change>, now_ms: u64) -> Result<Vec<ChangeSet>, DocError> {
+        debug_assert!(self.held.is_none(), "apply_remote while detached");
         if self.pending.take().is_some() {
             self.commit_transaction(now_ms);
         }
-        if self.overlay.take().is_some() {
-            // The rope holds live edits Automerge has not seen: patches would not fit
-            // it, so make it equal to Automerge's text by a diff instead (empty when
-            // these changes carry exactly what the live edits showed).
-            let applied = self.am.apply_changes(changes);
-            self.heads = self.am.get_heads();
-            let edits = self.resync().into_iter().collect();
-            applied.map_err(|e| DocError::Corrupt(format!("change rejected by Automerge: {e}")))?;
-            return Ok(edits);
-        }
+        let mut edits = Vec::new();
+        self.unshow_live(&mut edits, now_ms);
         // The patch log is on only around remote applies: logging every local
         // keystroke's ops costs more than the local edit itself.
         self.am.update_diff_cursor();
@@ -465,7 +493,6 @@ impl Document {
         self.am.reset_diff_cursor();
         applied.map_err(|e| DocError::Corrupt(format!("change rejected by Automerge: {e}")))?;
         self.heads = self.am.get_heads();
-        let mut edits = Vec::new();
         let mut resync = false;
         for patch in patches {
             if patch.obj != self.text {
@@ -495,9 +522,110 @@ impl Document {
         Ok(edits)
     }
 
+    /// Take Automerge out to apply `changes` on another thread ([`Detached::apply`])
+    /// while this document stays editable: local edits go on the rope at once and
+    /// reach Automerge in [`Self::reattach`]. Pending local edits are committed first.
+    /// Only the rope, cursors, undo and live edits work meanwhile: history reads,
+    /// commits and positions wait for (or fall back until) the reattach.
+    pub fn detach(&mut self, changes: Vec<Change>, now_ms: u64) -> Detached {
+        debug_assert!(self.held.is_none(), "detached twice");
+        if self.pending.take().is_some() {
+            self.commit_transaction(now_ms);
+        }
+        self.held = Some(ChangeSet::identity(self.am_len()));
+        let am = std::mem::replace(&mut self.am, AutoCommit::new());
+        Detached { am, changes, patches: Vec::new(), result: Ok(()) }
+    }
+
+    /// True between [`Self::detach`] and [`Self::reattach`].
+    pub fn is_detached(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Put Automerge back after [`Detached::apply`]: the remote edits go onto the rope
+    /// (rebased over the local edits made meanwhile, which keep their place), and those
+    /// local edits into Automerge's open transaction. Returns the rope edits made.
+    pub fn reattach(&mut self, detached: Detached, now_ms: u64) -> Result<Vec<ChangeSet>, DocError> {
+        let Detached { am, patches, result, .. } = detached;
+        self.am = am;
+        let held = self.held.take().unwrap_or_else(|| ChangeSet::identity(self.am_len()));
+        self.heads = self.am.get_heads();
+        // The remote edits as one change set on the text Automerge had when it left.
+        let mut remote = ChangeSet::identity(held.len());
+        let mut resync = false;
+        for patch in patches {
+            if patch.obj != self.text {
+                resync |= patch.obj == ROOT;
+                continue;
+            }
+            let len = remote.len_after();
+            let step = match &patch.action {
+                PatchAction::SpliceText { index, value, .. } => {
+                    ChangeSet::splice(len, *index, 0, &value.make_string())
+                }
+                PatchAction::DeleteSeq { index, length } => ChangeSet::splice(len, *index, *length, ""),
+                _ => None,
+            };
+            match step {
+                Some(step) => remote = remote.compose(&step),
+                None => resync = true,
+            }
+        }
+        // Ties ordered alike on both sides: rope + remote' = Automerge + held'.
+        let on_rope = remote.rebase(&held);
+        let held_after = held.rebase_mine_first(&remote);
+        if !held_after.is_identity() {
+            for s in held_after.splices() {
+                self.splice_automerge(s.pos, s.delete, s.insert, now_ms);
+            }
+            self.pending_edit = Some(match self.pending_edit.take() {
+                Some(before) => before.compose(&held_after),
+                None => held_after,
+            });
+        }
+        let mut edits = Vec::new();
+        self.unshow_live(&mut edits, now_ms);
+        if !on_rope.is_identity() {
+            self.apply_edit(&on_rope, Origin::Remote, now_ms);
+            self.history.record_foreign(&on_rope);
+            edits.push(on_rope);
+        }
+        if resync {
+            edits.extend(self.resync());
+        }
+        result.map_err(|e| DocError::Corrupt(format!("change rejected by Automerge: {e}")))?;
+        Ok(edits)
+    }
+
+    /// Take a peer's live edits back off the rope before the changes carrying them are
+    /// applied: the overlay's map makes the rope exactly Automerge's text, so the
+    /// patches then name the same chars Automerge does (a text diff could not tell
+    /// two equal neighbours apart, and undo would take the wrong one). The patches
+    /// put the text straight back, so the screen ends as it was.
+    fn unshow_live(&mut self, edits: &mut Vec<ChangeSet>, now_ms: u64) {
+        if let Some(overlay) = self.overlay.take()
+            && !overlay.back.is_identity()
+        {
+            self.apply_edit(&overlay.back, Origin::Remote, now_ms);
+            self.history.record_foreign(&overlay.back);
+            edits.push(overlay.back);
+        }
+    }
+
+    /// Reads of history need Automerge home (see [`Self::detach`]); callers wait.
+    fn attached(&self) {
+        debug_assert!(self.held.is_none(), "Automerge is detached: wait for the reattach");
+    }
+
+    /// Length of Automerge's text (the rope's unless live edits are shown).
+    fn am_len(&self) -> usize {
+        self.overlay.as_ref().map_or(self.rope.len_chars(), |o| o.back.len_after())
+    }
+
     /// Make the rope equal to Automerge's text again (after a root-level conflict or an
     /// unexpected patch). Returns the correcting edit, if one was needed.
     pub fn resync(&mut self) -> Option<ChangeSet> {
+        self.attached();
         if let Ok(Some((automerge::Value::Object(ObjType::Text), id))) = self.am.get(ROOT, TEXT_KEY) {
             self.text = id;
         }
@@ -526,6 +654,7 @@ impl Document {
 
     /// True when the rope equals Automerge's text (an O(n) check for tests and verify).
     pub fn is_consistent(&self) -> bool {
+        self.attached();
         let mut rope = self.rope.clone();
         if let Some(overlay) = &self.overlay {
             overlay.back.apply(&mut rope);
@@ -549,7 +678,7 @@ impl Document {
     /// made, `None` when it does not fit (the change will bring it).
     pub fn apply_live(&mut self, actor: &ActorId, live: &LiveEdit, now_ms: u64) -> Option<ChangeSet> {
         let len = self.rope.len_chars();
-        if *actor == self.author.actor {
+        if *actor == self.author.actor || self.held.is_some() {
             return None;
         }
         self.peer_typed_at = Some(now_ms);
@@ -644,6 +773,7 @@ impl Document {
 
     /// The whole document in Automerge's compact format (pending edits are committed first).
     pub fn save(&mut self, now_ms: u64) -> Vec<u8> {
+        self.attached();
         if self.pending.take().is_some() {
             self.commit_transaction(now_ms);
         }
@@ -652,6 +782,7 @@ impl Document {
 
     /// Changes the given heads do not have (all of them for `&[]`).
     pub fn changes_since(&mut self, have: &[ChangeHash]) -> Vec<Change> {
+        self.attached();
         self.flush_pending();
         self.am.get_changes(have)
     }
@@ -667,6 +798,7 @@ impl Document {
 
     /// Every change (pending edits are committed first), in causal order.
     pub fn change_log(&mut self) -> Vec<ChangeInfo> {
+        self.attached();
         self.flush_pending();
         self.am
             .get_changes_meta(&[])
@@ -685,6 +817,7 @@ impl Document {
 
     /// Number of changes (pending edits are committed first; the genesis change counts).
     pub fn change_count(&mut self) -> usize {
+        self.attached();
         self.flush_pending();
         self.am.document().get_changes_meta(&[]).len()
     }
@@ -692,6 +825,10 @@ impl Document {
     /// A position that survives concurrent edits (an Automerge cursor's bytes): it
     /// names the char at `pos`, or the end of the text.
     pub fn stable_position(&self, pos: usize) -> Vec<u8> {
+        if self.held.is_some() {
+            // Automerge is out applying remote changes: peers fall back to the index.
+            return Vec::new();
+        }
         // Under live edits, the char is named in Automerge's text.
         let (pos, len) = match &self.overlay {
             Some(o) => (o.to_automerge(pos), o.back.len_after()),
@@ -705,6 +842,9 @@ impl Document {
     /// Where a [`Self::stable_position`] is now; `None` when the bytes are not a
     /// cursor or name a char this document does not know (yet).
     pub fn resolve_position(&self, stable: &[u8]) -> Option<usize> {
+        if self.held.is_some() {
+            return None;
+        }
         let cursor = automerge::Cursor::try_from(stable).ok()?;
         let pos = self.am.get_cursor_position(&self.text, &cursor, None).ok()?;
         let pos = self.overlay.as_ref().map_or(pos, |o| o.to_rope(pos));
@@ -719,12 +859,14 @@ impl Document {
         if unknown.is_empty() {
             return unknown;
         }
+        self.attached();
         self.flush_pending();
         unknown.into_iter().filter(|h| self.am.get_change_meta_by_hash(h).is_none()).collect()
     }
 
     /// Text as it was at `heads`.
     pub fn text_at(&self, heads: &[ChangeHash]) -> Result<String, DocError> {
+        self.attached();
         self.am.text_at(&self.text, heads).map_err(|e| DocError::BadEdit(format!("unknown version: {e}")))
     }
 }

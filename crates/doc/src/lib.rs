@@ -40,5 +40,5 @@ pub use automerge::{ActorId, Change, ChangeHash};
 pub use changeset::{Assoc, ChangeSet, Op, Splice};
 pub use cursor::{CursorId, Selection};
 pub use diff::diff;
-pub use document::{Author, ChangeInfo, DocConfig, DocError, Document, Origin};
+pub use document::{Author, ChangeInfo, Detached, DocConfig, DocError, Document, Origin};
 pub use live::{LiveEdit, MAX_LIVE_CHARS};

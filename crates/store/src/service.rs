@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,9 @@ pub struct Service {
     change_feeds: Mutex<Vec<(String, ChangeFeed)>>,
     /// Who gets every local edit at once, ahead of its change (the network).
     live_feeds: Mutex<Vec<(String, Sender<LiveEdit>)>>,
+    /// Signalled when a document's Automerge comes back from applying remote changes
+    /// (see [`Service::apply_remote`]).
+    reattached: Condvar,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,6 +97,7 @@ impl Service {
             watchers: Mutex::new(Vec::new()),
             change_feeds: Mutex::new(Vec::new()),
             live_feeds: Mutex::new(Vec::new()),
+            reattached: Condvar::new(),
         }))
     }
 
@@ -115,7 +119,7 @@ impl Service {
     /// changes to the file) first.
     pub fn with_doc<T>(&self, file: &Path, f: impl FnOnce(&mut StoredDoc) -> Result<T>) -> Result<T> {
         let rel = self.ws.relative(file)?;
-        let mut docs = lock(&self.docs);
+        let mut docs = self.attached(&rel);
         let stored = match docs.entry(rel.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let stored = e.into_mut();
@@ -170,9 +174,36 @@ impl Service {
     /// file first (the editor calls this every frame).
     pub fn with_open<T>(&self, file: &Path, f: impl FnOnce(&mut StoredDoc) -> Result<T>) -> Result<T> {
         let rel = self.ws.relative(file)?;
+        let docs = self.attached(&rel);
+        self.with_locked(docs, &rel, file, f)
+    }
+
+    /// [`Self::with_open`] without waiting for remote changes being applied: the
+    /// document's rope, cursors and undo work meanwhile, its history does not (see
+    /// [`tandem_doc::Document::detach`]). For the editor, which must never wait.
+    pub fn with_open_live<T>(&self, file: &Path, f: impl FnOnce(&mut StoredDoc) -> Result<T>) -> Result<T> {
+        let rel = self.ws.relative(file)?;
+        self.with_locked(lock(&self.docs), &rel, file, f)
+    }
+
+    /// The documents, once `rel` (if open) has Automerge back.
+    fn attached(&self, rel: &str) -> MutexGuard<'_, HashMap<String, StoredDoc>> {
         let mut docs = lock(&self.docs);
+        while docs.get(rel).is_some_and(|s| s.doc.is_detached()) {
+            docs = self.reattached.wait(docs).unwrap_or_else(|e| e.into_inner());
+        }
+        docs
+    }
+
+    fn with_locked<T>(
+        &self,
+        mut docs: MutexGuard<'_, HashMap<String, StoredDoc>>,
+        rel: &str,
+        file: &Path,
+        f: impl FnOnce(&mut StoredDoc) -> Result<T>,
+    ) -> Result<T> {
         let stored = docs
-            .get_mut(&rel)
+            .get_mut(rel)
             .ok_or_else(|| StoreError::BadRequest(format!("{} is not open", file.display())))?;
         let out = f(stored);
         self.send_live(stored);
@@ -215,9 +246,10 @@ impl Service {
         self.with_open(file, |s| Ok(s.snapshot(now_ms())))
     }
 
-    /// Merge changes made to the open `file` on disk by other tools.
+    /// Merge changes made to the open `file` on disk by other tools (later, if remote
+    /// changes are being applied right now).
     pub fn refresh_file(&self, file: &Path) -> Result<()> {
-        self.with_open(file, |s| self.refresh(s))
+        self.with_open_live(file, |s| if s.doc.is_detached() { Ok(()) } else { self.refresh(s) })
     }
 
     /// Merge what changed in the file on disk since it was last read or written.
@@ -309,16 +341,27 @@ impl Service {
 
     /// Apply changes from a peer to the open `file`; returns how many were new and the
     /// heads after.
+    ///
+    /// Automerge's part (~25 ms on a long history) runs without the lock, Automerge
+    /// taken out of the document meanwhile: the editor keeps typing into the rope and
+    /// never waits; other callers that need history wait for it to come back.
     pub fn apply_remote(
         &self,
         file: &Path,
         changes: Vec<tandem_doc::Change>,
     ) -> Result<(usize, Vec<tandem_doc::ChangeHash>)> {
-        self.with_open(file, |s| {
-            let n = s.apply_remote(changes, now_ms())?;
+        let job = self.with_open(file, |s| Ok(s.begin_remote(changes, now_ms())))?;
+        let Some(job) = job else {
+            return self.with_open(file, |s| Ok((0, s.doc.heads().to_vec())));
+        };
+        let job = job.run();
+        let done = self.with_open_live(file, |s| {
+            let n = s.finish_remote(job, now_ms());
             self.publish(s);
-            Ok((n, s.doc.heads().to_vec()))
-        })
+            Ok((n?, s.doc.heads().to_vec()))
+        });
+        self.reattached.notify_all();
+        done
     }
 
     /// Heads of the open `file`, and which of `theirs` it lacks.
@@ -335,7 +378,8 @@ impl Service {
 
     /// Commit the open `file` if its idle window has passed, and tell watchers.
     pub fn poll_commit(&self, file: &Path, now: u64) -> Result<()> {
-        self.with_open(file, |s| {
+        // Live: the editor calls this every tick (a detached document just waits).
+        self.with_open_live(file, |s| {
             s.poll_commit(now)?;
             self.publish(s);
             Ok(())

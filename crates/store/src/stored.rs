@@ -65,6 +65,20 @@ pub enum Opened {
     MergedExternal(ChangeSet),
 }
 
+/// Remote changes being applied with Automerge out of the document (see
+/// [`StoredDoc::begin_remote`]).
+pub struct RemoteApply {
+    detached: tandem_doc::Detached,
+    fresh: Vec<Change>,
+}
+
+impl RemoteApply {
+    /// The Automerge work, done without the document (no lock needed).
+    pub fn run(self) -> RemoteApply {
+        RemoteApply { detached: self.detached.apply(), fresh: self.fresh }
+    }
+}
+
 /// A shared document as a peer sends it for a fresh join.
 pub enum Shared {
     /// Every change, oldest first.
@@ -245,16 +259,34 @@ impl StoredDoc {
     /// Apply changes from a peer with one Automerge call, store the new ones, and
     /// write the file. Returns how many were new.
     pub fn apply_remote(&mut self, changes: Vec<Change>, now: u64) -> Result<usize> {
+        match self.begin_remote(changes, now) {
+            Some(job) => self.finish_remote(job.run(), now),
+            None => Ok(0),
+        }
+    }
+
+    /// The first step of [`Self::apply_remote`] for callers that let the document be
+    /// edited meanwhile: pick the changes this document lacks and take Automerge out
+    /// to apply them ([`RemoteApply::run`], on any thread); `None` when all are known.
+    pub fn begin_remote(&mut self, changes: Vec<Change>, now: u64) -> Option<RemoteApply> {
         let fresh: Vec<Change> = {
             let hashes: Vec<_> = changes.iter().map(|c| c.hash()).collect();
             let missing = self.doc.missing(&hashes);
             changes.into_iter().filter(|c| missing.contains(&c.hash())).collect()
         };
         if fresh.is_empty() {
-            return Ok(0);
+            return None;
         }
+        let detached = self.doc.detach(fresh.clone(), now);
+        Some(RemoteApply { detached, fresh })
+    }
+
+    /// The last step: put Automerge back, store the new changes, write the file.
+    /// Returns how many changes were new.
+    pub fn finish_remote(&mut self, job: RemoteApply, now: u64) -> Result<usize> {
+        let RemoteApply { detached, fresh } = job;
         self.doc
-            .apply_remote(fresh.clone(), now)
+            .reattach(detached, now)
             .map_err(|e| StoreError::Doc { path: self.file.clone(), source: e })?;
         // Local edits committed to make room for the remote ones go out too.
         let local = self.doc.take_local_changes();

@@ -111,3 +111,42 @@ fn workspace_is_the_nearest_ancestor_with_history() {
     assert_eq!(ws.root(), dir.path().canonicalize().unwrap());
     assert_eq!(ws.relative(&dir.path().join("a/b/note.md")).unwrap(), "a/b/note.md");
 }
+
+#[test]
+fn typing_goes_on_while_remote_changes_are_applied_and_both_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "one two\n").unwrap();
+    let ws = Workspace::at(dir.path()).unwrap();
+    let lock = ws.try_lock().unwrap().unwrap();
+    let (mut s, _) = open(&ws, &file);
+    // A peer with the same history adds a line.
+    let mut peer = tandem_doc::Document::load(
+        &s.doc.save(1),
+        vec![],
+        Author::new("peer", ActorId::from(vec![9u8; 16])),
+        DocConfig::default(),
+    )
+    .unwrap();
+    peer.splice(8, 0, "three\n", 2).unwrap();
+    let theirs = peer.commit(3);
+    // Automerge goes out to apply it; meanwhile the user types at the front.
+    let job = s.begin_remote(theirs, 4).unwrap();
+    assert!(s.doc.is_detached());
+    s.doc.splice(0, 0, "> ", 5).unwrap();
+    assert_eq!(s.doc.rope().to_string(), "> one two\n", "typing shows at once");
+    assert!(s.poll_commit(10_000).unwrap().is_empty(), "nothing commits while Automerge is out");
+    let job = job.run();
+    assert_eq!(s.finish_remote(job, 6).unwrap(), 1);
+    assert!(!s.doc.is_detached());
+    assert_eq!(s.doc.rope().to_string(), "> one two\nthree\n");
+    assert!(s.doc.is_consistent());
+    // The typing reached Automerge and becomes a change like any other.
+    assert_eq!(s.commit(7).unwrap().len(), 1);
+    s.save(8).unwrap();
+    drop(s);
+    drop(lock);
+    let _lock = ws.try_lock().unwrap().unwrap();
+    let (s, _) = open(&ws, &file);
+    assert_eq!(s.doc.rope().to_string(), "> one two\nthree\n", "both survive a reopen");
+}
