@@ -189,6 +189,22 @@ pub fn latency(
     }
     // Let connection set-up settle (hello, presence) before timing.
     std::thread::sleep(Duration::from_millis(500));
+    // B's editor: how long it would wait for the document, every millisecond, while
+    // A's keystrokes and changes land (the ~25 ms Automerge apply must not be in it).
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let editor = {
+        let (service, file, done) = (Arc::clone(&b.service), b.file.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut waits = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let _ = service.with_open_live(&file, |s| Ok(s.doc.len_chars()));
+                waits.push(t.elapsed().as_secs_f64() * 1e3);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            waits
+        })
+    };
     let mut lat = Vec::with_capacity(keys);
     let mut missed = 0;
     let mid = a.len() / 2;
@@ -225,10 +241,13 @@ pub fn latency(
         }
     }
     let agreed = wait_until(Duration::from_secs(10), || a.text() == b.text());
+    done.store(true, Ordering::Relaxed);
+    let waits = editor.join().map_err(|_| "editor thread panicked")?;
     Ok(vec![
         json!({
             "bench": "live-latency", "doc": label, "transport": format!("{transport:?}").to_lowercase(),
             "keys": keys, "latency_ms": stats(lat), "missed": missed, "agreed": agreed,
+            "receiver_editor_wait_ms": stats(waits),
         }),
         json!({
             "bench": "fresh-join", "doc": label, "transport": format!("{transport:?}").to_lowercase(),
