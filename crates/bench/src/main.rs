@@ -74,6 +74,11 @@ enum Cmd {
         /// Transports to run: quic, webrtc, tcp (comma-separated).
         #[arg(long, default_value = "quic,webrtc,tcp")]
         transports: String,
+        /// Also time how long the receiving editor waits for the document (a thread
+        /// asking every millisecond; it competes for the CPU, so latency figures are
+        /// taken without it).
+        #[arg(long)]
+        probe_editor: bool,
         #[arg(long)]
         record: Option<PathBuf>,
     },
@@ -99,7 +104,9 @@ fn main() {
         }
         Cmd::Open { dir } => open(&dir),
         Cmd::Keystroke { paper, keys, record } => keystroke(&paper, keys, record.as_deref()),
-        Cmd::Live { paper, keys, transports, record } => live(&paper, keys, &transports, record.as_deref()),
+        Cmd::Live { paper, keys, transports, probe_editor, record } => {
+            live(&paper, keys, &transports, probe_editor, record.as_deref())
+        }
         Cmd::Load { peers, seconds, transport, record } => {
             load(&peers, seconds, &transport, record.as_deref())
         }
@@ -275,7 +282,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
 }
 
-fn live(paper: &Path, keys: usize, transports: &str, record: Option<&Path>) -> Result<(), String> {
+fn live(
+    paper: &Path,
+    keys: usize,
+    transports: &str,
+    probe_editor: bool,
+    record: Option<&Path>,
+) -> Result<(), String> {
     let rt = runtime()?;
     let trace = load_trace(paper)?;
     for transport in transports.split(',') {
@@ -285,13 +298,17 @@ fn live(paper: &Path, keys: usize, transports: &str, record: Option<&Path>) -> R
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let file = dir.join("note.md");
         std::fs::write(&file, tandem_bench::keystroke::generated_text(2_000)).map_err(|e| e.to_string())?;
-        emit(&tandem_bench::live::latency(&rt, &dir, &file, "small-2KB", transport, keys)?, record)?;
+        let small =
+            tandem_bench::live::latency(&rt, &dir, &file, "small-2KB", transport, keys, probe_editor)?;
+        emit(&small, record)?;
         // The automerge-paper document with its history, typed at 150 ms a key.
         let dir = tempdir()?.join("a");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
         let file = dir.join("trace.txt");
-        emit(&tandem_bench::live::latency(&rt, &dir, &file, "automerge-paper", transport, keys)?, record)?;
+        let paper =
+            tandem_bench::live::latency(&rt, &dir, &file, "automerge-paper", transport, keys, probe_editor)?;
+        emit(&paper, record)?;
     }
     Ok(())
 }

@@ -150,6 +150,18 @@ pub struct Document {
     held: Option<ChangeSet>,
 }
 
+/// A text patch as an edit of a text of `len` chars; `None` for anything else or a
+/// patch that does not fit.
+fn text_edit(action: &PatchAction, len: usize) -> Option<ChangeSet> {
+    match action {
+        PatchAction::SpliceText { index, value, .. } => {
+            ChangeSet::splice(len, *index, 0, &value.make_string())
+        }
+        PatchAction::DeleteSeq { index, length } => ChangeSet::splice(len, *index, *length, ""),
+        _ => None,
+    }
+}
+
 /// Automerge taken out of a [`Document`] to apply remote changes on another thread
 /// while the rope stays editable (see [`Document::detach`]).
 pub struct Detached {
@@ -499,14 +511,7 @@ impl Document {
                 resync |= patch.obj == ROOT;
                 continue;
             }
-            let len = self.rope.len_chars();
-            let edit = match &patch.action {
-                PatchAction::SpliceText { index, value, .. } => {
-                    ChangeSet::splice(len, *index, 0, &value.make_string())
-                }
-                PatchAction::DeleteSeq { index, length } => ChangeSet::splice(len, *index, *length, ""),
-                _ => None,
-            };
+            let edit = text_edit(&patch.action, self.rope.len_chars());
             match edit {
                 Some(edit) => {
                     self.apply_edit(&edit, Origin::Remote, now_ms);
@@ -558,14 +563,7 @@ impl Document {
                 resync |= patch.obj == ROOT;
                 continue;
             }
-            let len = remote.len_after();
-            let step = match &patch.action {
-                PatchAction::SpliceText { index, value, .. } => {
-                    ChangeSet::splice(len, *index, 0, &value.make_string())
-                }
-                PatchAction::DeleteSeq { index, length } => ChangeSet::splice(len, *index, *length, ""),
-                _ => None,
-            };
+            let step = text_edit(&patch.action, remote.len_after());
             match step {
                 Some(step) => remote = remote.compose(&step),
                 None => resync = true,

@@ -9,10 +9,12 @@
 //! A receiver whose heads equal that base, and which has no edits of its own in
 //! flight, has exactly the sender's text before the edit, so the edit is exact and
 //! goes straight onto its rope. Those speculative edits form an *overlay* over the
-//! Automerge text, until the change arrives: then Automerge is the truth again and
-//! the rope is corrected to it by a minimal diff (empty in the common case, so
-//! nothing on screen moves). Anything that breaks the preconditions only means
-//! waiting for the change, never a wrong merge.
+//! Automerge text, with exact maps both ways, until the change arrives: then the
+//! overlay is taken back off the rope and the change's patches applied, in one step
+//! under the document's lock, so the screen ends as it was in the common case and
+//! Automerge is the truth again (a local edit that raced a live one at the very same
+//! place may move to where Automerge puts it). Anything that breaks the
+//! preconditions only means waiting for the change, never a wrong merge.
 
 use automerge::{ActorId, ChangeHash};
 use ropey::Rope;
