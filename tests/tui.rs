@@ -490,7 +490,8 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     // Presence: each sees the other's cursor with a name tag, and the peers line,
     // relayed through the headless sharer they are both connected to.
     ada.wait_for("‹bob›");
-    ada.wait_for("● bob");
+    // ... and how each is reached: through the sharer, not directly.
+    ada.wait_for("● bob ·relayed");
     bob.wait_for("‹ada›");
     // Logs (the network's included) go to a file, never onto the screen.
     for t in [&ada, &bob] {
