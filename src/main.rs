@@ -37,8 +37,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the document's text.
-    Cat { file: PathBuf },
+    /// Print the document's text (now, or at a version `tandem log` lists).
+    Cat {
+        file: PathBuf,
+        /// A version id from `tandem log` (a unique prefix of at least 6 digits will do).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Unified diff between two versions: FROM defaults to what the file last saved,
+    /// TO to the current text.
+    Diff { file: PathBuf, from: Option<String>, to: Option<String> },
+    /// Bring back the text of VERSION as a new change (history is kept).
+    Restore { file: PathBuf, version: String },
     /// Export the document as txt, md, json or html.
     Export {
         file: PathBuf,
@@ -47,6 +57,9 @@ enum Command {
         /// Write to this file (atomically) instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Export the text as it was at this version (see `tandem log`).
+        #[arg(long)]
+        at: Option<String>,
     },
     /// Delete and/or insert text at a char position.
     Edit {
@@ -196,12 +209,20 @@ fn init_logging(quiet: bool, verbose: u8, editor: bool) {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Cat { file } => {
-            let v = call(Request::Cat { file: abs(&file)? })?;
+        Command::Cat { file, at } => {
+            let v = call(Request::Cat { file: abs(&file)?, at })?;
             out(v["text"].as_str().unwrap_or_default())
         }
-        Command::Export { file, format, output } => {
-            let v = call(Request::Export { file: abs(&file)?, format })?;
+        Command::Diff { file, from, to } => {
+            let v = call(Request::Diff { file: abs(&file)?, from, to })?;
+            out(v["diff"].as_str().unwrap_or_default())
+        }
+        Command::Restore { file, version } => {
+            call(Request::Restore { file: abs(&file)?, version })?;
+            Ok(())
+        }
+        Command::Export { file, format, output, at } => {
+            let v = call(Request::Export { file: abs(&file)?, format, at })?;
             let text = v["output"].as_str().unwrap_or_default();
             match output {
                 Some(path) => Ok(tandem_store::write_atomic(&path, text.as_bytes())?),

@@ -416,3 +416,39 @@ fn edits_acknowledged_before_a_kill_survive_it() {
     }
     assert!(!acknowledged.is_empty());
 }
+
+#[test]
+fn any_version_can_be_read_diffed_exported_and_restored() {
+    let env = Env::new();
+    env.write("h.md", "one\ntwo\n");
+    env.ok(&["edit", "h.md", "--at", "4", "--delete", "3", "--insert", "TWO"]);
+    env.ok(&["edit", "h.md", "--at", "8", "--insert", "three\n"]);
+    let log = env.json(&["log", "h.md", "--json"]);
+    let versions: Vec<String> =
+        log.as_array().unwrap().iter().map(|c| c["version"].as_str().unwrap().to_owned()).collect();
+    // genesis, the file's content, two edits; oldest first.
+    assert_eq!(versions.len(), 4, "{log}");
+    let (first, second) = (&versions[1], &versions[2]);
+    assert_eq!(env.ok(&["cat", "h.md", "--at", first]), "one\ntwo\n");
+    assert_eq!(env.ok(&["cat", "h.md", "--at", &second[..6]]), "one\nTWO\n", "a 6-digit prefix will do");
+    let md = env.ok(&["export", "h.md", "--format", "md", "--at", first]);
+    assert!(md.contains("one\ntwo\n"), "{md}");
+    let diff = env.ok(&["diff", "h.md", first, second]);
+    assert!(
+        diff.contains(&format!("--- h.md@{first}")) && diff.contains("-two\n") && diff.contains("+TWO\n"),
+        "{diff}"
+    );
+    assert_eq!(env.ok(&["diff", "h.md"]), "", "the file holds the current text");
+    // Restore: a new change brings the old text back; history keeps everything.
+    env.ok(&["restore", "h.md", first]);
+    assert_eq!(std::fs::read_to_string(env.path("h.md")).unwrap(), "one\ntwo\n");
+    assert_eq!(env.json(&["log", "h.md", "--json"]).as_array().unwrap().len(), 5);
+    assert_eq!(env.ok(&["cat", "h.md", "--at", &versions[3]]), "one\nTWO\nthree\n");
+    // Bad versions name the problem.
+    for bad in ["zz", "123", "ffffffffffff"] {
+        let out = env.run(&["cat", "h.md", "--at", bad]);
+        assert!(!out.status.success(), "{bad}");
+        let err = stderr(&out);
+        assert!(err.contains("version"), "{bad}: {err}");
+    }
+}

@@ -14,6 +14,15 @@ const CHAR_DIFF_LIMIT: usize = 20_000;
 /// to a coarser (still correct) answer.
 const DIFF_BUDGET: Duration = Duration::from_millis(500);
 
+/// `old` -> `new` as a unified diff (3 lines of context) with the given file labels;
+/// empty when they are equal.
+pub fn unified(old: &str, new: &str, from: &str, to: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(from, to).to_string()
+}
+
 /// A change set that turns `old` into `new`, small where the texts are alike: common
 /// prefix and suffix are kept, the middle is diffed by lines, and changed lines by chars.
 pub fn diff(old: &str, new: &str) -> ChangeSet {

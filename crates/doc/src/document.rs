@@ -862,6 +862,33 @@ impl Document {
         unknown.into_iter().filter(|h| self.am.get_change_meta_by_hash(h).is_none()).collect()
     }
 
+    /// The change a version id names: a change hash or a unique prefix of one (at
+    /// least 6 hex digits; `tandem log` prints 12).
+    pub fn resolve_version(&mut self, id: &str) -> Result<ChangeHash, DocError> {
+        let id = id.trim().to_ascii_lowercase();
+        if id.len() < 6 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(DocError::BadEdit(format!(
+                "version {id:?}: a version is 6 to 64 hex digits, as `tandem log` prints them"
+            )));
+        }
+        let found: Vec<ChangeHash> = self
+            .change_log()
+            .into_iter()
+            .map(|c| c.hash)
+            .filter(|h| h.to_string().starts_with(&id))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => {
+                Err(DocError::BadEdit(format!("no version {id} in this document; `tandem log` lists them")))
+            }
+            _ => Err(DocError::BadEdit(format!(
+                "version {id} is ambiguous ({} match); give more digits",
+                found.len()
+            ))),
+        }
+    }
+
     /// Text as it was at `heads`.
     pub fn text_at(&self, heads: &[ChangeHash]) -> Result<String, DocError> {
         self.attached();

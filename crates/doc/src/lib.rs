@@ -39,6 +39,6 @@ mod undo;
 pub use automerge::{ActorId, Change, ChangeHash};
 pub use changeset::{Assoc, ChangeSet, Op, Splice};
 pub use cursor::{CursorId, Selection};
-pub use diff::diff;
+pub use diff::{diff, unified};
 pub use document::{Author, ChangeInfo, Detached, DocConfig, DocError, Document, Origin};
 pub use live::{LiveEdit, MAX_LIVE_CHARS};

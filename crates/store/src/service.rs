@@ -31,27 +31,74 @@ pub const MAX_REQUEST: usize = 64 << 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
-    Cat { file: PathBuf },
-    Edit { file: PathBuf, at: usize, delete: usize, insert: String },
-    Write { file: PathBuf, text: String },
-    Info { file: PathBuf },
-    Log { file: PathBuf },
-    Export { file: PathBuf, format: String },
-    Watch { file: PathBuf },
+    Cat {
+        file: PathBuf,
+        /// A version (see `Document::resolve_version`); the current text when absent.
+        #[serde(default)]
+        at: Option<String>,
+    },
+    Edit {
+        file: PathBuf,
+        at: usize,
+        delete: usize,
+        insert: String,
+    },
+    Write {
+        file: PathBuf,
+        text: String,
+    },
+    Info {
+        file: PathBuf,
+    },
+    Log {
+        file: PathBuf,
+    },
+    Export {
+        file: PathBuf,
+        format: String,
+        #[serde(default)]
+        at: Option<String>,
+    },
+    Watch {
+        file: PathBuf,
+    },
+    /// Unified diff from version `from` (default: what the file last saved) to `to`
+    /// (default: the current text).
+    Diff {
+        file: PathBuf,
+        from: Option<String>,
+        to: Option<String>,
+    },
+    /// A new change that brings back the text of `version` (history is kept).
+    Restore {
+        file: PathBuf,
+        version: String,
+    },
 }
 
 impl Request {
     pub fn file(&self) -> &Path {
         match self {
-            Request::Cat { file }
+            Request::Cat { file, .. }
             | Request::Edit { file, .. }
             | Request::Write { file, .. }
             | Request::Info { file }
             | Request::Log { file }
             | Request::Export { file, .. }
+            | Request::Diff { file, .. }
+            | Request::Restore { file, .. }
             | Request::Watch { file } => file,
         }
     }
+}
+
+/// The text of `s` at version `at` (the current text when `None`).
+fn text_at(s: &mut StoredDoc, at: Option<&str>) -> Result<String> {
+    let Some(at) = at else { return Ok(s.doc.rope().to_string()) };
+    let path = s.file().display().to_string();
+    let bad = |e: tandem_doc::DocError| StoreError::BadRequest(format!("{path}: {e}"));
+    let hash = s.doc.resolve_version(at).map_err(bad)?;
+    s.doc.text_at(&[hash]).map_err(bad)
 }
 
 /// Batches of raw change bytes, as [`Service::subscribe_changes`] hands them out.
@@ -410,7 +457,9 @@ impl Service {
     pub fn handle(&self, req: &Request) -> Result<Value> {
         let now = now_ms();
         match req {
-            Request::Cat { file } => self.with_doc(file, |s| Ok(json!({"text": s.doc.rope().to_string()}))),
+            Request::Cat { file, at } => {
+                self.with_doc(file, |s| Ok(json!({"text": text_at(s, at.as_deref())?})))
+            }
             Request::Edit { file, at, delete, insert } => self.with_doc(file, |s| {
                 let len = s.doc.len_chars();
                 let edit = ChangeSet::splice(len, *at, *delete, insert).ok_or_else(|| {
@@ -433,6 +482,7 @@ impl Service {
                     .into_iter()
                     .map(|c| {
                         json!({
+                            "version": c.hash.to_string()[..12],
                             "change": c.hash.to_string(),
                             "author": c.author,
                             "actor": c.actor.to_hex_string(),
@@ -445,14 +495,33 @@ impl Service {
                     .collect();
                 Ok(json!({"file": s.rel(), "changes": changes}))
             }),
-            Request::Export { file, format } => {
+            Request::Export { file, format, at } => {
                 let format: Format = format.parse().map_err(StoreError::BadRequest)?;
                 self.with_doc(file, |s| {
                     let name = s.file().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     let meta = ExportMeta::of(&mut s.doc, &name);
-                    Ok(json!({"output": export(&s.doc.rope().to_string(), format, &meta)}))
+                    Ok(json!({"output": export(&text_at(s, at.as_deref())?, format, &meta)}))
                 })
             }
+            Request::Diff { file, from, to } => self.with_doc(file, |s| {
+                let rel = s.rel().to_owned();
+                let old = match from {
+                    Some(v) => text_at(s, Some(v))?,
+                    None => read_text(s.file()).or_else(|_| text_at(s, None))?,
+                };
+                let new = text_at(s, to.as_deref())?;
+                let label = |v: &Option<String>, default: &str| match v {
+                    Some(v) => format!("{rel}@{v}"),
+                    None => format!("{rel} ({default})"),
+                };
+                let diff = tandem_doc::unified(&old, &new, &label(from, "file"), &label(to, "now"));
+                Ok(json!({"diff": diff}))
+            }),
+            Request::Restore { file, version } => self.with_doc(file, |s| {
+                let old = text_at(s, Some(version))?;
+                let edit = tandem_doc::diff(&s.doc.rope().to_string(), &old);
+                self.apply(s, &edit, now)
+            }),
             Request::Watch { .. } => Err(StoreError::BadRequest("watch needs a stream; use subscribe".into())),
         }
     }
