@@ -49,6 +49,13 @@ enum Command {
     Diff { file: PathBuf, from: Option<String>, to: Option<String> },
     /// Bring back the text of VERSION as a new change (history is kept).
     Restore { file: PathBuf, version: String },
+    /// Who last wrote into each line, and when.
+    Blame {
+        file: PathBuf,
+        /// A list of {line, text, version, author, time_ms}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export the document as txt, md, json or html.
     Export {
         file: PathBuf,
@@ -216,6 +223,24 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Diff { file, from, to } => {
             let v = call(Request::Diff { file: abs(&file)?, from, to })?;
             out(v["diff"].as_str().unwrap_or_default())
+        }
+        Command::Blame { file, json } => {
+            let v = call(Request::Blame { file: abs(&file)? })?;
+            if json {
+                return out_json(&v["lines"]);
+            }
+            let mut s = String::new();
+            for l in v["lines"].as_array().into_iter().flatten() {
+                s += &format!(
+                    "{:<12}  {}  {:<12} {:>5} | {}\n",
+                    l["version"].as_str().unwrap_or("-"),
+                    l["time_ms"].as_i64().map_or_else(|| " ".repeat(16), format_time),
+                    l["author"].as_str().unwrap_or("-"),
+                    l["line"],
+                    l["text"].as_str().unwrap_or_default(),
+                );
+            }
+            out(&s)
         }
         Command::Restore { file, version } => {
             call(Request::Restore { file: abs(&file)?, version })?;

@@ -452,3 +452,31 @@ fn any_version_can_be_read_diffed_exported_and_restored() {
         assert!(err.contains("version"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn blame_names_who_last_wrote_each_line() {
+    let env = Env::new();
+    env.write("b.txt", "alpha\nbeta\ngamma");
+    // The first command on a file imports it, by whoever runs it.
+    env.ok(&["info", "b.txt"]);
+    let out = env
+        .cmd(&["edit", "b.txt", "--at", "6", "--delete", "4", "--insert", "BETA"])
+        .env("TANDEM_NAME", "ann")
+        .env("TANDEM_HOME", env.path("ann-home"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = env.json(&["blame", "b.txt", "--json"]);
+    let who: Vec<(&str, &str)> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["text"].as_str().unwrap(), l["author"].as_str().unwrap()))
+        .collect();
+    assert_eq!(who, [("alpha", "tester"), ("BETA", "ann"), ("gamma", "tester")], "{lines}");
+    let log = env.json(&["log", "b.txt", "--json"]);
+    let anns = log.as_array().unwrap().iter().find(|c| c["author"] == "ann").unwrap()["version"].clone();
+    assert_eq!(lines[1]["version"], anns);
+    let text = env.ok(&["blame", "b.txt"]);
+    assert!(text.lines().nth(1).unwrap().contains("ann") && text.contains("| BETA"), "{text}");
+}

@@ -105,6 +105,8 @@ pub struct ChangeInfo {
     pub deps: Vec<ChangeHash>,
     /// Automerge operations in the change.
     pub ops: u64,
+    /// Counter of its first operation (its operations are `start_op..start_op + ops`).
+    pub start_op: u64,
 }
 
 /// Where an edit applied to the document came from.
@@ -650,6 +652,45 @@ impl Document {
             .collect()
     }
 
+    /// For every line of the text, the change that last wrote into it (the newest
+    /// change among the changes that inserted its chars); `None` for an empty line.
+    pub fn blame(&mut self) -> Vec<Option<ChangeInfo>> {
+        self.attached();
+        let log = self.change_log();
+        // Per actor, its changes by first operation.
+        let mut by_actor: std::collections::HashMap<ActorId, Vec<&ChangeInfo>> = Default::default();
+        for c in &log {
+            by_actor.entry(c.actor.clone()).or_default().push(c);
+        }
+        for changes in by_actor.values_mut() {
+            changes.sort_by_key(|c| c.start_op);
+        }
+        let change_of = |counter: u64, actor: &ActorId| -> Option<&ChangeInfo> {
+            let changes = by_actor.get(actor)?;
+            let i = changes.partition_point(|c| c.start_op <= counter).checked_sub(1)?;
+            Some(changes[i]).filter(|c| counter < c.start_op + c.ops)
+        };
+        let text = self.am.text(&self.text).unwrap_or_default();
+        let mut lines: Vec<Option<ChangeInfo>> = Vec::new();
+        let mut newest: Option<&ChangeInfo> = None;
+        let chars = text.chars();
+        for (ch, item) in chars.zip(self.am.list_range(&self.text, ..)) {
+            if let ObjId::Id(counter, actor, _) = item.id()
+                && let Some(c) = change_of(counter, &actor)
+                && newest.is_none_or(|n| (c.time_ms, c.start_op) > (n.time_ms, n.start_op))
+            {
+                newest = Some(c);
+            }
+            if ch == '\n' {
+                lines.push(newest.take().cloned());
+            }
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            lines.push(newest.cloned());
+        }
+        lines
+    }
+
     /// True when the rope equals Automerge's text (an O(n) check for tests and verify).
     pub fn is_consistent(&self) -> bool {
         self.attached();
@@ -809,6 +850,7 @@ impl Document {
                 time_ms: m.timestamp,
                 deps: m.deps,
                 ops: (m.max_op + 1).saturating_sub(m.start_op),
+                start_op: m.start_op,
             })
             .collect()
     }

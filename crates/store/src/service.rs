@@ -74,6 +74,10 @@ pub enum Request {
         file: PathBuf,
         version: String,
     },
+    /// Who last wrote into each line, and when.
+    Blame {
+        file: PathBuf,
+    },
 }
 
 impl Request {
@@ -87,6 +91,7 @@ impl Request {
             | Request::Export { file, .. }
             | Request::Diff { file, .. }
             | Request::Restore { file, .. }
+            | Request::Blame { file }
             | Request::Watch { file } => file,
         }
     }
@@ -516,6 +521,25 @@ impl Service {
                 };
                 let diff = tandem_doc::unified(&old, &new, &label(from, "file"), &label(to, "now"));
                 Ok(json!({"diff": diff}))
+            }),
+            Request::Blame { file } => self.with_doc(file, |s| {
+                let text = s.doc.rope().to_string();
+                let blame = s.doc.blame();
+                let lines: Vec<Value> = text
+                    .split_inclusive('\n')
+                    .zip(blame)
+                    .enumerate()
+                    .map(|(i, (line, c))| {
+                        json!({
+                            "line": i + 1,
+                            "text": line.strip_suffix('\n').unwrap_or(line),
+                            "version": c.as_ref().map(|c| c.hash.to_string()[..12].to_owned()),
+                            "author": c.as_ref().and_then(|c| c.author.clone()),
+                            "time_ms": c.as_ref().map(|c| c.time_ms),
+                        })
+                    })
+                    .collect();
+                Ok(json!({"lines": lines}))
             }),
             Request::Restore { file, version } => self.with_doc(file, |s| {
                 let old = text_at(s, Some(version))?;
