@@ -304,7 +304,7 @@ fn serve_node(
                     push(&ctx.popups, ticket_popup(&ticket));
                 }
                 push(&ctx.notices, (msg, Some(text)));
-                if let Err(e) = sharing::run_node(node, &ctx.service, &ctx.file).await {
+                if let Err(e) = node.serve().await {
                     ctx.notices
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

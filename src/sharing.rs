@@ -55,19 +55,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Move what a service channel yields onto an async channel for the node.
-fn bridge<T: Send + 'static>(rx: std::sync::mpsc::Receiver<T>) -> tokio::sync::mpsc::UnboundedReceiver<T> {
-    let (tx, out) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for item in rx {
-            if tx.send(item).is_err() {
-                break;
-            }
-        }
-    });
-    out
-}
-
 pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Runtime::new().map_err(|e| format!("starting the network: {e}"))
 }
@@ -137,14 +124,6 @@ pub async fn start_join(
     Ok((node, own))
 }
 
-/// Run a started node until the process ends.
-pub async fn run_node(node: Node, service: &Service, file: &Path) -> Result<(), String> {
-    let local = bridge(service.subscribe_changes(file).map_err(|e| e.to_string())?);
-    let live = bridge(service.subscribe_live(file).map_err(|e| e.to_string())?);
-    node.run(local, live).await;
-    Ok(())
-}
-
 fn ticket_json(ticket: &Ticket, file: &Path) -> serde_json::Value {
     serde_json::json!({
         "ticket": ticket.to_string(),
@@ -200,7 +179,7 @@ pub fn share(file: &Path, headless: bool, json: bool, qr: bool, net: Net) -> Res
     runtime().map_err(fail)?.block_on(async {
         let (node, ticket) = start_share(&service, file, net).await.map_err(fail)?;
         print_ticket(&ticket, file, json, qr)?;
-        run_node(node, &service, file).await.map_err(fail)
+        node.serve().await.map_err(fail)
     })
 }
 
@@ -217,6 +196,6 @@ pub fn join(ticket: &str, dir: &Path, headless: bool, json: bool, net: Net) -> R
     runtime().map_err(fail)?.block_on(async {
         let (node, own_ticket) = start_join(&service, &file, &ticket, net).await.map_err(fail)?;
         print_ticket(&own_ticket, &file, json, false)?;
-        run_node(node, &service, &file).await.map_err(fail)
+        node.serve().await.map_err(fail)
     })
 }

@@ -74,19 +74,6 @@ fn doc_id(service: &Service, file: &Path) -> Result<[u8; 16], String> {
     bytes.try_into().map_err(|_| format!("bad document id {hex}"))
 }
 
-/// Move a service channel onto an async one for the node.
-fn bridge<T: Send + 'static>(rx: std::sync::mpsc::Receiver<T>) -> tokio::sync::mpsc::UnboundedReceiver<T> {
-    let (tx, out) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for item in rx {
-            if tx.send(item).is_err() {
-                break;
-            }
-        }
-    });
-    out
-}
-
 async fn swarm(
     dir: &Path,
     transport: Transport,
@@ -99,20 +86,13 @@ async fn swarm(
     Ok((swarm, id, addrs))
 }
 
-fn start(node: Node, service: &Service, file: &Path) -> Result<(), String> {
-    let local = bridge(service.subscribe_changes(file).map_err(|e| e.to_string())?);
-    let live = bridge(service.subscribe_live(file).map_err(|e| e.to_string())?);
-    tokio::spawn(node.run(local, live));
-    Ok(())
-}
-
 /// Share `file` (in `dir`, already holding its text or history) as peer 0.
 pub async fn share(dir: &Path, file: &Path, transport: Transport) -> Result<(Peer, [u8; 16]), String> {
     let service = own(dir, 0)?;
     service.open(file, false).map_err(|e| e.to_string())?;
     let doc = doc_id(&service, file)?;
     let (swarm, id, addrs) = swarm(dir, transport).await?;
-    start(Node::new(swarm, Arc::clone(&service), file.to_owned(), doc, transport), &service, file)?;
+    tokio::spawn(Node::new(swarm, Arc::clone(&service), file.to_owned(), doc, transport).serve());
     Ok((Peer { service, file: file.to_owned(), id, addrs }, doc))
 }
 
@@ -149,7 +129,7 @@ pub async fn join(
     let mut node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
     let connected = node.swarm.is_connected(&to.id);
     node.keep_connected(to.id, to.addrs.clone(), connected);
-    start(node, &service, &file)?;
+    tokio::spawn(node.serve());
     Ok((Peer { service, file, id, addrs }, JoinCost { bytes, ms }))
 }
 

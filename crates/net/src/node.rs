@@ -538,6 +538,15 @@ impl Node {
         }
     }
 
+    /// Run until the process ends, fed by the service's own feeds of local changes
+    /// and live edits for `self.file` (what `tandem share`/`join` do).
+    pub async fn serve(self) -> Result<(), String> {
+        let local = bridge(self.service.subscribe_changes(&self.file).map_err(|e| e.to_string())?);
+        let live = bridge(self.service.subscribe_live(&self.file).map_err(|e| e.to_string())?);
+        self.run(local, live).await;
+        Ok(())
+    }
+
     /// Run until the process ends: sync with peers, push `local` changes and `live`
     /// edits as they come.
     pub async fn run(
@@ -767,6 +776,19 @@ impl Node {
             other => tracing::warn!(peer = %peer, "unexpected response {other:?}"),
         }
     }
+}
+
+/// Move what a service channel yields onto an async channel for the node.
+fn bridge<T: Send + 'static>(rx: std::sync::mpsc::Receiver<T>) -> tokio::sync::mpsc::UnboundedReceiver<T> {
+    let (tx, out) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for item in rx {
+            if tx.send(item).is_err() {
+                break;
+            }
+        }
+    });
+    out
 }
 
 /// A stable id for a live edit's envelope (for de-duplication only).
