@@ -161,10 +161,6 @@ impl ChangeLog {
     pub fn len_bytes(&self) -> u64 {
         self.len
     }
-
-    pub fn records(&self) -> usize {
-        self.records
-    }
 }
 
 impl Drop for ChangeLog {

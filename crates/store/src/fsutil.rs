@@ -57,3 +57,18 @@ pub fn text_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes)
         .map_err(|e| StoreError::InvalidUtf8 { path: path.to_owned(), offset: e.utf8_error().valid_up_to() })
 }
+
+/// Bytes the files under `dir` take on disk (allocated blocks, not lengths), so a
+/// store of many small files is measured as the disk sees it.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -24,6 +24,7 @@
 //! # let _ = text; Ok(()) }
 //! ```
 
+mod blobs;
 mod changelog;
 mod error;
 mod fsutil;
@@ -32,9 +33,10 @@ mod service;
 mod stored;
 mod workspace;
 
+pub use blobs::{BlobFault, BlobHash, BlobStore, blob_hash};
 pub use error::{Result, StoreError};
 pub use fsutil::{read_text, text_from_bytes, write_atomic};
 pub use identity::{home_dir, load_author};
 pub use service::{Access, Client, Request, Service, access};
-pub use stored::{Opened, Shared, StoredDoc, first_screen, now_ms};
+pub use stored::{BadBlob, Index, IndexEntry, Opened, Shared, StoredDoc, first_screen, now_ms};
 pub use workspace::{Lock, STORE_DIR, Workspace, absolute};

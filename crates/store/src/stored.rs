@@ -1,15 +1,24 @@
-//! A document with its history on disk: `.tandem/docs/<key>/`.
+//! A document with its history on disk. The history itself is blobs in the
+//! workspace's [`BlobStore`] (`.tandem/blobs/`); the document's own directory,
+//! `.tandem/docs/<key>/`, holds:
 //!
-//! - `snapshot.am`: the whole Automerge document as of the last compaction;
-//! - `changes.log`: every change committed since, one checksummed record each
-//!   (see [`crate::changelog`]), appended and fsynced at commit;
+//! - `index.json`: which blobs make the history: the newest snapshot (Automerge's
+//!   compact form of everything up to it) and every change committed since, each
+//!   as (change hash, blob hash, size), plus the heads they add up to;
+//! - `changes.log`: the write-ahead log: changes committed since the index was last
+//!   written, one checksummed record each (see [`crate::changelog`]). Each is also
+//!   put in the blob store at once, but the store makes writes durable in batches,
+//!   so the log is what survives a crash until the next checkpoint moves its
+//!   changes into the index;
 //! - `state.json`: document id, the file's path, and what was last saved to the
 //!   plain file (its BLAKE3 hash and the heads it showed);
-//! - `text.cache`: the text at the latest snapshot+log state, so the first screen
-//!   can be drawn before Automerge has loaded.
+//! - `text.cache`: the text at the latest index+log state, so the first screen can
+//!   be drawn before Automerge has loaded.
 //!
-//! Every file but the log is replaced atomically, and the log only grows by whole
-//! records, so a crash at any moment loses at most the uncommitted edits.
+//! Checkpoint order: blobs put, blob store flushed, index replaced atomically, log
+//! emptied. Compaction: snapshot blob put and flushed, index replaced, log emptied,
+//! then the tags of what the snapshot replaced are dropped (`tandem gc` deletes
+//! those blobs). A crash between any two steps leaves a history that loads whole.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,12 +26,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tandem_doc::{Author, Change, ChangeHash, ChangeSet, DocConfig, Document};
 
+use crate::blobs::{BlobHash, BlobStore, blob_hash};
 use crate::changelog::ChangeLog;
 use crate::error::{Result, StoreError};
 use crate::fsutil::{read_text, write_atomic};
 use crate::workspace::Workspace;
 
-const SNAPSHOT: &str = "snapshot.am";
+/// Where histories were kept before the blob store (read once, then moved in).
+const LEGACY_SNAPSHOT: &str = "snapshot.am";
+const INDEX: &str = "index.json";
 const LOG: &str = "changes.log";
 const STATE: &str = "state.json";
 const CACHE: &str = "text.cache";
@@ -49,8 +61,72 @@ struct State {
 /// Names one state of the history on disk without loading it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct CacheKey {
-    snapshot: String,
+    /// BLAKE3 of `index.json`.
+    index: String,
     log_len: u64,
+}
+
+/// One blob of a document's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The Automerge change hash (absent for a snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    /// BLAKE3 of the blob, hex.
+    pub blob: String,
+    pub bytes: u64,
+}
+
+impl IndexEntry {
+    fn blob_hash(&self, index: &Path) -> Result<BlobHash> {
+        self.blob.parse().map_err(|_| StoreError::corrupt(index, format!("bad blob hash {:?}", self.blob)))
+    }
+}
+
+/// `index.json`: the blobs that make a document's history.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Index {
+    pub version: u32,
+    pub snapshot: Option<IndexEntry>,
+    /// Changes after the snapshot, in commit order.
+    pub changes: Vec<IndexEntry>,
+    pub heads: Vec<String>,
+}
+
+impl Index {
+    fn read(dir: &Path) -> Result<Option<(Index, Vec<u8>)>> {
+        let path = dir.join(INDEX);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::corrupt(&path, format!("unreadable index: {e}")))?;
+        Ok(Some((index, bytes)))
+    }
+
+    /// Every blob the index names, snapshot first.
+    pub fn entries(&self) -> impl Iterator<Item = &IndexEntry> {
+        self.snapshot.iter().chain(&self.changes)
+    }
+}
+
+/// Tag names: what keeps a document's blobs from garbage collection.
+fn snapshot_tag(doc_id: &str, blob: &BlobHash) -> String {
+    format!("{doc_id}/s/{blob}")
+}
+
+fn change_tag(doc_id: &str, blob: &BlobHash) -> String {
+    format!("{doc_id}/c/{blob}")
+}
+
+/// A change in the write-ahead log, not yet in the index.
+struct Pending {
+    entry: IndexEntry,
+    /// The change's bytes while the blob store may not have them (read back from
+    /// the log after a restart); `None` once put.
+    unstored: Option<Vec<u8>>,
 }
 
 /// How a document was opened.
@@ -95,8 +171,12 @@ pub struct StoredDoc {
     dir: PathBuf,
     log: ChangeLog,
     state: State,
-    snapshot_len: u64,
-    snapshot_hash: String,
+    blobs: std::sync::Arc<BlobStore>,
+    index: Index,
+    /// BLAKE3 of `index.json` as written (names the history for the text cache).
+    index_hash: String,
+    /// Changes in the log, not yet in the index.
+    pending: Vec<Pending>,
     /// Local changes stored but not yet handed to the network ([`Self::take_outbox`]).
     outbox: Vec<Change>,
     /// Remote changes arrived since the file was last written (see [`Self::save_if_stale`]).
@@ -149,10 +229,10 @@ impl StoredDoc {
             let doc = Document::with_text(author, config, &content, now);
             let doc_id =
                 hash_hex(format!("{rel}\0{now}\0{:?}", doc.author().actor).as_bytes())[..32].to_owned();
-            let stored = Self::create(file, rel, dir, doc, doc_id, &content)?;
+            let stored = Self::create(ws, file, rel, dir, doc, doc_id, &content)?;
             return Ok((stored, Opened::Created));
         }
-        let mut stored = Self::load(&dir, file, rel, author, config)?;
+        let mut stored = Self::load(ws, &dir, file, rel, author, config)?;
         let opened = match text {
             Some(text) => stored.merge_file(&text, now)?,
             None => Opened::Loaded,
@@ -163,6 +243,7 @@ impl StoredDoc {
     /// Write the history of a new document whose file holds `saved` (snapshot first,
     /// then the state that makes it count).
     fn create(
+        ws: &Workspace,
         file: PathBuf,
         rel: String,
         dir: PathBuf,
@@ -172,6 +253,7 @@ impl StoredDoc {
     ) -> Result<StoredDoc> {
         fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         let (log, _) = ChangeLog::read(&dir.join(LOG))?;
+        let blobs = BlobStore::open(&ws.blob_dir())?;
         let state = State {
             version: 1,
             doc_id,
@@ -187,8 +269,10 @@ impl StoredDoc {
             dir,
             log,
             state,
-            snapshot_len: 0,
-            snapshot_hash: String::new(),
+            blobs,
+            index: Index::default(),
+            index_hash: String::new(),
+            pending: Vec::new(),
             outbox: Vec::new(),
             file_stale: false,
             last_save_ms: 0,
@@ -217,7 +301,7 @@ impl StoredDoc {
         let dir = ws.doc_dir(&rel);
         let now = now_ms();
         let mut stored = if dir.join(STATE).exists() {
-            let mut stored = Self::load(&dir, file.clone(), rel, author.clone(), config.clone())?;
+            let mut stored = Self::load(ws, &dir, file.clone(), rel, author.clone(), config.clone())?;
             if stored.doc_id() != doc_id {
                 return Err(StoreError::BadRequest(format!(
                     "{}: this file already has the history of another document ({}); join into another directory",
@@ -245,7 +329,7 @@ impl StoredDoc {
                 Shared::Snapshot(bytes) => Document::load(&bytes, vec![], author, config),
             }
             .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?;
-            Self::create(file, rel, dir, doc, doc_id.to_owned(), "")?
+            Self::create(ws, file, rel, dir, doc, doc_id.to_owned(), "")?
         };
         stored.save(now)?;
         Ok(stored)
@@ -316,34 +400,73 @@ impl StoredDoc {
         std::mem::take(&mut self.outbox)
     }
 
-    fn load(dir: &Path, file: PathBuf, rel: String, author: Author, config: DocConfig) -> Result<StoredDoc> {
+    fn load(
+        ws: &Workspace,
+        dir: &Path,
+        file: PathBuf,
+        rel: String,
+        author: Author,
+        config: DocConfig,
+    ) -> Result<StoredDoc> {
         let state_path = dir.join(STATE);
         let state_bytes = fs::read(&state_path).map_err(StoreError::io(&state_path))?;
         let state: State = serde_json::from_slice(&state_bytes)
             .map_err(|e| StoreError::corrupt(&state_path, format!("unreadable state: {e}")))?;
-        let snap_path = dir.join(SNAPSHOT);
-        let snapshot = fs::read(&snap_path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => StoreError::corrupt(&snap_path, "the snapshot is missing"),
-            _ => StoreError::Io { path: snap_path.clone(), source: e },
-        })?;
+        let blobs = BlobStore::open(&ws.blob_dir())?;
+        let index_path = dir.join(INDEX);
+        let (index, index_bytes) = match Index::read(dir)? {
+            Some(found) => found,
+            None => migrate_legacy(dir, &state.doc_id, &blobs)?,
+        };
+        let read_blob = |entry: &IndexEntry, what: &str| -> Result<Vec<u8>> {
+            let hash = entry.blob_hash(&index_path)?;
+            blobs.get(hash).map_err(|fault| {
+                StoreError::corrupt(
+                    &index_path,
+                    format!(
+                        "{what} blob {hash} is {fault}; run `tandem verify {rel}` with a peer connected to repair it"
+                    ),
+                )
+            })
+        };
+        let snapshot = match &index.snapshot {
+            Some(entry) => read_blob(entry, "the snapshot")?,
+            None => Vec::new(),
+        };
+        let mut changes = Vec::with_capacity(index.changes.len());
+        for entry in &index.changes {
+            let bytes = read_blob(entry, "change")?;
+            changes.push(Change::from_bytes(bytes).map_err(|e| {
+                StoreError::corrupt(
+                    &index_path,
+                    format!("blob {} is not an Automerge change: {e}", entry.blob),
+                )
+            })?);
+        }
         let log_path = dir.join(LOG);
         let (log, contents) = ChangeLog::read(&log_path)?;
         if contents.torn_tail > 0 {
             tracing::warn!(path = %log_path.display(), bytes = contents.torn_tail, "cutting off a torn record left by a crash");
             log.truncate_torn()?;
         }
-        let changes = contents
-            .records
-            .into_iter()
-            .enumerate()
-            .map(|(i, bytes)| {
-                Change::from_bytes(bytes).map_err(|e| {
-                    StoreError::corrupt(&log_path, format!("record {i} is not an Automerge change: {e}"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut pending = Vec::with_capacity(contents.records.len());
+        for (i, bytes) in contents.records.into_iter().enumerate() {
+            let change = Change::from_bytes(bytes.clone()).map_err(|e| {
+                StoreError::corrupt(&log_path, format!("record {i} is not an Automerge change: {e}"))
+            })?;
+            pending.push(Pending {
+                entry: IndexEntry {
+                    change: Some(change.hash().to_string()),
+                    blob: blob_hash(&bytes).to_string(),
+                    bytes: bytes.len() as u64,
+                },
+                unstored: Some(bytes),
+            });
+            changes.push(change);
+        }
         let doc = Document::load(&snapshot, changes, author, config)
-            .map_err(|e| StoreError::corrupt(&snap_path, e.to_string()))?;
+            .map_err(|e| StoreError::corrupt(&index_path, e.to_string()))?;
+        drop(snapshot);
         release_freed_memory();
         Ok(StoredDoc {
             doc,
@@ -352,8 +475,10 @@ impl StoredDoc {
             dir: dir.to_owned(),
             log,
             state,
-            snapshot_len: snapshot.len() as u64,
-            snapshot_hash: hash_hex(&snapshot),
+            blobs,
+            index,
+            index_hash: hash_hex(&index_bytes),
+            pending,
             outbox: Vec::new(),
             file_stale: false,
             last_save_ms: 0,
@@ -434,14 +559,63 @@ impl StoredDoc {
     /// arrived from elsewhere and are already in the document).
     pub fn persist(&mut self, changes: &[Change]) -> Result<()> {
         for c in changes {
-            self.log.append(c.raw_bytes())?;
+            let bytes = c.raw_bytes();
+            self.log.append(bytes)?;
+            let blob = self.blobs.put(change_tag(&self.state.doc_id, &blob_hash(bytes)), bytes.to_vec())?;
+            self.pending.push(Pending {
+                entry: IndexEntry {
+                    change: Some(c.hash().to_string()),
+                    blob: blob.to_string(),
+                    bytes: bytes.len() as u64,
+                },
+                unstored: None,
+            });
         }
         Ok(())
     }
 
-    /// Make every change written so far durable (fsync); call when idle.
+    /// Make every change written so far durable; call when idle.
     pub fn sync(&mut self) -> Result<()> {
-        self.log.sync()
+        self.log.sync()?;
+        self.checkpoint()
+    }
+
+    /// Move the log's changes into the index: their blobs made durable, the index
+    /// rewritten, the log emptied.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        for p in &mut self.pending {
+            if let Some(bytes) = p.unstored.take() {
+                self.blobs.put(change_tag(&self.state.doc_id, &blob_hash(&bytes)), bytes)?;
+            }
+        }
+        self.blobs.flush()?;
+        let mut index = self.index.clone();
+        index.changes.extend(self.pending.iter().map(|p| p.entry.clone()));
+        self.write_index(index)?;
+        self.pending.clear();
+        self.log.clear()
+    }
+
+    fn write_index(&mut self, mut index: Index) -> Result<()> {
+        index.version = 1;
+        index.heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
+        let bytes = serde_json::to_vec_pretty(&index).expect("index serializes");
+        write_atomic(&self.dir.join(INDEX), &bytes)?;
+        self.index = index;
+        self.index_hash = hash_hex(&bytes);
+        Ok(())
+    }
+
+    /// The blobs that make this document's history (as of the last checkpoint).
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn blob_store(&self) -> &std::sync::Arc<BlobStore> {
+        &self.blobs
     }
 
     /// Commit, then write the plain file atomically and record what it holds.
@@ -452,14 +626,17 @@ impl StoredDoc {
         self.doc.settle();
         self.commit(now)?;
         self.log.sync()?;
+        self.checkpoint()?;
         let text = self.doc.rope().to_string();
         write_atomic(&self.file, text.as_bytes())?;
         self.state.saved_hash = hash_hex(text.as_bytes());
         self.state.saved_heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
         self.state.saved_key = Some(self.key());
         self.write_state()?;
-        if self.log.records() >= COMPACT_RECORDS
-            || (self.log.len_bytes() >= COMPACT_BYTES && self.log.len_bytes() > self.snapshot_len)
+        let since_snapshot: u64 = self.index.changes.iter().map(|e| e.bytes).sum();
+        let snapshot_len = self.index.snapshot.as_ref().map_or(0, |e| e.bytes);
+        if self.index.changes.len() >= COMPACT_RECORDS
+            || (since_snapshot >= COMPACT_BYTES && since_snapshot > snapshot_len)
         {
             self.compact()?;
         }
@@ -471,15 +648,27 @@ impl StoredDoc {
         write_atomic(&self.dir.join(STATE), &bytes)
     }
 
-    /// Fold the log into a new snapshot: snapshot first (atomically), then the log is
-    /// emptied. A crash in between only means the log's changes are applied twice on
-    /// the next load, which Automerge ignores.
+    /// Fold the history into a new snapshot blob: the blob is put and flushed, the
+    /// index replaced (snapshot, no changes), the log emptied; then the tags of the
+    /// old snapshot and the folded changes are dropped. A crash before the index is
+    /// replaced leaves the old history, whole; one after it, the new.
     pub fn compact(&mut self) -> Result<()> {
         let bytes = self.doc.save(now_ms());
-        write_atomic(&self.dir.join(SNAPSHOT), &bytes)?;
+        let doc_id = self.state.doc_id.clone();
+        let len = bytes.len() as u64;
+        let blob = self.blobs.put(snapshot_tag(&doc_id, &blob_hash(&bytes)), bytes)?;
+        self.blobs.flush()?;
+        let index = Index {
+            version: 1,
+            snapshot: Some(IndexEntry { change: None, blob: blob.to_string(), bytes: len }),
+            changes: Vec::new(),
+            heads: Vec::new(),
+        };
+        self.write_index(index)?;
+        self.pending.clear();
         self.log.clear()?;
-        self.snapshot_len = bytes.len() as u64;
-        self.snapshot_hash = hash_hex(&bytes);
+        self.blobs.untag_except(format!("{doc_id}/s/"), [blob].into())?;
+        self.blobs.untag_except(format!("{doc_id}/c/"), Default::default())?;
         if self.state.saved_key.is_some() && !self.is_dirty() {
             // The file still shows this history: keep it usable as the first screen.
             self.state.saved_key = Some(self.key());
@@ -489,7 +678,7 @@ impl StoredDoc {
     }
 
     fn key(&self) -> CacheKey {
-        CacheKey { snapshot: self.snapshot_hash.clone(), log_len: self.log.len_bytes() }
+        CacheKey { index: self.index_hash.clone(), log_len: self.log.len_bytes() }
     }
 
     fn write_text_cache_now(&self) -> Result<()> {
@@ -507,9 +696,15 @@ impl StoredDoc {
         self.write_text_cache_now()
     }
 
-    /// Bytes of history on disk (snapshot + log).
+    /// Bytes of history: the blobs the index names, plus the log.
     pub fn stored_bytes(&self) -> u64 {
-        self.snapshot_len + self.log.len_bytes()
+        self.index.entries().map(|e| e.bytes).sum::<u64>() + self.log.len_bytes()
+    }
+
+    /// Re-hash every blob of this document's history (index and log). Returns the
+    /// blobs that are missing or corrupt; an empty list means the history is whole.
+    pub fn verify(&self) -> Result<Vec<BadBlob>> {
+        verify_index(&self.dir, &self.blobs, &self.index)
     }
 }
 
@@ -533,11 +728,9 @@ fn release_freed_memory() {
 pub fn first_screen(ws: &Workspace, file: &Path) -> Result<Option<String>> {
     let rel = ws.relative(file)?;
     let dir = ws.doc_dir(&rel);
-    let Ok(snapshot) = fs::read(dir.join(SNAPSHOT)) else { return Ok(None) };
-    let current = CacheKey {
-        snapshot: hash_hex(&snapshot),
-        log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()),
-    };
+    let Ok(index) = fs::read(dir.join(INDEX)) else { return Ok(None) };
+    let current =
+        CacheKey { index: hash_hex(&index), log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()) };
     let state: Option<State> = fs::read(dir.join(STATE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(state) = state.filter(|s| s.saved_key.as_ref() == Some(&current))
         && let Ok(bytes) = fs::read(ws.root().join(&rel))
@@ -551,4 +744,52 @@ pub fn first_screen(ws: &Workspace, file: &Path) -> Result<Option<String>> {
         Ok(key) if key == current => Ok(String::from_utf8(cache[nl + 1..].to_vec()).ok()),
         _ => Ok(None),
     }
+}
+
+/// A blob of a history that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadBlob {
+    pub blob: String,
+    /// "snapshot" or the change hash.
+    pub what: String,
+    pub fault: String,
+}
+
+fn verify_index(dir: &Path, blobs: &BlobStore, index: &Index) -> Result<Vec<BadBlob>> {
+    let index_path = dir.join(INDEX);
+    let mut bad = Vec::new();
+    for entry in index.entries() {
+        let hash = entry.blob_hash(&index_path)?;
+        if let Err(fault) = blobs.get(hash) {
+            bad.push(BadBlob {
+                blob: entry.blob.clone(),
+                what: entry.change.clone().unwrap_or_else(|| "snapshot".into()),
+                fault: fault.to_string(),
+            });
+        }
+    }
+    Ok(bad)
+}
+
+/// Move a history from before the blob store (`snapshot.am`) into it.
+fn migrate_legacy(dir: &Path, doc_id: &str, blobs: &BlobStore) -> Result<(Index, Vec<u8>)> {
+    let legacy = dir.join(LEGACY_SNAPSHOT);
+    let bytes = fs::read(&legacy).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => StoreError::corrupt(&dir.join(INDEX), "the index is missing"),
+        _ => StoreError::Io { path: legacy.clone(), source: e },
+    })?;
+    let len = bytes.len() as u64;
+    let blob = blobs.put(snapshot_tag(doc_id, &blob_hash(&bytes)), bytes)?;
+    blobs.flush()?;
+    let index = Index {
+        version: 1,
+        snapshot: Some(IndexEntry { change: None, blob: blob.to_string(), bytes: len }),
+        changes: Vec::new(),
+        heads: Vec::new(),
+    };
+    let index_bytes = serde_json::to_vec_pretty(&index).expect("index serializes");
+    write_atomic(&dir.join(INDEX), &index_bytes)?;
+    fs::remove_file(&legacy).map_err(StoreError::io(&legacy))?;
+    tracing::info!(dir = %dir.display(), "moved the history into the blob store");
+    Ok((index, index_bytes))
 }

@@ -41,6 +41,11 @@ impl Workspace {
         self.root.join(STORE_DIR)
     }
 
+    /// The content-addressed blob store that holds every document's history.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.store_dir().join("blobs")
+    }
+
     pub fn socket_path(&self) -> PathBuf {
         self.store_dir().join("control.sock")
     }

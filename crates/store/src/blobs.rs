@@ -1,0 +1,381 @@
+//! The workspace's content-addressed blob store: `.tandem/blobs/`, an iroh-blobs
+//! `FsStore` (BLAKE3 hashes, redb metadata, small blobs inline, large ones as files
+//! with a bao outboard).
+//!
+//! Every committed change and every compacted snapshot of every document is a blob
+//! here, named by a tag (`<doc id>/c/<blob>` for a change, `<doc id>/s/<blob>` for a
+//! snapshot). A document's `index.json` says which of them make its history (see
+//! [`crate::stored`]); [`BlobStore::gc`] drops blobs that no tag names any more.
+//!
+//! The store has its own tokio runtime (iroh-blobs starts it), so these calls are
+//! plain blocking functions: they hand the work to that runtime and wait on a std
+//! channel, which is safe from any thread, including another runtime's worker.
+//!
+//! Reads are never trusted: [`BlobStore::get`] re-hashes what it read and reports a
+//! blob whose bytes don't match its hash as corrupt, by name.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use iroh_blobs::api::blobs::BlobStatus;
+use iroh_blobs::store::fs::FsStore;
+use iroh_blobs::store::fs::options::Options;
+use iroh_blobs::store::{GcConfig, ProtectOutcome};
+use iroh_blobs::{BlobFormat, Hash, HashAndFormat};
+
+use crate::error::{Result, StoreError};
+
+/// A blob's BLAKE3 hash (the same as its iroh-blobs hash).
+pub type BlobHash = Hash;
+
+/// The hash of `bytes`, computed here (no store needed).
+pub fn blob_hash(bytes: &[u8]) -> BlobHash {
+    Hash::new(bytes)
+}
+
+/// What reading a blob found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobFault {
+    /// The store has no (complete) copy.
+    Missing,
+    /// The stored bytes hash to something else.
+    Corrupt,
+}
+
+impl std::fmt::Display for BlobFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BlobFault::Missing => "missing",
+            BlobFault::Corrupt => "corrupt (its bytes do not match its BLAKE3 hash)",
+        })
+    }
+}
+
+pub struct BlobStore {
+    dir: PathBuf,
+    store: FsStore,
+    /// GC runs asked for by [`BlobStore::gc`] and not yet started by the store.
+    gc_wanted: Arc<AtomicUsize>,
+    gc_done: Arc<(Mutex<usize>, std::sync::Condvar)>,
+    /// A small runtime of our own to drive the store's client futures.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+/// Stores already open in this process, by directory (redb allows one opener).
+fn open_stores() -> &'static Mutex<HashMap<PathBuf, Weak<BlobStore>>> {
+    static OPEN: std::sync::OnceLock<Mutex<HashMap<PathBuf, Weak<BlobStore>>>> = std::sync::OnceLock::new();
+    OPEN.get_or_init(Default::default)
+}
+
+impl BlobStore {
+    /// The store in `dir`, created when missing; shared with any other user of the
+    /// same directory in this process.
+    pub fn open(dir: &Path) -> Result<Arc<BlobStore>> {
+        let mut open = open_stores().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = open.get(dir).and_then(Weak::upgrade) {
+            return Ok(store);
+        }
+        std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tandem-blobs")
+            .enable_all()
+            .build()
+            .map_err(StoreError::io(dir))?;
+        let gc_wanted = Arc::new(AtomicUsize::new(0));
+        let gc_done = Arc::new((Mutex::new(0usize), std::sync::Condvar::new()));
+        let mut options = Options::new(dir);
+        // GC only runs when asked: the callback lets a run through while
+        // `gc_wanted` is set and counts the runs that finished.
+        let (wanted, done) = (gc_wanted.clone(), gc_done.clone());
+        options.gc = Some(GcConfig {
+            interval: Duration::from_millis(50),
+            add_protected: Some(Arc::new(move |_live| {
+                let (wanted, done) = (wanted.clone(), done.clone());
+                Box::pin(async move {
+                    // The previous run (if any) has finished by the time this is called.
+                    let (count, cvar) = &*done;
+                    *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    cvar.notify_all();
+                    if wanted.load(Ordering::SeqCst) > 0 {
+                        wanted.fetch_sub(1, Ordering::SeqCst);
+                        ProtectOutcome::Continue
+                    } else {
+                        ProtectOutcome::Abort
+                    }
+                })
+            })),
+        });
+        let db = dir.join("blobs.db");
+        // Not `block_on`: this may run on another runtime's thread.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let load = FsStore::load_with_opts(db.clone(), options);
+        rt.spawn(async move {
+            let _ = tx.send(load.await);
+        });
+        let store = rx
+            .recv()
+            .expect("the blob store's runtime answers")
+            .map_err(|e| StoreError::corrupt(&db, format!("the blob store cannot be opened: {e}")))?;
+        let store = Arc::new(BlobStore { dir: dir.to_owned(), store, gc_wanted, gc_done, rt: Some(rt) });
+        open.insert(dir.to_owned(), Arc::downgrade(&store));
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Run `fut` on the store's runtime and wait for it (on a std channel, so this
+    /// may be called from any thread, another runtime's worker included).
+    fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        let rt = self.rt.as_ref().expect("runtime lives until drop");
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().expect("the blob store's runtime answers")
+    }
+
+    fn failed(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Io { path: self.dir.clone(), source: std::io::Error::other(format!("{what}: {e}")) }
+    }
+
+    /// Store `bytes` under the tag `tag` (replacing what that tag named). Returns
+    /// the blob's hash. Not durable until [`Self::flush`]; callers keep their own
+    /// write-ahead record until then.
+    pub fn put(&self, tag: String, bytes: Vec<u8>) -> Result<BlobHash> {
+        let store = self.store.clone();
+        self.block(async move { store.blobs().add_bytes(bytes).with_named_tag(tag).await })
+            .map(|hf| hf.hash)
+            .map_err(|e| self.failed("storing a blob", e))
+    }
+
+    /// Point `tag` at `hash` (which must be stored).
+    pub fn tag(&self, tag: String, hash: BlobHash) -> Result<()> {
+        let store = self.store.clone();
+        self.block(
+            async move { store.tags().set(tag, HashAndFormat { hash, format: BlobFormat::Raw }).await },
+        )
+        .map_err(|e| self.failed("setting a tag", e))
+    }
+
+    /// Drop every tag whose name starts with `prefix`, except those naming a hash in
+    /// `keep`. Their blobs go at the next [`Self::gc`] unless named elsewhere.
+    pub fn untag_except(&self, prefix: String, keep: HashSet<BlobHash>) -> Result<u64> {
+        let store = self.store.clone();
+        self.block(async move {
+            use n0_future::StreamExt;
+            let mut tags = store.tags().list_prefix(prefix.as_bytes()).await?;
+            let mut dropped = Vec::new();
+            while let Some(tag) = tags.next().await {
+                let tag = tag?;
+                if !keep.contains(&tag.hash) {
+                    dropped.push(tag.name);
+                }
+            }
+            let n = dropped.len() as u64;
+            for name in dropped {
+                store.tags().delete(name).await?;
+            }
+            Ok::<_, iroh_blobs::api::Error>(n)
+        })
+        .map_err(|e| self.failed("dropping tags", e))
+    }
+
+    /// The blob `hash`, re-hashed: a blob that is missing or whose bytes are not
+    /// what the hash names is an error, never returned.
+    pub fn get(&self, hash: BlobHash) -> Result<Vec<u8>, BlobFault> {
+        let store = self.store.clone();
+        let read = self.block(async move {
+            match store.blobs().status(hash).await {
+                Ok(BlobStatus::Complete { .. }) => {}
+                _ => return Err(BlobFault::Missing),
+            }
+            store.blobs().get_bytes(hash).await.map_err(|_| BlobFault::Corrupt)
+        })?;
+        if blob_hash(&read) != hash {
+            return Err(BlobFault::Corrupt);
+        }
+        Ok(read.to_vec())
+    }
+
+    /// True when the store holds all of `hash` (not checked against its bytes).
+    pub fn has(&self, hash: BlobHash) -> bool {
+        let store = self.store.clone();
+        self.block(async move { matches!(store.blobs().status(hash).await, Ok(BlobStatus::Complete { .. })) })
+    }
+
+    /// The blob in bao form (8-byte size, then the BLAKE3 tree interleaved with the
+    /// data), which a receiver checks piece by piece as it reads. The bytes are
+    /// re-hashed first, so a corrupt blob is never served.
+    pub fn export_bao(&self, hash: BlobHash) -> Result<Vec<u8>, BlobFault> {
+        self.get(hash)?;
+        let store = self.store.clone();
+        self.block(
+            async move { store.blobs().export_bao(hash, bao_tree::ChunkRanges::all()).bao_to_vec().await },
+        )
+        .map_err(|_| BlobFault::Corrupt)
+    }
+
+    /// Store a blob received in bao form, verified against `hash` as it is read:
+    /// wrong, truncated or padded data is refused and nothing is stored. The blob is
+    /// tagged `tag`.
+    pub fn import_bao(&self, hash: BlobHash, tag: String, bao: Vec<u8>) -> Result<(), String> {
+        let store = self.store.clone();
+        let size_ok = bao.len() >= 8 && {
+            let size = u64::from_le_bytes(bao[..8].try_into().expect("8 bytes"));
+            bao.len() as u64 == bao_size(size)
+        };
+        if !size_ok {
+            return Err("the blob's length does not match its encoding (truncated or padded)".into());
+        }
+        self.block(async move {
+            store
+                .blobs()
+                .import_bao_bytes(hash, bao_tree::ChunkRanges::all(), bao)
+                .await
+                .map_err(|e| format!("it does not match its hash: {e}"))?;
+            match store.blobs().status(hash).await {
+                Ok(BlobStatus::Complete { .. }) => {}
+                _ => return Err("it ended before the whole blob arrived".to_owned()),
+            }
+            store
+                .tags()
+                .set(tag, HashAndFormat { hash, format: BlobFormat::Raw })
+                .await
+                .map_err(|e| format!("tagging it failed: {e}"))
+        })?;
+        // The store verified the tree; check the whole once more before use.
+        self.get(hash).map(|_| ()).map_err(|f| format!("stored copy is {f}"))
+    }
+
+    /// Write everything stored so far to disk.
+    pub fn flush(&self) -> Result<()> {
+        let store = self.store.clone();
+        self.block(async move { store.sync_db().await })
+            .map_err(|e| self.failed("flushing the blob store", e))
+    }
+
+    /// Every blob hash the store holds.
+    pub fn list(&self) -> Result<Vec<BlobHash>> {
+        let store = self.store.clone();
+        self.block(async move { store.blobs().list().hashes().await })
+            .map_err(|e| self.failed("listing blobs", e))
+    }
+
+    /// Every tag: name and the hash it names.
+    pub fn tags(&self) -> Result<Vec<(String, BlobHash)>> {
+        let store = self.store.clone();
+        self.block(async move {
+            use n0_future::StreamExt;
+            let mut tags = store.tags().list().await?;
+            let mut out = Vec::new();
+            while let Some(tag) = tags.next().await {
+                let tag = tag?;
+                out.push((String::from_utf8_lossy(tag.name.as_ref()).into_owned(), tag.hash));
+            }
+            Ok::<_, iroh_blobs::api::Error>(out)
+        })
+        .map_err(|e| self.failed("listing tags", e))
+    }
+
+    /// Delete every blob no tag names (iroh-blobs' mark and sweep). Returns how many
+    /// blobs went.
+    pub fn gc(&self) -> Result<usize> {
+        self.flush()?;
+        let before = self.list()?.len();
+        let (count, cvar) = &*self.gc_done;
+        let mut runs = count.lock().unwrap_or_else(|e| e.into_inner());
+        // The run we let through starts at the next callback; it has finished when
+        // the callback is called once more after that.
+        let target = *runs + 2;
+        self.gc_wanted.fetch_add(1, Ordering::SeqCst);
+        while *runs < target {
+            let (guard, timeout) =
+                cvar.wait_timeout(runs, Duration::from_secs(60)).unwrap_or_else(|e| e.into_inner());
+            runs = guard;
+            if timeout.timed_out() {
+                return Err(self.failed("garbage collection", "did not finish within 60 s"));
+            }
+        }
+        drop(runs);
+        self.flush()?;
+        Ok(before.saturating_sub(self.list()?.len()))
+    }
+
+    /// Bytes the store takes on disk (its database and blob files).
+    pub fn disk_bytes(&self) -> u64 {
+        crate::fsutil::dir_bytes(&self.dir)
+    }
+}
+
+/// Length of the bao encoding (with its 8-byte size prefix) of a blob of `size`
+/// bytes, in iroh's 16 KiB chunk groups.
+fn bao_size(size: u64) -> u64 {
+    let tree = bao_tree::BaoTree::new(size, iroh_blobs::store::IROH_BLOCK_SIZE);
+    8 + tree.outboard_size() + size
+}
+
+impl Drop for BlobStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "blob store not flushed on close");
+        }
+        let store = self.store.clone();
+        let _ = self.block(async move { store.shutdown().await });
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_tag_gc_and_verified_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("blobs")).unwrap();
+        let small = store.put("d/c/1".into(), b"hello".to_vec()).unwrap();
+        assert_eq!(small, blob_hash(b"hello"));
+        assert_eq!(store.get(small).unwrap(), b"hello");
+        // Large enough to be a file with an outboard (more than one 16 KiB group).
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+        let big_hash = store.put("d/s/1".into(), big.clone()).unwrap();
+        assert_eq!(store.get(big_hash).unwrap(), big);
+        let t = std::time::Instant::now();
+        for i in 0..200u32 {
+            store.put(format!("d/c/x{i}"), i.to_le_bytes().repeat(50)).unwrap();
+        }
+        eprintln!("put: {:?} each", t.elapsed() / 200);
+
+        // bao round trip into a second store; a bad or cut encoding is refused.
+        let other = BlobStore::open(&dir.path().join("other")).unwrap();
+        let bao = store.export_bao(big_hash).unwrap();
+        let mut cut = bao.clone();
+        cut.truncate(bao.len() - 100);
+        assert!(other.import_bao(big_hash, "t".into(), cut).is_err());
+        let mut flipped = bao.clone();
+        flipped[bao.len() / 2] ^= 1;
+        assert!(other.import_bao(big_hash, "t".into(), flipped).is_err());
+        assert!(!other.has(big_hash));
+        // Right bytes under the wrong name.
+        assert!(other.import_bao(small, "t".into(), bao.clone()).is_err());
+        other.import_bao(big_hash, "t".into(), bao).unwrap();
+        assert_eq!(other.get(big_hash).unwrap(), big);
+
+        // Untagged blobs go at gc; tagged ones stay.
+        let removed = store.untag_except("d/c/".into(), [small].into()).unwrap();
+        assert_eq!(removed, 200);
+        assert_eq!(store.gc().unwrap(), 200);
+        assert_eq!(store.get(small).unwrap(), b"hello");
+        assert_eq!(store.get(big_hash).unwrap(), big);
+        assert_eq!(store.get(blob_hash(b"nope")), Err(BlobFault::Missing));
+    }
+}
