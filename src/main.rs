@@ -109,6 +109,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-hash every blob of FILE's history (of every document here when FILE is
+    /// left out); a missing or corrupt blob is named, and fetched again from a
+    /// connected peer when the document is shared. Exit code 1 while any stays bad.
+    Verify {
+        file: Option<PathBuf>,
+        /// `{"ok", "files": [{"file", "blobs", "bad": [{"blob", "what", "fault", "repaired"}]}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete history blobs that no document uses any more (old snapshots and the
+    /// changes folded into them).
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
     /// Share FILE with other devices: print a ticket, then keep the document in sync.
     Share {
         file: PathBuf,
@@ -316,6 +331,36 @@ fn run(command: Command) -> Result<(), Failure> {
             out(&s)
         }
         Command::Watch { file, json } => watch(&abs(&file)?, json),
+        Command::Verify { file, json } => {
+            let req = match file {
+                Some(file) => Request::Verify { file: abs(&file)?, all: false },
+                None => Request::Verify { file: here()?, all: true },
+            };
+            let v = call(req)?;
+            if json {
+                out_json(&v)?;
+            } else {
+                out(&verify_report(&v))?;
+            }
+            if v["ok"].as_bool() == Some(true) {
+                Ok(())
+            } else {
+                Err(Failure {
+                    message: "some history blobs are missing or corrupt (see above)".into(),
+                    code: 1,
+                })
+            }
+        }
+        Command::Gc { json } => {
+            let v = call(Request::Gc { file: here()? })?;
+            if json {
+                return out_json(&v);
+            }
+            out(&format!(
+                "removed {} blobs; the store went from {} to {} bytes\n",
+                v["removed_blobs"], v["bytes_before"], v["bytes_after"]
+            ))
+        }
         Command::Share { file, qr, peer } => {
             let net = sharing::Net::parse(&peer.transport, peer.listen)?;
             sharing::share(&abs(&file)?, peer.headless, peer.json, qr, net)
@@ -335,6 +380,44 @@ mod sharing;
 fn abs(file: &Path) -> Result<PathBuf, Failure> {
     read_text(file)?;
     Ok(tandem_store::absolute(file)?)
+}
+
+/// A path in the current directory's workspace, for commands about the whole
+/// workspace (its parent is where the workspace is looked for).
+fn here() -> Result<PathBuf, Failure> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure { message: format!("current directory: {e}"), code: 1 })?;
+    Ok(cwd.join(tandem_store::STORE_DIR))
+}
+
+/// `tandem verify`'s report for people: one line per document, one per bad blob.
+fn verify_report(v: &Value) -> String {
+    let mut s = String::new();
+    for f in v["files"].as_array().into_iter().flatten() {
+        let file = f["file"].as_str().unwrap_or_default();
+        let bad = f["bad"].as_array().cloned().unwrap_or_default();
+        if bad.is_empty() {
+            s += &format!("{file}: {} blobs, all verified\n", f["blobs"]);
+        }
+        for b in bad {
+            let what = match b["what"].as_str() {
+                Some("snapshot") => "snapshot".to_owned(),
+                Some(change) => format!("change {}", &change[..12.min(change.len())]),
+                None => "blob".to_owned(),
+            };
+            let outcome = match (b["repaired"].as_bool(), b["from"].as_str(), b["error"].as_str()) {
+                (Some(true), Some(peer), _) => format!("repaired from peer {peer}"),
+                (_, _, Some(e)) => format!("NOT repaired: {e}"),
+                _ => "NOT repaired".to_owned(),
+            };
+            s += &format!(
+                "{file}: blob {} ({what}) is {}; {outcome}\n",
+                b["blob"].as_str().unwrap_or_default(),
+                b["fault"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    s
 }
 
 fn reach(file: &Path) -> Result<Access, Failure> {

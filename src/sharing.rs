@@ -107,7 +107,8 @@ pub async fn start_join(
     let cert = node::webrtc_certificate(&home_dir())?;
     let (mut swarm, listeners) = node::swarm(key.clone(), cert, net.transport, net.listen)?;
     let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
-    let shared = node::fetch(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc, net.transport)
+    let store = service.blob_store().map_err(|e| e.to_string())?;
+    let shared = node::fetch(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc, net.transport, &store)
         .await
         .map_err(|e| format!("joining {}: {e}", ticket.name))?;
     service.join(file, &hex(&ticket.doc), shared).map_err(|e| format!("joining {}: {e}", ticket.name))?;

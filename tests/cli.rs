@@ -469,3 +469,28 @@ fn blame_names_who_last_wrote_each_line() {
     let text = env.ok(&["blame", "b.txt"]);
     assert!(text.lines().nth(1).unwrap().contains("ann") && text.contains("| BETA"), "{text}");
 }
+
+/// A snapshot of the history folds its changes in; `tandem gc` then deletes the blobs
+/// no history names any more, and everything still reads and verifies.
+#[test]
+fn gc_deletes_what_compaction_replaced_and_keeps_history() {
+    let env = Env::new();
+    env.write("big.txt", "start\n");
+    env.ok(&["edit", "big.txt", "--at", "0", "--insert", "one "]);
+    // A change larger than the snapshot and 256 KiB: the next save compacts.
+    let big: String = (0..8000).map(|i| format!("line {i} of a long paste, with some words\n")).collect();
+    let out = env.run_stdin(&["write", "big.txt"], big.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log_before = env.json(&["log", "big.txt", "--json"]);
+    let gc = env.json(&["gc", "--json"]);
+    assert!(gc["removed_blobs"].as_u64().unwrap() >= 2, "{gc}");
+    assert!(gc["bytes_after"].as_u64() < gc["bytes_before"].as_u64(), "{gc}");
+    assert_eq!(env.json(&["log", "big.txt", "--json"]), log_before);
+    assert_eq!(env.ok(&["cat", "big.txt"]), big);
+    let first = log_before[1]["version"].as_str().unwrap();
+    assert_eq!(env.ok(&["cat", "big.txt", "--at", first]), "start\n");
+    let verify = env.json(&["verify", "--json"]);
+    assert_eq!(verify["ok"], true, "{verify}");
+    // Nothing left to collect.
+    assert_eq!(env.json(&["gc", "--json"])["removed_blobs"], 0);
+}

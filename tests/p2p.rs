@@ -316,3 +316,60 @@ fn share_qr_prints_the_ticket_and_its_qr_code() {
         "{code:#?}"
     );
 }
+
+/// The snapshot blob of the history in `dir` (from its index) and its data file.
+fn snapshot_blob(dir: &Path) -> (String, PathBuf) {
+    let docs = std::fs::read_dir(dir.join(".tandem/docs")).unwrap().next().unwrap().unwrap().path();
+    let index: Value = serde_json::from_slice(&std::fs::read(docs.join("index.json")).unwrap()).unwrap();
+    let blob = index["snapshot"]["blob"].as_str().unwrap().to_owned();
+    let data = dir.join(format!(".tandem/blobs/data/{blob}.data"));
+    (blob, data)
+}
+
+#[test]
+fn a_corrupt_blob_is_named_by_verify_and_repaired_from_a_peer() {
+    let root = tempfile::tempdir().unwrap();
+    // Large enough that the snapshot blob is a file of its own (not inline in the db).
+    let content = noise(1000);
+    let a = share(root.path(), "ada", &content, "quic");
+    let b = join(root.path(), "bob", &a.ticket(), "quic");
+    converge(&[&a, &b], &[]);
+    // A fresh join adopts the sharer's blobs as they are.
+    let (blob, data) = snapshot_blob(&b.dir);
+    assert_eq!(blob, snapshot_blob(&a.dir).0);
+    let verify =
+        |p: &Peer| tandem(&p.dir, &p.home, &p.name, &["verify", "doc.md", "--json"]).output().unwrap();
+    let out = verify(&b);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Bit rot on bob's disk, in place.
+    let mut bytes = std::fs::read(&data).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&data, &bytes).unwrap();
+    let out = verify(&b);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    let bad = &report["files"][0]["bad"][0];
+    assert_eq!(bad["blob"], blob.as_str(), "{report}");
+    assert!(bad["fault"].as_str().unwrap().contains("corrupt"), "{report}");
+    assert_eq!(bad["repaired"], true, "{report}");
+    assert_eq!(bad["from"], a.info["peer_id"], "{report}");
+    assert_eq!(std::fs::read(&data).unwrap().len(), bytes.len());
+    let out = verify(&b);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success() && report["files"][0]["bad"].as_array().unwrap().is_empty(), "{report}");
+
+    // With no peer left, the damage is reported by name and the exit code says so.
+    drop(a);
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&data, &bytes).unwrap();
+    let out = tandem(&b.dir, &b.home, &b.name, &["verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&blob) && stdout.contains("corrupt") && stdout.contains("NOT repaired"),
+        "{stdout}"
+    );
+}

@@ -115,13 +115,19 @@ pub async fn join(
     let file = dir.join(to.file.file_name().ok_or("no file name")?);
     let (mut swarm, id, addrs) = swarm(dir, transport).await?;
     let started = Instant::now();
-    let shared = node::fetch(&mut swarm, to.id, &to.addrs, doc, transport).await?;
-    // Frame: length, version, kind, document id, then the payload.
+    let blobs_before = tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
+    let store = service.blob_store().map_err(|e| e.to_string())?;
+    let shared = node::fetch(&mut swarm, to.id, &to.addrs, doc, transport, &store).await?;
+    let blob_bytes =
+        tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed) - blobs_before;
+    // Frames: length, version, kind, document id, then the payload (blob fetches
+    // counted as read off the wire).
     let bytes = 6
         + 16
         + match &shared {
             Shared::Snapshot(b) => b.len(),
             Shared::Changes(c) => c.iter().map(|c| 4 + c.raw_bytes().len()).sum::<usize>() + 4,
+            Shared::Blobs(b) => 2 + b.len() * 41 + blob_bytes as usize,
         };
     let hex: String = doc.iter().map(|b| format!("{b:02x}")).collect();
     service.join(&file, &hex, shared).map_err(|e| e.to_string())?;

@@ -11,6 +11,7 @@
 //! The network never touches a document directly: changes go in and out through the
 //! store's service, which also serves scripts and the editor.
 
+pub mod blobs;
 pub mod identity;
 pub mod node;
 pub mod presence;

@@ -10,7 +10,8 @@
 //! Every local edit also goes out at once as `Live` (rope form, ahead of its change;
 //! see `tandem_doc::LiveEdit`), forwarded like changes. Changes that arrive together
 //! (all the events ready at one wake-up) are applied in one batch. A fresh peer is
-//! sent a `Snapshot` (the compact saved document) rather than every change.
+//! sent the list of its history's blobs (a snapshot and the changes after it) and
+//! fetches them over `/tandem/blobs/1`, each checked against its BLAKE3 hash.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -25,11 +26,12 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use tandem_doc::{ActorId, Change, ChangeHash, LiveEdit};
-use tandem_store::{Service, Shared};
+use tandem_store::{BlobFetch, BlobHash, BlobStore, Service, Shared};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::blobs::{BlobCodec, BlobRequest, BlobResponse};
 use crate::presence::{self, PresenceCodec, SharedBoard};
-use crate::protocol::{self, DocId, Hash, Message, PROTOCOL};
+use crate::protocol::{self, BlobRef, DocId, Hash, Message, PROTOCOL};
 
 /// Which transports a node listens and dials on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,11 +112,18 @@ async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(io: &mut T, msg: Mes
     SYNC_BYTES_SENT.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
     SYNC_BYTES_BY_KIND[(frame[5] as usize).min(7)]
         .fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    // In flushed pieces: libp2p-webrtc (0.10 alpha) batches unflushed writes into one
-    // data-channel message, and its reader takes at most 8192 bytes per message
-    // ("Short buffer (size: 8192) to be filled"): any frame over ~8 KB, such as a
-    // fresh join, failed over WebRTC.
-    for piece in frame.chunks(WRITE_PIECE) {
+    write_pieces(io, &frame).await
+}
+
+/// Write `bytes` and close the stream, in flushed pieces: libp2p-webrtc (0.10 alpha)
+/// batches unflushed writes into one data-channel message, and its reader takes at
+/// most 8192 bytes per message ("Short buffer (size: 8192) to be filled"): any frame
+/// over ~8 KB, such as a fresh join, failed over WebRTC.
+pub(crate) async fn write_pieces<T: futures::AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+) -> io::Result<()> {
+    for piece in bytes.chunks(WRITE_PIECE) {
         io.write_all(piece).await?;
         io.flush().await?;
     }
@@ -159,6 +168,7 @@ impl request_response::Codec for SyncCodec {
 pub struct Behaviour {
     sync: request_response::Behaviour<SyncCodec>,
     presence: request_response::Behaviour<PresenceCodec>,
+    blobs: request_response::Behaviour<BlobCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     /// Peers on the same LAN, found with no address given (off when listening on
@@ -170,6 +180,11 @@ impl Behaviour {
     /// The sync protocol, for sending requests outside a [`Node`] (joins, tests).
     pub fn sync_mut(&mut self) -> &mut request_response::Behaviour<SyncCodec> {
         &mut self.sync
+    }
+
+    /// The blob protocol, likewise.
+    pub fn blobs_mut(&mut self) -> &mut request_response::Behaviour<BlobCodec> {
+        &mut self.blobs
     }
 }
 
@@ -221,6 +236,10 @@ pub fn swarm(
             presence: request_response::Behaviour::new(
                 [(StreamProtocol::new(presence::PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            ),
+            blobs: request_response::Behaviour::new(
+                [(StreamProtocol::new(crate::blobs::PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
             ),
             identify: identify::Behaviour::new(identify::Config::new("/tandem/1".into(), key.public())),
             ping: ping::Behaviour::default(),
@@ -313,6 +332,8 @@ pub struct Node {
     synced: HashMap<PeerId, Vec<Hash>>,
     /// Hellos waiting for their answer (only those make us ask for what we lack).
     hellos: HashSet<OutboundRequestId>,
+    /// Blobs being fetched for the store (repairs), with the peers not yet asked.
+    fetching: HashMap<OutboundRequestId, (BlobFetch, Vec<PeerId>)>,
 }
 
 /// Most live edits remembered for de-duplication before the memory is cleared.
@@ -345,6 +366,7 @@ impl Node {
             found: HashMap::new(),
             synced: HashMap::new(),
             hellos: HashSet::new(),
+            fetching: HashMap::new(),
         }
     }
 
@@ -543,16 +565,61 @@ impl Node {
     pub async fn serve(self) -> Result<(), String> {
         let local = bridge(self.service.subscribe_changes(&self.file).map_err(|e| e.to_string())?);
         let live = bridge(self.service.subscribe_live(&self.file).map_err(|e| e.to_string())?);
-        self.run(local, live).await;
+        let fetches = bridge(self.service.subscribe_blob_fetch(&self.file).map_err(|e| e.to_string())?);
+        self.run_with(local, live, Some(fetches)).await;
         Ok(())
+    }
+
+    /// Ask the first of `peers` for the blob `fetch` wants (see [`Self::on_blob_response`]).
+    fn fetch_blob(&mut self, fetch: BlobFetch, mut peers: Vec<PeerId>) {
+        let Some(peer) = peers.pop() else {
+            let _ = fetch.reply.send(Err("no connected peer has it".into()));
+            return;
+        };
+        let req = BlobRequest { doc: self.doc, hash: *fetch.hash.as_bytes() };
+        let id = self.swarm.behaviour_mut().blobs.send_request(&peer, req);
+        self.fetching.insert(id, (fetch, peers));
+    }
+
+    /// A peer's answer to a blob we asked for: verified on import; a peer that sends
+    /// bytes that are not the blob is dropped, and the next peer asked.
+    fn on_blob_response(&mut self, peer: PeerId, id: OutboundRequestId, response: Option<BlobResponse>) {
+        let Some((fetch, rest)) = self.fetching.remove(&id) else { return };
+        match response {
+            Some(BlobResponse::Found(bao)) => {
+                match self.service.import_blob(fetch.hash, fetch.tag.clone(), bao) {
+                    Ok(()) => {
+                        tracing::info!(peer = %peer, blob = %fetch.hash, "fetched a blob");
+                        let _ = fetch.reply.send(Ok(peer.to_string()));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, blob = %fetch.hash, "peer sent a bad blob ({e}); dropping it");
+                        self.peers.remove(&peer);
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                }
+            }
+            Some(BlobResponse::Refused(why)) => {
+                tracing::info!(peer = %peer, "peer has no blob {}: {why}", fetch.hash)
+            }
+            None => {}
+        }
+        self.fetch_blob(fetch, rest);
     }
 
     /// Run until the process ends: sync with peers, push `local` changes and `live`
     /// edits as they come.
-    pub async fn run(
+    pub async fn run(self, local: UnboundedReceiver<Vec<Vec<u8>>>, live: UnboundedReceiver<LiveEdit>) {
+        self.run_with(local, live, None).await
+    }
+
+    /// [`Self::run`], also fetching blobs the store asks for (`fetches`).
+    async fn run_with(
         mut self,
         mut local: UnboundedReceiver<Vec<Vec<u8>>>,
         mut live: UnboundedReceiver<LiveEdit>,
+        mut fetches: Option<UnboundedReceiver<BlobFetch>>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Presence goes out at most 20 times a second, and only when it changed.
@@ -584,6 +651,15 @@ impl Node {
                     self.apply_inbox();
                 }
                 Some(edit) = live.recv() => self.send_live(&edit),
+                Some(fetch) = async {
+                    match fetches.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let peers = self.peers.iter().copied().collect();
+                    self.fetch_blob(fetch, peers);
+                }
                 Some(batch) = local.recv() => {
                     let peers: Vec<PeerId> = self.peers.iter().copied().collect();
                     for p in peers {
@@ -679,6 +755,28 @@ impl Node {
                     self.on_response(peer, response, to_hello)
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let reply = self.serve_blob(peer, request);
+                    let _ = self.swarm.behaviour_mut().blobs.send_response(channel, reply);
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.on_blob_response(peer, request_id, Some(response))
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            })) => {
+                tracing::warn!(peer = %peer, "blob request failed: {error}");
+                self.on_blob_response(peer, request_id, None);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer,
                 error,
@@ -699,6 +797,24 @@ impl Node {
         }
     }
 
+    /// A peer asks for a blob: only blobs of this document's history are served, and
+    /// only to peers that said hello for it.
+    fn serve_blob(&mut self, peer: PeerId, request: BlobRequest) -> BlobResponse {
+        if request.doc != self.doc {
+            return BlobResponse::Refused("this peer does not share that document".into());
+        }
+        if !self.peers.contains(&peer) {
+            return BlobResponse::Refused("say hello for the document first".into());
+        }
+        match self.service.export_blob(&self.file, BlobHash::from_bytes(request.hash)) {
+            Ok(bao) => BlobResponse::Found(bao),
+            Err(why) => {
+                tracing::warn!(peer = %peer, "not serving a blob: {why}");
+                BlobResponse::Refused(why)
+            }
+        }
+    }
+
     fn on_request(&mut self, peer: PeerId, request: Message) -> Message {
         let wrong_doc = |doc: &DocId, ours: &DocId| doc != ours;
         match request {
@@ -716,9 +832,18 @@ impl Node {
                     Err(e) => Message::Error { message: e.to_string() },
                 }
             }
-            // A fresh peer: the compact document is a fraction of its changes' size.
-            Message::Need { have, .. } if have.is_empty() => match self.service.snapshot(&self.file) {
-                Ok(envelope) => Message::Snapshot { doc: self.doc, envelope },
+            // A fresh peer: the history's blobs (a snapshot, a fraction of its changes'
+            // size, and a few changes after it), fetched and verified one by one.
+            Message::Need { have, .. } if have.is_empty() => match self.service.history_blobs(&self.file) {
+                Ok(blobs) => {
+                    // It may fetch them before its hello arrives.
+                    self.admit(peer);
+                    let blobs = blobs
+                        .into_iter()
+                        .map(|(hash, size, snapshot)| BlobRef { hash: *hash.as_bytes(), size, snapshot })
+                        .collect();
+                    Message::History { doc: self.doc, blobs }
+                }
                 Err(e) => Message::Error { message: e.to_string() },
             },
             Message::Need { have, .. } => match self.service.changes_since(
@@ -748,7 +873,7 @@ impl Node {
                     Message::Error { message: e }
                 }
             },
-            Message::Ack { .. } | Message::Error { .. } | Message::Snapshot { .. } => {
+            Message::Ack { .. } | Message::Error { .. } | Message::History { .. } => {
                 Message::Error { message: "not a request".into() }
             }
         }
@@ -806,13 +931,15 @@ fn decode_changes(envelopes: &[Vec<u8>]) -> Result<Vec<Change>, String> {
         .collect()
 }
 
-/// Fetch a whole document from `peer` (a fresh join).
+/// Fetch a whole document from `peer` (a fresh join): its list of history blobs,
+/// then each blob, verified into `store` (see [`fetch_blobs`]).
 pub async fn fetch(
     swarm: &mut Swarm<Behaviour>,
     peer: PeerId,
     addrs: &[Multiaddr],
     doc: DocId,
     transport: Transport,
+    store: &BlobStore,
 ) -> Result<Shared, String> {
     let addrs: Vec<Multiaddr> = addrs.iter().filter(|a| transport.allows(a)).cloned().collect();
     // With mDNS on, a sharer on this LAN is found even when the ticket's addresses
@@ -869,7 +996,9 @@ pub async fn fetch(
                     message: request_response::Message::Response { request_id, response }, ..
                 })) if Some(request_id) == asked => {
                     return match response {
-                        Message::Snapshot { doc: d, envelope } if d == doc => Ok(Shared::Snapshot(envelope)),
+                        Message::History { doc: d, blobs } if d == doc => {
+                            fetch_blobs(swarm, peer, doc, &blobs, store).await.map(Shared::Blobs)
+                        }
                         Message::Changes { doc: d, envelopes } if d == doc => {
                             decode_changes(&envelopes).map(Shared::Changes)
                         }
@@ -893,4 +1022,57 @@ pub async fn fetch(
             }
         }
     }
+}
+
+/// Fetch `blobs` from `peer` (all asked at once) into `store`, each verified against
+/// its hash as it is imported; tagged [`tandem_store::INCOMING_TAG`] until a history
+/// adopts them. A blob that does not verify drops the peer and fails the fetch,
+/// naming the blob. Returns the hashes in the order given.
+pub async fn fetch_blobs(
+    swarm: &mut Swarm<Behaviour>,
+    peer: PeerId,
+    doc: DocId,
+    blobs: &[BlobRef],
+    store: &BlobStore,
+) -> Result<Vec<BlobHash>, String> {
+    let mut asked: HashMap<OutboundRequestId, BlobHash> = HashMap::new();
+    for b in blobs {
+        let hash = BlobHash::from_bytes(b.hash);
+        if store.has(hash) && store.get(hash).is_ok() {
+            continue;
+        }
+        let id = swarm.behaviour_mut().blobs.send_request(&peer, BlobRequest { doc, hash: b.hash });
+        asked.insert(id, hash);
+    }
+    while !asked.is_empty() {
+        let ev = swarm.select_next_some().await;
+        let (id, response) = match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            })) => (request_id, Ok(response)),
+            SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            })) => (request_id, Err(error.to_string())),
+            _ => continue,
+        };
+        let Some(hash) = asked.remove(&id) else { continue };
+        let bad = match response {
+            Ok(BlobResponse::Found(bao)) => {
+                match store.import_bao(hash, format!("{}{hash}", tandem_store::INCOMING_TAG), bao) {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        let _ = swarm.disconnect_peer_id(peer);
+                        format!("the peer sent blob {hash} wrong ({e}); dropped that peer")
+                    }
+                }
+            }
+            Ok(BlobResponse::Refused(why)) => format!("the peer refused blob {hash}: {why}"),
+            Err(e) => format!("fetching blob {hash} failed: {e}"),
+        };
+        return Err(bad);
+    }
+    Ok(blobs.iter().map(|b| BlobHash::from_bytes(b.hash)).collect())
 }

@@ -45,10 +45,25 @@ pub enum Message {
     /// A keystroke ahead of its change: an envelope holding a [`tandem_doc::LiveEdit`]
     /// and its author (see [`encode_live`]).
     Live { doc: DocId, envelope: Vec<u8> },
-    /// The whole document in Automerge's compact form: the answer to a `Need` with no
-    /// heads (a fresh join), smaller than all its changes one by one.
-    Snapshot { doc: DocId, envelope: Vec<u8> },
+    /// The blobs that make the document's history, snapshot first: the answer to a
+    /// `Need` with no heads (a fresh join). The joiner fetches each over
+    /// `/tandem/blobs/1` and checks it against its BLAKE3 hash (see [`crate::blobs`]).
+    History { doc: DocId, blobs: Vec<BlobRef> },
 }
+
+/// A blob of a document's history as a peer names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobRef {
+    /// BLAKE3 of the blob.
+    pub hash: Hash,
+    pub size: u64,
+    /// True for a snapshot (Automerge's compact form of everything before it), false
+    /// for one change.
+    pub snapshot: bool,
+}
+
+/// Most blobs one `History` may name (a sharer compacts long before that).
+pub const MAX_BLOBS: usize = 4096;
 
 const HELLO: u8 = 1;
 const NEED: u8 = 2;
@@ -56,7 +71,7 @@ const CHANGES: u8 = 3;
 const ACK: u8 = 4;
 const ERROR: u8 = 5;
 const LIVE: u8 = 6;
-const SNAPSHOT: u8 = 7;
+const HISTORY: u8 = 7;
 
 /// Why a frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +102,7 @@ impl std::error::Error for WireError {}
 /// The limit for a frame of `kind` (unknown kinds get the small limit; they are
 /// refused after the header anyway).
 pub fn limit(kind: u8) -> usize {
-    if kind == CHANGES || kind == SNAPSHOT { MAX_FRAME } else { MAX_SMALL }
+    if kind == CHANGES { MAX_FRAME } else { MAX_SMALL }
 }
 
 /// Check a frame header (`len` and the first two body bytes) before reading the rest.
@@ -95,7 +110,7 @@ pub fn check_header(len: usize, version: u8, kind: u8) -> Result<(), WireError> 
     if version != VERSION {
         return Err(WireError::WrongVersion(version));
     }
-    if !(HELLO..=SNAPSHOT).contains(&kind) {
+    if !(HELLO..=HISTORY).contains(&kind) {
         return Err(WireError::UnknownKind(kind));
     }
     let limit = limit(kind);
@@ -144,10 +159,15 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             body.extend_from_slice(envelope);
             LIVE
         }
-        Message::Snapshot { doc, envelope } => {
+        Message::History { doc, blobs } => {
             body.extend_from_slice(doc);
-            body.extend_from_slice(envelope);
-            SNAPSHOT
+            body.extend_from_slice(&(blobs.len() as u16).to_be_bytes());
+            for b in blobs {
+                body.extend_from_slice(&b.hash);
+                body.extend_from_slice(&b.size.to_be_bytes());
+                body.push(b.snapshot as u8);
+            }
+            HISTORY
         }
     };
     let mut frame = Vec::with_capacity(6 + body.len());
@@ -251,7 +271,25 @@ pub fn decode_body(kind: u8, body: &[u8]) -> Result<Message, WireError> {
             Message::Error { message: text.to_owned() }
         }
         LIVE => Message::Live { doc: r.doc()?, envelope: r.rest().to_vec() },
-        SNAPSHOT => Message::Snapshot { doc: r.doc()?, envelope: r.rest().to_vec() },
+        HISTORY => {
+            let doc = r.doc()?;
+            let n = r.u16()?;
+            if n > MAX_BLOBS {
+                return Err(WireError::Malformed("too many blobs"));
+            }
+            let mut blobs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let hash = r.take(32)?.try_into().expect("32 bytes");
+                let size = u64::from_be_bytes(r.take(8)?.try_into().expect("8 bytes"));
+                let snapshot = match r.take(1)?[0] {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(WireError::Malformed("blob kind")),
+                };
+                blobs.push(BlobRef { hash, size, snapshot });
+            }
+            Message::History { doc, blobs }
+        }
         k => return Err(WireError::UnknownKind(k)),
     };
     r.end()?;
@@ -335,7 +373,13 @@ mod tests {
             Message::Ack { heads: vec![[5; 32]] },
             Message::Error { message: "no such document".into() },
             Message::Live { doc: [6; 16], envelope: vec![7; 40] },
-            Message::Snapshot { doc: [8; 16], envelope: vec![9; 3000] },
+            Message::History {
+                doc: [8; 16],
+                blobs: vec![
+                    BlobRef { hash: [9; 32], size: 129_168, snapshot: true },
+                    BlobRef { hash: [10; 32], size: 80, snapshot: false },
+                ],
+            },
         ]
     }
 

@@ -8,9 +8,10 @@ use futures::StreamExt;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use tandem_doc::{ActorId, Author, DocConfig};
+use tandem_net::blobs::{BlobRequest, BlobResponse};
 use tandem_net::node::{self, BehaviourEvent, Node, Transport};
-use tandem_net::protocol::Message;
-use tandem_store::{Service, Workspace};
+use tandem_net::protocol::{BlobRef, Message};
+use tandem_store::{BlobStore, Service, Workspace};
 
 async fn ask(swarm: &mut libp2p::Swarm<node::Behaviour>, peer: libp2p::PeerId, msg: Message) -> Message {
     let id = swarm.behaviour_mut().sync_mut().send_request(&peer, msg);
@@ -28,6 +29,112 @@ async fn ask(swarm: &mut libp2p::Swarm<node::Behaviour>, peer: libp2p::PeerId, m
             }
             _ = &mut deadline => panic!("no answer"),
         }
+    }
+}
+
+async fn ask_blob(
+    swarm: &mut libp2p::Swarm<node::Behaviour>,
+    peer: libp2p::PeerId,
+    req: BlobRequest,
+) -> BlobResponse {
+    let id = swarm.behaviour_mut().blobs_mut().send_request(&peer, req);
+    let deadline = tokio::time::sleep(Duration::from_secs(20));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            ev = swarm.select_next_some() => {
+                if let SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, response }, ..
+                })) = ev
+                    && request_id == id {
+                        return response;
+                    }
+            }
+            _ = &mut deadline => panic!("no answer"),
+        }
+    }
+}
+
+/// A peer that lists a blob and then serves something else for it: wrong bytes, a
+/// cut-off encoding, or padding. Each time the joiner refuses it (nothing stored,
+/// the blob named in the error) and drops the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_serving_wrong_or_truncated_blobs_is_detected_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BlobStore::open(&dir.path().join("source")).unwrap();
+    let real: Vec<u8> = (0..70_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let hash = source.put("t/real".into(), real.clone()).unwrap();
+    let decoy = source.put("t/decoy".into(), vec![7u8; 70_000]).unwrap();
+    let good = source.export_bao(hash).unwrap();
+    let wrong = source.export_bao(decoy).unwrap();
+    let mut flipped = good.clone();
+    flipped[good.len() - 10] ^= 1;
+    let cut = good[..good.len() - 1000].to_vec();
+    let mut padded = good.clone();
+    padded.extend_from_slice(&[0; 64]);
+    let doc = [3u8; 16];
+    for (case, answer) in
+        [("wrong blob", wrong), ("flipped byte", flipped), ("truncated", cut), ("padded", padded)]
+    {
+        let (mut liar, listeners) = node::swarm(
+            libp2p::identity::Keypair::generate_ed25519(),
+            node::webrtc_certificate(dir.path()).unwrap(),
+            Transport::Quic,
+            "127.0.0.1".parse().unwrap(),
+        )
+        .unwrap();
+        let addrs = node::listen_addrs(&mut liar, listeners.len()).await;
+        let liar_id = *liar.local_peer_id();
+        let size = real.len() as u64;
+        let serving = tokio::spawn(async move {
+            loop {
+                match liar.select_next_some().await {
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                        message: request_response::Message::Request { channel, .. },
+                        ..
+                    })) => {
+                        let blobs = vec![BlobRef { hash: *hash.as_bytes(), size, snapshot: true }];
+                        let _ = liar
+                            .behaviour_mut()
+                            .sync_mut()
+                            .send_response(channel, Message::History { doc, blobs });
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
+                        message: request_response::Message::Request { channel, .. },
+                        ..
+                    })) => {
+                        let _ = liar
+                            .behaviour_mut()
+                            .blobs_mut()
+                            .send_response(channel, BlobResponse::Found(answer.clone()));
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let joiner_dir = tempfile::tempdir().unwrap();
+        let (mut joiner, _) = node::swarm(
+            libp2p::identity::Keypair::generate_ed25519(),
+            node::webrtc_certificate(joiner_dir.path()).unwrap(),
+            Transport::Quic,
+            "127.0.0.1".parse().unwrap(),
+        )
+        .unwrap();
+        let store = BlobStore::open(&joiner_dir.path().join("blobs")).unwrap();
+        let result = node::fetch(&mut joiner, liar_id, &addrs, doc, Transport::Quic, &store).await;
+        let err = match result {
+            Err(e) => e,
+            Ok(_) => panic!("{case}: a bad blob was accepted"),
+        };
+        assert!(err.contains(&hash.to_string()) && err.contains("dropped"), "{case}: {err}");
+        assert!(!store.has(hash), "{case}: the bad blob was stored");
+        // The connection closes once the swarm processes the disconnect.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while joiner.is_connected(&liar_id) && tokio::time::Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(100), joiner.select_next_some()).await;
+        }
+        assert!(!joiner.is_connected(&liar_id), "{case}: the lying peer is still connected");
+        serving.abort();
     }
 }
 
@@ -99,12 +206,34 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         let envelope = tandem_net::protocol::encode_live(&ActorId::from(vec![5u8; 16]), &live);
         let reply = ask(&mut client, peer, Message::Live { doc, envelope }).await;
         assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
-        // The session is still good: the whole document comes back, compact.
+        // The session is still good: the history's blobs are listed, snapshot first...
         let reply = ask(&mut client, peer, Message::Need { doc, have: vec![] }).await;
-        match reply {
-            Message::Snapshot { envelope, .. } => assert!(!envelope.is_empty()),
+        let blobs = match reply {
+            Message::History { blobs, .. } => blobs,
             other => panic!("{other:?}"),
-        }
+        };
+        assert!(blobs[0].snapshot && blobs[0].size > 0, "{blobs:?}");
+        // ...and served only for this document, and only blobs of its history.
+        let reply = ask_blob(&mut client, peer, BlobRequest { doc: [9; 16], hash: blobs[0].hash }).await;
+        assert!(
+            matches!(reply, BlobResponse::Refused(ref why) if why.contains("does not share")),
+            "{reply:?}"
+        );
+        let stranger = *blake3::hash(b"not in this history").as_bytes();
+        let reply = ask_blob(&mut client, peer, BlobRequest { doc, hash: stranger }).await;
+        assert!(matches!(reply, BlobResponse::Refused(ref why) if why.contains("not part of")), "{reply:?}");
+        // Fetched for real, verified into another store.
+        let store = BlobStore::open(&other.path().join(format!("blobs-{}", transport.name()))).unwrap();
+        let got = node::fetch_blobs(&mut client, peer, doc, &blobs, &store).await.unwrap();
+        let snapshot = store.get(got[0]).unwrap();
+        let loaded = tandem_doc::Document::load(
+            &snapshot,
+            vec![],
+            Author::new("b", ActorId::from(vec![2u8; 16])),
+            DocConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(loaded.rope().to_string(), "hello\n");
         assert_eq!(service.with_open(&file, |s| Ok(s.doc.rope().to_string())).unwrap(), "hello\n");
         running.abort();
     }

@@ -224,9 +224,9 @@ impl BlobStore {
 
     /// Store a blob received in bao form, verified against `hash` as it is read:
     /// wrong, truncated or padded data is refused and nothing is stored. The blob is
-    /// tagged `tag`.
+    /// tagged `tag`. A damaged copy already here (missing bytes, or bytes that do
+    /// not match) is dropped first, so this is also how a blob is repaired.
     pub fn import_bao(&self, hash: BlobHash, tag: String, bao: Vec<u8>) -> Result<(), String> {
-        let store = self.store.clone();
         let size_ok = bao.len() >= 8 && {
             let size = u64::from_le_bytes(bao[..8].try_into().expect("8 bytes"));
             bao.len() as u64 == bao_size(size)
@@ -234,21 +234,40 @@ impl BlobStore {
         if !size_ok {
             return Err("the blob's length does not match its encoding (truncated or padded)".into());
         }
+        let mut named = Vec::new();
+        if self.has(hash) && self.get(hash).is_err() {
+            // The store believes it has the blob, so it would keep the bad copy:
+            // drop every tag naming it and collect it, then import afresh.
+            named = self.tags().map_err(|e| e.to_string())?;
+            named.retain(|(_, h)| *h == hash);
+            for (t, _) in &named {
+                let store = self.store.clone();
+                let t = t.clone();
+                self.block(async move { store.tags().delete(t).await }).map_err(|e| e.to_string())?;
+            }
+            self.gc().map_err(|e| e.to_string())?;
+        }
+        let named: Vec<String> = named.into_iter().map(|(t, _)| t).collect();
+        let store = self.store.clone();
         self.block(async move {
-            store
+            let imported = store
                 .blobs()
                 .import_bao_bytes(hash, bao_tree::ChunkRanges::all(), bao)
                 .await
-                .map_err(|e| format!("it does not match its hash: {e}"))?;
-            match store.blobs().status(hash).await {
-                Ok(BlobStatus::Complete { .. }) => {}
-                _ => return Err("it ended before the whole blob arrived".to_owned()),
+                .map_err(|e| format!("it does not match its hash: {e}"));
+            let complete = matches!(store.blobs().status(hash).await, Ok(BlobStatus::Complete { .. }));
+            // The tags of a damaged copy go back even when the import failed: the
+            // history still names the blob.
+            let tags = if imported.is_ok() && complete { [vec![tag], named].concat() } else { named };
+            for tag in tags {
+                store
+                    .tags()
+                    .set(tag, HashAndFormat { hash, format: BlobFormat::Raw })
+                    .await
+                    .map_err(|e| format!("tagging it failed: {e}"))?;
             }
-            store
-                .tags()
-                .set(tag, HashAndFormat { hash, format: BlobFormat::Raw })
-                .await
-                .map_err(|e| format!("tagging it failed: {e}"))
+            imported?;
+            if complete { Ok(()) } else { Err("it ended before the whole blob arrived".to_owned()) }
         })?;
         // The store verified the tree; check the whole once more before use.
         self.get(hash).map(|_| ()).map_err(|f| format!("stored copy is {f}"))

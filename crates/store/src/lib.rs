@@ -37,6 +37,6 @@ pub use blobs::{BlobFault, BlobHash, BlobStore, blob_hash};
 pub use error::{Result, StoreError};
 pub use fsutil::{read_text, text_from_bytes, write_atomic};
 pub use identity::{home_dir, load_author};
-pub use service::{Access, Client, Request, Service, access};
-pub use stored::{BadBlob, Index, IndexEntry, Opened, Shared, StoredDoc, first_screen, now_ms};
+pub use service::{Access, BlobFetch, Client, Request, Service, access};
+pub use stored::{BadBlob, INCOMING_TAG, Index, IndexEntry, Opened, Shared, StoredDoc, first_screen, now_ms};
 pub use workspace::{Lock, STORE_DIR, Workspace, absolute};

@@ -19,9 +19,10 @@ use serde_json::{Value, json};
 use tandem_doc::export::{ExportMeta, Format, export, line_ending};
 use tandem_doc::{Author, ChangeSet, DocConfig, LiveEdit};
 
+use crate::blobs::{BlobHash, BlobStore};
 use crate::error::{Result, StoreError};
 use crate::fsutil::read_text;
-use crate::stored::{Opened, Shared, StoredDoc, now_ms};
+use crate::stored::{self, Opened, Shared, StoredDoc, now_ms};
 use crate::workspace::{Lock, Workspace};
 
 /// Largest request line accepted on the control socket.
@@ -78,7 +79,30 @@ pub enum Request {
     Blame {
         file: PathBuf,
     },
+    /// Re-hash every blob of `file`'s history (of every document in its workspace
+    /// when `all`), repairing bad ones from a connected peer.
+    Verify {
+        file: PathBuf,
+        #[serde(default)]
+        all: bool,
+    },
+    /// Delete blobs no history uses any more (in `file`'s workspace).
+    Gc {
+        file: PathBuf,
+    },
 }
+
+/// A request to the network for one blob of a document's history (see
+/// [`Service::subscribe_blob_fetch`]): fetch it from a peer, import it with
+/// [`Service::import_blob`] under `tag`, and answer on `reply`.
+pub struct BlobFetch {
+    pub hash: BlobHash,
+    pub tag: String,
+    pub reply: Sender<std::result::Result<String, String>>,
+}
+
+/// How long `verify` waits for the network to fetch one blob.
+const REPAIR_WAIT: Duration = Duration::from_secs(20);
 
 impl Request {
     pub fn file(&self) -> &Path {
@@ -92,6 +116,8 @@ impl Request {
             | Request::Diff { file, .. }
             | Request::Restore { file, .. }
             | Request::Blame { file }
+            | Request::Verify { file, .. }
+            | Request::Gc { file }
             | Request::Watch { file } => file,
         }
     }
@@ -121,6 +147,8 @@ pub struct Service {
     change_feeds: Mutex<Vec<(String, ChangeFeed)>>,
     /// Who gets every local edit at once, ahead of its change (the network).
     live_feeds: Mutex<Vec<(String, Sender<LiveEdit>)>>,
+    /// Who fetches blobs from peers for a document (its network node).
+    blob_fetchers: Mutex<Vec<(String, Sender<BlobFetch>)>>,
     /// Signalled when a document's Automerge comes back from applying remote changes
     /// (see [`Service::apply_remote`]).
     reattached: Condvar,
@@ -149,6 +177,7 @@ impl Service {
             watchers: Mutex::new(Vec::new()),
             change_feeds: Mutex::new(Vec::new()),
             live_feeds: Mutex::new(Vec::new()),
+            blob_fetchers: Mutex::new(Vec::new()),
             reattached: Condvar::new(),
         }))
     }
@@ -296,6 +325,91 @@ impl Service {
     /// The open `file` in Automerge's compact form, for a fresh peer.
     pub fn snapshot(&self, file: &Path) -> Result<Vec<u8>> {
         self.with_open(file, |s| Ok(s.snapshot(now_ms())))
+    }
+
+    /// The workspace's blob store.
+    pub fn blob_store(&self) -> Result<std::sync::Arc<BlobStore>> {
+        BlobStore::open(&self.ws.blob_dir())
+    }
+
+    /// The blobs a fresh peer needs for the open `file`: (hash, size, is snapshot),
+    /// snapshot first (see [`StoredDoc::history_blobs`]).
+    pub fn history_blobs(&self, file: &Path) -> Result<Vec<(BlobHash, u64, bool)>> {
+        self.with_open(file, |s| s.history_blobs())
+    }
+
+    /// One blob of the open `file`'s history in bao form, for a peer; refused (with
+    /// the reason) when it is not part of that history or is damaged here.
+    pub fn export_blob(&self, file: &Path, hash: BlobHash) -> std::result::Result<Vec<u8>, String> {
+        self.with_open(file, |s| Ok(s.export_blob(hash))).map_err(|e| e.to_string())?
+    }
+
+    /// Store a blob a peer sent in bao form, verified against `hash` first (see
+    /// [`BlobStore::import_bao`]).
+    pub fn import_blob(&self, hash: BlobHash, tag: String, bao: Vec<u8>) -> std::result::Result<(), String> {
+        self.blob_store().map_err(|e| e.to_string())?.import_bao(hash, tag, bao)
+    }
+
+    /// Requests for blobs of `file`'s history that `verify` wants from peers (the
+    /// network node takes them).
+    pub fn subscribe_blob_fetch(&self, file: &Path) -> Result<Receiver<BlobFetch>> {
+        let rel = self.ws.relative(file)?;
+        let (tx, rx) = channel();
+        lock(&self.blob_fetchers).push((rel, tx));
+        Ok(rx)
+    }
+
+    /// Ask the network to fetch `hash` for the document `rel`; `Err` says why not.
+    fn fetch_blob(&self, rel: &str, hash: BlobHash, tag: String) -> std::result::Result<String, String> {
+        let (reply, answer) = channel();
+        let sent = {
+            let mut fetchers = lock(&self.blob_fetchers);
+            // A fetcher whose node has gone has a closed channel: drop it, try the next.
+            let mut sent = false;
+            fetchers.retain(|(r, tx)| {
+                if sent || r != rel {
+                    return true;
+                }
+                sent = tx.send(BlobFetch { hash, tag: tag.clone(), reply: reply.clone() }).is_ok();
+                sent
+            });
+            sent
+        };
+        if !sent {
+            return Err("no peer connected (share or join the document to repair it from a peer)".into());
+        }
+        answer.recv_timeout(REPAIR_WAIT).unwrap_or_else(|_| Err("no peer sent it in time".into()))
+    }
+
+    /// `tandem verify`: every blob of the named histories re-hashed; bad ones fetched
+    /// again from a peer when the document is shared. JSON: `{"ok", "files": [{"file",
+    /// "blobs", "bad": [{"blob", "what", "fault", "repaired", "from"|"error"}]}]}`.
+    pub fn verify(&self, file: &Path, all: bool) -> Result<Value> {
+        let blobs = self.blob_store()?;
+        let rels = if all { stored::documents(&self.ws)? } else { vec![self.ws.relative(file)?] };
+        let mut ok = true;
+        let mut files = Vec::new();
+        for rel in rels {
+            let dir = self.ws.doc_dir(&rel);
+            let (count, bad) = stored::verify_dir(&dir, &blobs)?;
+            let mut report = Vec::new();
+            for (b, tag) in bad {
+                let hash: BlobHash = b.blob.parse().expect("verified hex");
+                tracing::warn!(file = %rel, blob = %b.blob, what = %b.what, "blob is {}", b.fault);
+                let repair = self.fetch_blob(&rel, hash, tag);
+                let repaired = repair.is_ok() && blobs.get(hash).is_ok();
+                ok &= repaired;
+                let mut entry =
+                    json!({"blob": b.blob, "what": b.what, "fault": b.fault, "repaired": repaired});
+                match repair {
+                    Ok(from) => entry["from"] = json!(from),
+                    Err(e) => entry["error"] = json!(e),
+                }
+                report.push(entry);
+            }
+            files.push(json!({"file": rel, "blobs": count, "bad": report}));
+        }
+        Ok(json!({"ok": ok, "files": files}))
     }
 
     /// Merge changes made to the open `file` on disk by other tools (later, if remote
@@ -546,6 +660,13 @@ impl Service {
                 let edit = tandem_doc::diff(&s.doc.rope().to_string(), &old);
                 self.apply(s, &edit, now)
             }),
+            Request::Verify { file, all } => self.verify(file, *all),
+            Request::Gc { .. } => {
+                let blobs = self.blob_store()?;
+                let before = blobs.disk_bytes();
+                let removed = blobs.gc()?;
+                Ok(json!({"removed_blobs": removed, "bytes_before": before, "bytes_after": blobs.disk_bytes()}))
+            }
             Request::Watch { .. } => Err(StoreError::BadRequest("watch needs a stream; use subscribe".into())),
         }
     }

@@ -42,6 +42,8 @@ const CACHE: &str = "text.cache";
 const COMPACT_RECORDS: usize = 512;
 /// ...or the log has grown past this many bytes and past the snapshot's size.
 const COMPACT_BYTES: u64 = 256 << 10;
+/// A fresh peer is sent at most this many change blobs after the snapshot.
+const SHARE_CHANGES_MAX: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
@@ -161,6 +163,45 @@ pub enum Shared {
     Changes(Vec<Change>),
     /// The document in Automerge's compact form (smaller: one column-encoded blob).
     Snapshot(Vec<u8>),
+    /// The peer's history blobs, snapshot first, already fetched into this
+    /// workspace's blob store and verified against their hashes (tagged
+    /// [`INCOMING_TAG`] until the history that uses them is written).
+    Blobs(Vec<BlobHash>),
+}
+
+/// Tag prefix of blobs fetched from a peer and not yet part of a history.
+pub const INCOMING_TAG: &str = "incoming/";
+
+/// The history `blobs` make (snapshot first, if any): the document's bytes and
+/// changes, and the index that names them.
+fn read_shared(store: &BlobStore, blobs: &[BlobHash], path: &Path) -> Result<(Vec<u8>, Vec<Change>, Index)> {
+    let mut index = Index { version: 1, ..Index::default() };
+    let mut snapshot = Vec::new();
+    let mut changes = Vec::new();
+    for (i, hash) in blobs.iter().enumerate() {
+        let bytes = store
+            .get(*hash)
+            .map_err(|fault| StoreError::corrupt(path, format!("fetched blob {hash} is {fault}")))?;
+        let len = bytes.len() as u64;
+        match Change::from_bytes(bytes.clone()) {
+            Ok(change) => {
+                index.changes.push(IndexEntry {
+                    change: Some(change.hash().to_string()),
+                    blob: hash.to_string(),
+                    bytes: len,
+                });
+                changes.push(change);
+            }
+            Err(_) if i == 0 => {
+                index.snapshot = Some(IndexEntry { change: None, blob: hash.to_string(), bytes: len });
+                snapshot = bytes;
+            }
+            Err(e) => {
+                return Err(StoreError::corrupt(path, format!("fetched blob {hash} is not a change: {e}")));
+            }
+        }
+    }
+    Ok((snapshot, changes, index))
 }
 
 /// A document plus its on-disk history. Only the workspace owner may hold one.
@@ -251,6 +292,22 @@ impl StoredDoc {
         doc_id: String,
         saved: &str,
     ) -> Result<StoredDoc> {
+        Self::create_adopting(ws, file, rel, dir, doc, doc_id, saved, None)
+    }
+
+    /// [`Self::create`], with `adopt` (blobs already in the store that make `doc`'s
+    /// history) as the index instead of a new snapshot.
+    #[allow(clippy::too_many_arguments)]
+    fn create_adopting(
+        ws: &Workspace,
+        file: PathBuf,
+        rel: String,
+        dir: PathBuf,
+        doc: Document,
+        doc_id: String,
+        saved: &str,
+        adopt: Option<Index>,
+    ) -> Result<StoredDoc> {
         fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         let (log, _) = ChangeLog::read(&dir.join(LOG))?;
         let blobs = BlobStore::open(&ws.blob_dir())?;
@@ -278,7 +335,10 @@ impl StoredDoc {
             last_save_ms: 0,
         };
         stored.log.clear()?;
-        stored.compact()?;
+        match adopt {
+            Some(index) => stored.adopt(index)?,
+            None => stored.compact()?,
+        }
         stored.write_state()?;
         Ok(stored)
     }
@@ -314,8 +374,15 @@ impl StoredDoc {
                 Shared::Snapshot(bytes) => { Document::load(&bytes, vec![], author, config) }
                     .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?
                     .changes_since(&[]),
+                Shared::Blobs(blobs) => {
+                    let (snapshot, changes, _) = read_shared(&stored.blobs, &blobs, &file)?;
+                    { Document::load(&snapshot, changes, author, config) }
+                        .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?
+                        .changes_since(&[])
+                }
             };
             stored.apply_remote(changes, now)?;
+            stored.blobs.untag_except(INCOMING_TAG.into(), Default::default())?;
             stored
         } else {
             if file.exists() {
@@ -324,12 +391,24 @@ impl StoredDoc {
                     file.display()
                 )));
             }
-            let doc = match shared {
-                Shared::Changes(changes) => Document::from_changes(changes, author, config),
-                Shared::Snapshot(bytes) => Document::load(&bytes, vec![], author, config),
-            }
-            .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?;
-            Self::create(ws, file, rel, dir, doc, doc_id.to_owned(), "")?
+            let doc_err = |e| StoreError::Doc { path: file.clone(), source: e };
+            let (doc, adopt) = match shared {
+                Shared::Changes(changes) => {
+                    (Document::from_changes(changes, author, config).map_err(doc_err)?, None)
+                }
+                Shared::Snapshot(bytes) => {
+                    (Document::load(&bytes, vec![], author, config).map_err(doc_err)?, None)
+                }
+                // The peer's blobs become this history as they are: nothing re-encoded.
+                Shared::Blobs(blobs) => {
+                    let store = BlobStore::open(&ws.blob_dir())?;
+                    let (snapshot, changes, index) = read_shared(&store, &blobs, &file)?;
+                    (Document::load(&snapshot, changes, author, config).map_err(doc_err)?, Some(index))
+                }
+            };
+            let stored = Self::create_adopting(ws, file, rel, dir, doc, doc_id.to_owned(), "", adopt)?;
+            stored.blobs.untag_except(INCOMING_TAG.into(), Default::default())?;
+            stored
         };
         stored.save(now)?;
         Ok(stored)
@@ -599,6 +678,47 @@ impl StoredDoc {
         self.log.clear()
     }
 
+    /// Make `index` (whose blobs are in the store) this document's history.
+    fn adopt(&mut self, index: Index) -> Result<()> {
+        let index_path = self.dir.join(INDEX);
+        for entry in index.entries() {
+            let hash = entry.blob_hash(&index_path)?;
+            let tag = match entry.change {
+                None => snapshot_tag(&self.state.doc_id, &hash),
+                Some(_) => change_tag(&self.state.doc_id, &hash),
+            };
+            self.blobs.tag(tag, hash)?;
+        }
+        self.blobs.flush()?;
+        self.write_index(index)?;
+        self.write_text_cache_now()
+    }
+
+    /// The blobs a fresh peer needs, snapshot first: the log is checkpointed first,
+    /// and a long tail of changes folded into a new snapshot, so a join is a few
+    /// blobs rather than hundreds.
+    pub fn history_blobs(&mut self) -> Result<Vec<(BlobHash, u64, bool)>> {
+        self.doc.settle();
+        self.commit(now_ms())?;
+        self.checkpoint()?;
+        if self.index.changes.len() > SHARE_CHANGES_MAX || self.index.snapshot.is_none() {
+            self.compact()?;
+        }
+        let index_path = self.dir.join(INDEX);
+        self.index.entries().map(|e| Ok((e.blob_hash(&index_path)?, e.bytes, e.change.is_none()))).collect()
+    }
+
+    /// The blob `hash` in bao form for a peer, if it is part of this history.
+    pub fn export_blob(&self, hash: BlobHash) -> std::result::Result<Vec<u8>, String> {
+        let hex = hash.to_string();
+        let known =
+            self.index.entries().any(|e| e.blob == hex) || self.pending.iter().any(|p| p.entry.blob == hex);
+        if !known {
+            return Err(format!("blob {hex} is not part of this document's history"));
+        }
+        self.blobs.export_bao(hash).map_err(|fault| format!("blob {hex} is {fault} here"))
+    }
+
     fn write_index(&mut self, mut index: Index) -> Result<()> {
         index.version = 1;
         index.heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
@@ -753,6 +873,50 @@ pub struct BadBlob {
     /// "snapshot" or the change hash.
     pub what: String,
     pub fault: String,
+}
+
+/// The blobs of the history in `dir` that are missing or corrupt, read from disk
+/// (no Automerge load, so a history that no longer loads can still be checked).
+/// Also returns how many blobs were checked, and the tag each bad one belongs under.
+pub(crate) fn verify_dir(dir: &Path, blobs: &BlobStore) -> Result<(usize, Vec<(BadBlob, String)>)> {
+    let index_path = dir.join(INDEX);
+    let (index, _) =
+        Index::read(dir)?.ok_or_else(|| StoreError::corrupt(&index_path, "the index is missing"))?;
+    let state_path = dir.join(STATE);
+    let state_bytes = fs::read(&state_path).map_err(StoreError::io(&state_path))?;
+    let state: State = serde_json::from_slice(&state_bytes)
+        .map_err(|e| StoreError::corrupt(&state_path, format!("unreadable state: {e}")))?;
+    // The log is checked too: its records carry their own checksums.
+    ChangeLog::read(&dir.join(LOG))?;
+    let bad = verify_index(dir, blobs, &index)?
+        .into_iter()
+        .map(|b| {
+            let hash: BlobHash = b.blob.parse().expect("checked by verify_index");
+            let tag = if b.what == "snapshot" {
+                snapshot_tag(&state.doc_id, &hash)
+            } else {
+                change_tag(&state.doc_id, &hash)
+            };
+            (b, tag)
+        })
+        .collect();
+    Ok((index.entries().count(), bad))
+}
+
+/// The workspace-relative paths of every document with a history in `ws`.
+pub(crate) fn documents(ws: &Workspace) -> Result<Vec<String>> {
+    let docs = ws.store_dir().join("docs");
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(&docs) else { return Ok(out) };
+    for entry in entries.flatten() {
+        let state_path = entry.path().join(STATE);
+        let Ok(bytes) = fs::read(&state_path) else { continue };
+        let state: State = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::corrupt(&state_path, format!("unreadable state: {e}")))?;
+        out.push(state.path);
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn verify_index(dir: &Path, blobs: &BlobStore, index: &Index) -> Result<Vec<BadBlob>> {
