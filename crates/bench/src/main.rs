@@ -94,6 +94,19 @@ enum Cmd {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// SIGKILL a syncing, edited `tandem join` process KILLS times; after each kill
+    /// the store must verify clean and hold every acknowledged change.
+    Crash {
+        #[arg(long, default_value_t = 100)]
+        kills: usize,
+        #[arg(long, default_value_t = 0x5eed)]
+        seed: u64,
+        /// The `tandem` binary to kill (build it with `cargo build --release` first).
+        #[arg(long, default_value = "target/release/tandem")]
+        tandem: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -110,6 +123,7 @@ fn main() {
         Cmd::Load { peers, seconds, transport, record } => {
             load(&peers, seconds, &transport, record.as_deref())
         }
+        Cmd::Crash { kills, seed, tandem, record } => crash(&tandem, kills, seed, record.as_deref()),
     };
     if let Err(e) = result {
         eprintln!("tandem-bench: {e}");
@@ -323,6 +337,26 @@ fn load(peers: &str, seconds: u64, transport: &str, record: Option<&Path>) -> Re
         emit(&[result], record)?;
     }
     Ok(())
+}
+
+fn crash(tandem: &Path, kills: usize, seed: u64, record: Option<&Path>) -> Result<(), String> {
+    let tandem = std::path::absolute(tandem).map_err(|e| e.to_string())?;
+    let root = tempdir()?;
+    let started = std::time::Instant::now();
+    let report = tandem_bench::crash::run(&tandem, &root, kills, seed)?;
+    let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+    v["bench"] = "crash".into();
+    v["seed"] = seed.into();
+    v["clean"] = report.clean().into();
+    v["seconds"] = round(started.elapsed().as_secs_f64()).into();
+    v["command"] =
+        format!("cargo run --release -p tandem-bench -- crash --kills {kills} --seed {seed}").into();
+    emit(&[v], record)?;
+    if report.clean() {
+        Ok(())
+    } else {
+        Err("committed changes were lost or the store did not verify".into())
+    }
 }
 
 fn round(x: f64) -> f64 {
