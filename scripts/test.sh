@@ -14,12 +14,21 @@ command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v chattr >/dev/null || need_apt+=(e2fsprogs)
 # ip (iproute2) builds the network namespaces of the LAN (mDNS) test.
 command -v ip >/dev/null || need_apt+=(iproute2)
+# node and npm run tests/car/verify.mjs, which checks our CAR export with the
+# JavaScript IPFS libraries, an implementation that shares no code with ours.
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
     else
         sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
     fi
+fi
+# The verifier's packages exactly as locked: installed when missing, and again
+# whenever the lock file is newer than the install.
+if [ tests/car/package-lock.json -nt tests/car/node_modules/.package-lock.json ]; then
+    npm ci --prefix tests/car --no-audit --no-fund --loglevel=error
 fi
 
 if [ ! -d ../shared/traces ]; then

@@ -67,6 +67,10 @@ enum Command {
         /// Export the text as it was at this version (see `tandem log`).
         #[arg(long)]
         at: Option<String>,
+        /// Instead of the text, write the document's history blobs as a CARv1 file
+        /// (CIDv1, raw codec, BLAKE3 multihash) that any IPFS node can import.
+        #[arg(long, value_name = "OUT.car", conflicts_with_all = ["at", "output"])]
+        car: Option<PathBuf>,
     },
     /// Delete and/or insert text at a char position.
     Edit {
@@ -261,7 +265,12 @@ fn run(command: Command) -> Result<(), Failure> {
             call(Request::Restore { file: abs(&file)?, version })?;
             Ok(())
         }
-        Command::Export { file, format, output, at } => {
+        Command::Export { file, car: Some(car), .. } => {
+            let out = tandem_store::absolute(&car)?;
+            let v = call(Request::ExportCar { file: abs(&file)?, out })?;
+            out_json(&v)
+        }
+        Command::Export { file, format, output, at, car: None } => {
             let v = call(Request::Export { file: abs(&file)?, format, at })?;
             let text = v["output"].as_str().unwrap_or_default();
             match output {

@@ -494,3 +494,41 @@ fn gc_deletes_what_compaction_replaced_and_keeps_history() {
     // Nothing left to collect.
     assert_eq!(env.json(&["gc", "--json"])["removed_blobs"], 0);
 }
+
+/// `tandem export --car`: the history's blobs as a CAR file, each block under its CID
+/// (raw, BLAKE3); read back here and, when its npm packages are installed (always in
+/// CI, where crates/store/tests/car.rs insists on them), by the JavaScript IPFS
+/// libraries.
+#[test]
+fn export_car_writes_every_history_blob_under_its_cid() {
+    let env = Env::new();
+    env.write("notes.md", "# notes\n");
+    env.ok(&["edit", "notes.md", "--at", "8", "--insert", "first\n"]);
+    env.ok(&["edit", "notes.md", "--at", "14", "--insert", "second\n"]);
+    let out = env.json(&["export", "notes.md", "--car", "notes.car"]);
+    let car = std::fs::read(env.path("notes.car")).unwrap();
+    assert_eq!(out["bytes"].as_u64(), Some(car.len() as u64), "{out}");
+    let parsed = tandem_store::car::read_car(&car).unwrap();
+    assert_eq!(parsed.blocks.len() as u64, out["blocks"].as_u64().unwrap());
+    assert!(parsed.blocks.len() >= 3, "snapshot and two changes: {out}");
+    for block in &parsed.blocks {
+        let hash = tandem_store::car::hash_from_cid(&block.cid).expect("a raw BLAKE3 CID");
+        assert_eq!(hash, tandem_store::blob_hash(&block.data));
+    }
+    let verifier = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/car");
+    if verifier.join("node_modules").is_dir() {
+        let node = Command::new("node")
+            .arg(verifier.join("verify.mjs"))
+            .arg(env.path("notes.car"))
+            .output()
+            .unwrap();
+        assert!(node.status.success(), "{}", String::from_utf8_lossy(&node.stderr));
+        let summary: Value = serde_json::from_slice(&node.stdout).unwrap();
+        assert_eq!(summary["blocks"], out["blocks"]);
+        assert_eq!(summary["roots"], out["roots"]);
+    }
+    // --car takes the whole history: --at makes no sense with it.
+    let bad = env.run(&["export", "notes.md", "--car", "x.car", "--at", "abcdef"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(!env.path("x.car").exists());
+}

@@ -535,3 +535,51 @@ fn alt_s_shares_the_open_document_and_shows_its_ticket() {
     t.keys(&["C-q"]);
     t.wait_exit();
 }
+
+/// `tandem log --json` through the binary (the open editor answers on its socket).
+fn log_versions(t: &Tmux, file: &str) -> Vec<String> {
+    let out = t.tandem(&["log", file, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    log.as_array().unwrap().iter().map(|c| c["version"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn history_view_steps_back_and_restores_an_older_version() {
+    // Only saves commit here, so the history is exactly the two saves.
+    let slow_commits = "[commit]\nidle_ms = 600000\nmax_ms = 600000\n";
+    let config = Some(("home/config.toml", Some(slow_commits)));
+    let Some(t) = Tmux::start_args(&["h.txt"], config, "tester") else { return };
+    t.type_text("first draft");
+    t.wait_for("first draft");
+    t.keys(&["C-s"]);
+    t.wait_for("saved h.txt (1 lines)");
+    t.keys(&["Enter"]);
+    t.type_text("second thoughts");
+    t.wait_for("second thoughts");
+    t.keys(&["C-s"]);
+    t.wait_for("saved h.txt (2 lines)");
+    let before = log_versions(&t, "h.txt");
+    assert_eq!(before.len(), 3, "the genesis change and two saves: {before:?}");
+
+    t.keys(&["M-h"]);
+    t.wait_for(&format!("version 2/2 │ {} │ tester │", before[2]));
+    t.keys(&["Left"]);
+    let s = t.wait_for(&format!("version 1/2 │ {} │ tester │", before[1]));
+    assert!(s.contains("+ first draft") && !s.contains("second thoughts"), "the older text:\n{s}");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("restored version");
+    assert!(s.contains("first draft") && !s.contains("second thoughts"), "{s}");
+    t.keys(&["C-s"]);
+    t.wait_for("saved h.txt (1 lines)");
+    t.keys(&["C-q"]);
+    t.wait_exit();
+
+    assert_eq!(cat(&t, "h.txt"), "first draft");
+    assert_eq!(t.file("h.txt"), "first draft");
+    let after = log_versions(&t, "h.txt");
+    assert_eq!(after.len(), before.len() + 1, "the restore is a new change: {after:?}");
+    assert_eq!(after[..before.len()], before[..], "and the history before it is kept");
+    let out = t.tandem(&["cat", "h.txt", "--at", &before[2]]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first draft\nsecond thoughts");
+}

@@ -100,6 +100,9 @@ pub async fn share(dir: &Path, file: &Path, transport: Transport) -> Result<(Pee
 pub struct JoinCost {
     /// Bytes of the frame that carried the document.
     pub bytes: usize,
+    /// From dialing to the whole history stored here, verified.
+    pub fetch_ms: f64,
+    /// Until the document is open (loaded, its file written).
     pub ms: f64,
 }
 
@@ -118,6 +121,7 @@ pub async fn join(
     let blobs_before = tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
     let store = service.blob_store().map_err(|e| e.to_string())?;
     let shared = node::fetch(&mut swarm, to.id, &to.addrs, doc, transport, &store).await?;
+    let fetch_ms = started.elapsed().as_secs_f64() * 1e3;
     let blob_bytes =
         tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed) - blobs_before;
     // Frames: length, version, kind, document id, then the payload (blob fetches
@@ -136,7 +140,7 @@ pub async fn join(
     let connected = node.swarm.is_connected(&to.id);
     node.keep_connected(to.id, to.addrs.clone(), connected);
     tokio::spawn(node.serve());
-    Ok((Peer { service, file, id, addrs }, JoinCost { bytes, ms }))
+    Ok((Peer { service, file, id, addrs }, JoinCost { bytes, fetch_ms, ms }))
 }
 
 fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {

@@ -94,6 +94,18 @@ enum Cmd {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// History on the automerge-paper document: store size against Automerge's
+    /// `save()`, gc, first screen and full load, log/blame/old-version export (on the
+    /// loaded document and cold through the CLI), and fresh-peer blob transfer.
+    History {
+        #[arg(long, default_value = "../shared/traces/automerge-paper.json.gz")]
+        paper: PathBuf,
+        /// The `tandem` binary for the cold CLI figures (build it with `cargo build --release`).
+        #[arg(long, default_value = "target/release/tandem")]
+        tandem: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// SIGKILL a syncing, edited `tandem join` process KILLS times; after each kill
     /// the store must verify clean and hold every acknowledged change.
     Crash {
@@ -124,6 +136,7 @@ fn main() {
             load(&peers, seconds, &transport, record.as_deref())
         }
         Cmd::Crash { kills, seed, tandem, record } => crash(&tandem, kills, seed, record.as_deref()),
+        Cmd::History { paper, tandem, record } => history(&paper, &tandem, record.as_deref()),
     };
     if let Err(e) = result {
         eprintln!("tandem-bench: {e}");
@@ -337,6 +350,85 @@ fn load(peers: &str, seconds: u64, transport: &str, record: Option<&Path>) -> Re
         emit(&[result], record)?;
     }
     Ok(())
+}
+
+fn history(paper: &Path, tandem: &Path, record: Option<&Path>) -> Result<(), String> {
+    use tandem_bench::history;
+    let tandem = std::path::absolute(tandem).map_err(|e| e.to_string())?;
+    let trace = load_trace(paper)?;
+    let mut results = Vec::new();
+    // A typist at 150 ms a key (commits every 2 s while typing on), and the worst
+    // case: a commit per keystroke.
+    for (name, every_ms) in [("typed", 150), ("commit-per-key", 1000)] {
+        let dir = tempdir()?;
+        let save_bytes = history::replay_like_editor(&trace, &dir, every_ms)?;
+        let sizes = history::store_sizes(&tandem, &dir)?;
+        let opened = Process::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .arg("open")
+            .arg(&dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !opened.status.success() {
+            return Err(format!("open: {}", String::from_utf8_lossy(&opened.stderr)));
+        }
+        let open: Value = serde_json::from_slice(&opened.stdout).map_err(|e| e.to_string())?;
+        let ops = history::operations(&dir)?;
+        let cli = history::cli_operations(&tandem, &dir)?;
+        let save = save_bytes as f64;
+        let mut v = json!({
+            "bench": "history",
+            "doc": "automerge-paper",
+            "commits": name,
+            "automerge_save_bytes": save_bytes,
+            "store_vs_save": round(sizes["store_disk_bytes"].as_u64().unwrap_or(0) as f64 / save),
+            "store_after_gc_vs_save": round(sizes["store_disk_bytes_after_gc"].as_u64().unwrap_or(0) as f64 / save),
+            "command": "cargo build --release && cargo run --release -p tandem-bench -- history",
+        });
+        for part in [&sizes, &open, &ops, &cli] {
+            for (k, val) in part.as_object().into_iter().flatten() {
+                v[k] = val.clone();
+            }
+        }
+        results.push(v);
+        if std::env::var_os("TANDEM_BENCH_KEEP").is_some() {
+            eprintln!("kept {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    // A fresh peer fetching the history blobs: the paper document, and a 10 MB file.
+    let rt = runtime()?;
+    for (name, text) in [
+        ("automerge-paper", None),
+        ("generated-10MB", Some(tandem_bench::keystroke::generated_text(10_000_000))),
+    ] {
+        let dir = tempdir()?;
+        match text {
+            None => {
+                replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
+            }
+            Some(text) => std::fs::write(dir.join("trace.txt"), text).map_err(|e| e.to_string())?,
+        }
+        let joiner = tempdir()?;
+        let cost = rt.block_on(async {
+            let (peer, doc) =
+                tandem_bench::live::share(&dir, &dir.join("trace.txt"), tandem_net::Transport::Quic).await?;
+            tandem_bench::live::join(&joiner, 1, &peer, doc, tandem_net::Transport::Quic)
+                .await
+                .map(|(_, c)| c)
+        })?;
+        results.push(json!({
+            "bench": "history-transfer",
+            "doc": name,
+            "transport": "quic",
+            "bytes": cost.bytes,
+            "fetch_ms": round(cost.fetch_ms),
+            "join_ms": round(cost.ms),
+            "fetch_mb_per_s": round(cost.bytes as f64 / 1e6 / (cost.fetch_ms / 1e3)),
+            "command": "cargo run --release -p tandem-bench -- history",
+        }));
+    }
+    emit(&results, record)
 }
 
 fn crash(tandem: &Path, kills: usize, seed: u64, record: Option<&Path>) -> Result<(), String> {

@@ -25,6 +25,7 @@
 //! ```
 
 mod blobs;
+pub mod car;
 mod changelog;
 mod error;
 mod fsutil;

@@ -90,6 +90,11 @@ pub enum Request {
     Gc {
         file: PathBuf,
     },
+    /// Write `file`'s history blobs as a CARv1 file at `out` (see [`crate::car`]).
+    ExportCar {
+        file: PathBuf,
+        out: PathBuf,
+    },
 }
 
 /// A request to the network for one blob of a document's history (see
@@ -118,6 +123,7 @@ impl Request {
             | Request::Blame { file }
             | Request::Verify { file, .. }
             | Request::Gc { file }
+            | Request::ExportCar { file, .. }
             | Request::Watch { file } => file,
         }
     }
@@ -130,6 +136,49 @@ fn text_at(s: &mut StoredDoc, at: Option<&str>) -> Result<String> {
     let bad = |e: tandem_doc::DocError| StoreError::BadRequest(format!("{path}: {e}"));
     let hash = s.doc.resolve_version(at).map_err(bad)?;
     s.doc.text_at(&[hash]).map_err(bad)
+}
+
+/// `tandem export --car`: every blob of `s`'s history (the log checkpointed into it
+/// first), re-hashed as it is read, written as a CARv1 file beside `out` and renamed
+/// over it, so a damaged blob never makes a CAR and a failure leaves `out` as it was.
+/// Every blob is a root: raw blocks have no links between them.
+fn export_car(s: &mut StoredDoc, out: &Path) -> Result<Value> {
+    s.sync()?;
+    let blobs = s.blob_store().clone();
+    let index_path = s.file().to_owned();
+    let mut hashes = Vec::new();
+    for e in s.index().entries() {
+        hashes.push(e.blob.parse::<BlobHash>().map_err(|_| {
+            StoreError::corrupt(&index_path, format!("bad blob hash {:?} in the index", e.blob))
+        })?);
+    }
+    let mut blocks = Vec::with_capacity(hashes.len());
+    for h in &hashes {
+        let bytes = blobs.get(*h).map_err(|fault| {
+            StoreError::corrupt(&index_path, format!("blob {h} is {fault}; run `tandem verify` to repair it"))
+        })?;
+        blocks.push((*h, bytes));
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = out.with_file_name(format!(".{name}.tandem-tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let n = crate::car::write_car(&mut f, &hashes, blocks)?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, out)?;
+        Ok::<u64, std::io::Error>(n)
+    })();
+    let bytes = written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        StoreError::Io { path: out.to_owned(), source: e }
+    })?;
+    Ok(json!({
+        "file": s.rel(),
+        "car": out.display().to_string(),
+        "blocks": hashes.len(),
+        "bytes": bytes,
+        "roots": hashes.iter().map(crate::car::cid_string).collect::<Vec<_>>(),
+    }))
 }
 
 /// Batches of raw change bytes, as [`Service::subscribe_changes`] hands them out.
@@ -661,11 +710,39 @@ impl Service {
                 self.apply(s, &edit, now)
             }),
             Request::Verify { file, all } => self.verify(file, *all),
+            Request::ExportCar { file, out } => self.with_doc(file, |s| export_car(s, out)),
             Request::Gc { .. } => {
+                let dir = self.ws.blob_dir();
                 let blobs = self.blob_store()?;
                 let before = blobs.disk_bytes();
+                // Every history folded into one snapshot first, so what is left to
+                // keep is one blob per document.
+                let mut compacted_docs = 0;
+                let was_open: std::collections::HashSet<String> = lock(&self.docs).keys().cloned().collect();
+                for rel in stored::documents(&self.ws)? {
+                    let file = self.ws.root().join(&rel);
+                    if !file.exists() {
+                        continue;
+                    }
+                    self.with_doc(&file, |s| s.compact())?;
+                    compacted_docs += 1;
+                }
+                // Documents opened only for this are closed again (so is the store,
+                // below, if nothing else here holds it).
+                lock(&self.docs).retain(|rel, _| was_open.contains(rel));
                 let removed = blobs.gc()?;
-                Ok(json!({"removed_blobs": removed, "bytes_before": before, "bytes_after": blobs.disk_bytes()}))
+                drop(blobs);
+                // Shrinking the database file needs the store closed: it is unless a
+                // document is open here (an editor or a sharing peer owns it).
+                let compacted = BlobStore::compact_db(&dir)?;
+                let after = crate::fsutil::dir_bytes(&dir);
+                Ok(json!({
+                    "compacted_documents": compacted_docs,
+                    "removed_blobs": removed,
+                    "bytes_before": before,
+                    "bytes_after": after,
+                    "db_compacted": compacted,
+                }))
             }
             Request::Watch { .. } => Err(StoreError::BadRequest("watch needs a stream; use subscribe".into())),
         }

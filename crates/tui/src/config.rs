@@ -208,7 +208,10 @@ pub struct Theme {
     pub error: Color,
     pub search_match_bg: Color,
     pub hidden: Color,
-    /// Colors given to remote peers, in turn.
+    /// Text a version added and removed, in the history view.
+    pub diff_added: Color,
+    pub diff_removed: Color,
+    /// Colors given to remote peers, in turn (and to authors in the blame gutter).
     pub peers: Vec<Color>,
 }
 
@@ -223,6 +226,8 @@ impl Default for Theme {
             error: Color::Rgb(255, 123, 114),
             search_match_bg: Color::Rgb(110, 89, 0),
             hidden: Color::Rgb(110, 118, 129),
+            diff_added: Color::Rgb(35, 134, 54),
+            diff_removed: Color::Rgb(248, 81, 73),
             peers: vec![
                 Color::Rgb(255, 166, 87),
                 Color::Rgb(126, 231, 135),
@@ -330,6 +335,8 @@ impl Config {
                 "message" => t.message = color,
                 "error" => t.error = color,
                 "search_match_bg" => t.search_match_bg = color,
+                "diff_added" => t.diff_added = color,
+                "diff_removed" => t.diff_removed = color,
                 other => return Err(format!("[colors] {other}: unknown color name")),
             }
         }

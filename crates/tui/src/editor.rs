@@ -8,6 +8,7 @@ use ropey::Rope;
 use tandem_doc::{ChangeSet, CursorId, Document, Selection};
 
 use crate::config::Config;
+use crate::history::{BlameGutter, HistoryView};
 use crate::keymap::Command;
 use crate::text::{self, line_len, line_of, line_text};
 
@@ -42,6 +43,8 @@ pub enum Mode {
     Help {
         scroll: usize,
     },
+    /// The history view over the text ([`Editor::history`] holds its state).
+    History,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +130,11 @@ pub struct Editor {
     pub follow: Option<usize>,
     pub soft_wrap: bool,
     pub line_numbers: bool,
+    /// The history view while it is open: it stays open under the help, a popup or the
+    /// quit question, and [`Mode::History`] routes the keys to it.
+    pub history: Option<HistoryView>,
+    /// The blame gutter, while it is shown.
+    pub blame: Option<BlameGutter>,
     /// First char of the top line of the view, mapped through every edit so remote
     /// edits above it do not move what I am looking at.
     view_anchor: CursorId,
@@ -165,6 +173,8 @@ impl Editor {
             peers: Vec::new(),
             network: None,
             follow: None,
+            history: None,
+            blame: None,
             view_anchor,
             top_row: 0,
             left_col: 0,
@@ -330,7 +340,7 @@ impl Editor {
     fn handle_key(&mut self, key: &KeyEvent, doc: &mut Document, now_ms: u64) -> Action {
         match self.mode.clone() {
             Mode::Popup { .. } => {
-                self.mode = Mode::Edit;
+                self.mode = self.base_mode();
                 return Action::None;
             }
             Mode::Help { scroll } => {
@@ -341,12 +351,12 @@ impl Editor {
                     KeyCode::Up | KeyCode::PageUp | KeyCode::Char('k') => {
                         Mode::Help { scroll: scroll.saturating_sub(5) }
                     }
-                    _ => Mode::Edit,
+                    _ => self.base_mode(),
                 };
                 return Action::None;
             }
             Mode::ConfirmQuit => {
-                self.mode = Mode::Edit;
+                self.mode = self.base_mode();
                 self.message = None;
                 return match key.code {
                     KeyCode::Char('y') | KeyCode::Char('Y') => Action::SaveAndQuit,
@@ -359,6 +369,7 @@ impl Editor {
                 };
             }
             Mode::Search { .. } | Mode::Goto { .. } => return self.handle_prompt_key(key, doc),
+            Mode::History => return self.handle_history_key(key, doc, now_ms),
             Mode::Edit => {}
         }
         if let Some(cmd) = self.config.command_for(key) {
@@ -538,8 +549,16 @@ impl Editor {
             Help => self.mode = Mode::Help { scroll: 0 },
             JumpToPeer => self.jump_to_peer(doc),
             FollowPeer => self.follow_next_peer(doc),
+            History => self.open_history(doc),
+            ToggleBlame => {
+                self.blame = match self.blame {
+                    Some(_) => None,
+                    None => Some(BlameGutter::default()),
+                };
+                self.info(if self.blame.is_some() { "blame on" } else { "blame off" });
+            }
         }
-        if !matches!(cmd, Save | Quit | Help | FollowPeer) {
+        if !matches!(cmd, Save | Quit | Help | FollowPeer | History) {
             self.scroll_to_cursor(doc);
         }
         Action::None
@@ -861,6 +880,99 @@ impl Editor {
         }
     }
 
+    /// The mode the overlays (help, a popup, the quit question) go back to.
+    fn base_mode(&self) -> Mode {
+        if self.history.is_some() { Mode::History } else { Mode::Edit }
+    }
+
+    /// Open the history view on the newest version.
+    fn open_history(&mut self, doc: &mut Document) {
+        if doc.is_detached() {
+            // Automerge is away applying a peer's changes for a few ms; its history with it.
+            self.info("taking in a peer's changes; try again in a moment");
+            return;
+        }
+        let view = HistoryView::open(doc);
+        if view.is_empty() {
+            self.info("no history yet: nothing has been written in this document");
+            return;
+        }
+        self.follow = None;
+        self.history = Some(view);
+        self.mode = Mode::History;
+    }
+
+    fn close_history(&mut self) {
+        self.history = None;
+        self.mode = Mode::Edit;
+    }
+
+    fn handle_history_key(&mut self, key: &KeyEvent, doc: &mut Document, now_ms: u64) -> Action {
+        self.message = None;
+        match self.config.command_for(key) {
+            Some(Command::History) => {
+                self.close_history();
+                return Action::None;
+            }
+            // Saving, quitting and the help work from here too.
+            Some(cmd @ (Command::Save | Command::Quit | Command::Help)) => return self.run(cmd, doc, now_ms),
+            _ => {}
+        }
+        match key.code {
+            KeyCode::Enter => self.restore_version(doc, now_ms),
+            KeyCode::Esc | KeyCode::Char('q') => self.close_history(),
+            code => {
+                let Some(view) = self.history.as_mut() else { return Action::None };
+                let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+                match code {
+                    KeyCode::Left => view.step(if ctrl { -100 } else { -1 }),
+                    KeyCode::Right => view.step(if ctrl { 100 } else { 1 }),
+                    KeyCode::PageUp => view.step(-10),
+                    KeyCode::PageDown => view.step(10),
+                    KeyCode::Home => view.select(0),
+                    KeyCode::End => view.select(usize::MAX),
+                    KeyCode::Up => view.scroll_by(-1),
+                    KeyCode::Down => view.scroll_by(1),
+                    KeyCode::Char('r') if !doc.is_detached() => view.reload(doc),
+                    _ => {}
+                }
+            }
+        }
+        Action::None
+    }
+
+    /// Bring the selected version back as a new local edit of the whole text: undoable,
+    /// sent to peers and committed like typing, with every version before it kept.
+    fn restore_version(&mut self, doc: &mut Document, now_ms: u64) {
+        let Some(view) = self.history.as_mut() else { return };
+        view.prepare(doc, self.text_height);
+        let (Some(shown), Some(version)) = (view.current(), view.version()) else {
+            let why = view.error().map_or_else(
+                || "that version is still being read; press Enter again".to_owned(),
+                |e| format!("cannot restore it: {e}"),
+            );
+            self.error(why);
+            return;
+        };
+        let text = std::sync::Arc::clone(&shown.text);
+        let label = format!("{} ({}/{})", version.short_id(), view.index() + 1, view.len());
+        self.close_history();
+        if *doc.rope() == *text {
+            self.info(format!("version {label} is the text as it is"));
+            return;
+        }
+        doc.break_undo_group();
+        let restored = doc.replace_text(&text, now_ms);
+        doc.break_undo_group();
+        match restored {
+            Ok(_) => {
+                self.scroll_to_cursor(doc);
+                self.info(format!("restored version {label} as a new change (undo takes it back)"));
+            }
+            Err(e) => self.error(format!("not restored: {e}")),
+        }
+    }
+
     fn jump_to_peer(&mut self, doc: &mut Document) {
         if self.peers.is_empty() {
             self.info("nobody else is here");
@@ -980,6 +1092,15 @@ impl Editor {
     }
 
     fn handle_mouse(&mut self, kind: MouseEventKind, x: u16, y: u16, doc: &mut Document) {
+        if let Some(view) = &mut self.history {
+            // The history view is read-only: the wheel scrolls it, clicks do nothing.
+            match kind {
+                MouseEventKind::ScrollUp => view.scroll_by(-3),
+                MouseEventKind::ScrollDown => view.scroll_by(3),
+                _ => {}
+            }
+            return;
+        }
         match kind {
             MouseEventKind::ScrollUp => self.scroll(doc, -3),
             MouseEventKind::ScrollDown => self.scroll(doc, 3),

@@ -68,6 +68,8 @@ commands! {
     JumpToPeer => "jump_to_peer", "move to the next peer's cursor";
     FollowPeer => "follow_peer", "follow the next peer's view (again to stop)";
     Share => "share", "share this document: copy its ticket and show it as a QR code";
+    History => "history", "browse versions and diffs, restore one";
+    ToggleBlame => "toggle_blame", "blame gutter: who last changed each line";
 }
 
 impl std::str::FromStr for Command {
@@ -184,6 +186,8 @@ pub fn default_bindings() -> HashMap<(KeyCode, KeyModifiers), Command> {
         ("alt-j", JumpToPeer),
         ("alt-f", FollowPeer),
         ("alt-s", Share),
+        ("alt-h", History),
+        ("alt-b", ToggleBlame),
     ];
     table.iter().map(|(k, c)| (parse_key(k).expect("default bindings parse"), *c)).collect()
 }

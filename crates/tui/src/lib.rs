@@ -4,6 +4,8 @@
 //!   into edits of a [`tandem_doc::Document`]; it never touches the terminal.
 //! - [`render`] draws an editor and its document into a ratatui buffer, measuring
 //!   only the visible lines.
+//! - [`history`] is the history view (versions and their diffs, restore) and the blame
+//!   gutter, read from the document's Automerge history.
 //! - [`run`] owns the terminal: raw mode, alternate screen, bracketed paste, mouse,
 //!   and its restoration on exit, panic, SIGTERM and SIGHUP.
 //!
@@ -13,6 +15,7 @@
 
 pub mod config;
 pub mod editor;
+pub mod history;
 pub mod keymap;
 pub mod render;
 pub mod text;

@@ -9,6 +9,7 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::config::ColorDepth;
 use crate::editor::{Activity, Editor, Mode, Row};
+use crate::history::{self, Blamed, Change, HistoryView};
 use crate::keymap::describe;
 use crate::text::{self, Symbol, line_text};
 
@@ -23,6 +24,8 @@ struct Styles {
     error: Style,
     search_match: Style,
     hidden: Style,
+    added: Style,
+    removed: Style,
 }
 
 impl Styles {
@@ -45,6 +48,11 @@ impl Styles {
             error: fg(t.error).add_modifier(Modifier::BOLD),
             search_match: bg(t.search_match_bg, Modifier::UNDERLINED),
             hidden: fg(t.hidden),
+            // On green, black reads in every palette; without color, reverse video.
+            added: depth.adapt(t.diff_added).map_or(Style::default().add_modifier(Modifier::REVERSED), |c| {
+                Style::default().bg(c).fg(Color::Black)
+            }),
+            removed: fg(t.diff_removed).add_modifier(Modifier::CROSSED_OUT),
         }
     }
 
@@ -63,6 +71,10 @@ impl Styles {
     }
 }
 
+/// Columns of the blame gutter: an author's name, their change's age, and spaces.
+const BLAME_NAME: usize = 8;
+const BLAME_WIDTH: usize = BLAME_NAME + 1 + 4 + 1;
+
 /// Draw the editor over `area` of `buf`; returns where the terminal cursor belongs.
 pub fn render(
     editor: &mut Editor,
@@ -73,10 +85,41 @@ pub fn render(
     now_ms: u64,
 ) -> Option<(u16, u16)> {
     let styles = Styles::new(editor, depth);
+    let mut cursor_at = if editor.history.is_some() {
+        draw_history(editor, doc, &styles, area, buf, now_ms);
+        None
+    } else {
+        draw_editing(editor, doc, &styles, area, buf, now_ms)
+    };
+    if let Mode::Help { scroll } = editor.mode {
+        draw_help(editor, area, buf, scroll);
+        cursor_at = None;
+    }
+    if let Mode::Popup { title, lines } = &editor.mode {
+        draw_popup(area, buf, title, lines, depth);
+        cursor_at = None;
+    }
+    cursor_at
+}
+
+/// The text being edited, the status line and the message line.
+fn draw_editing(
+    editor: &mut Editor,
+    doc: &mut Document,
+    styles: &Styles,
+    area: Rect,
+    buf: &mut Buffer,
+    now_ms: u64,
+) -> Option<(u16, u16)> {
     let bars = if area.height >= 3 { 2 } else { 0 };
     let text_height = area.height.saturating_sub(bars) as usize;
+    if let Some(blame) = &mut editor.blame {
+        blame.refresh(doc, now_ms);
+    }
     let rope = doc.rope().clone();
-    let gutter = if editor.line_numbers { rope.len_lines().to_string().len().max(3) + 1 } else { 0 };
+    let blame_w = if editor.blame.is_some() { BLAME_WIDTH } else { 0 };
+    let numbers = if editor.line_numbers { rope.len_lines().to_string().len().max(3) + 1 } else { 0 };
+    let gutter = blame_w + numbers;
     let text_width = (area.width as usize).saturating_sub(gutter).max(1);
     editor.text_width = text_width;
     editor.text_height = text_height.max(1);
@@ -110,11 +153,23 @@ pub fn render(
             }
             let y = area.y + rows.len() as u16;
             let end = starts.get(r + 1).copied().unwrap_or(line_chars);
-            if gutter > 0 {
+            if r == 0
+                && let Some((name, age, color)) = blame_label(editor, doc, line, now_ms)
+            {
+                buf.set_stringn(area.x, y, &name, BLAME_NAME, styles.peer_label(color));
+                buf.set_stringn(
+                    area.x + BLAME_NAME as u16 + 1,
+                    y,
+                    &age,
+                    blame_w - BLAME_NAME - 1,
+                    styles.line_no,
+                );
+            }
+            if numbers > 0 {
                 let label =
-                    if r == 0 { format!("{:>w$} ", line + 1, w = gutter - 1) } else { " ".repeat(gutter) };
+                    if r == 0 { format!("{:>w$} ", line + 1, w = numbers - 1) } else { " ".repeat(numbers) };
                 let style = if line == cursor_line { styles.line_no_current } else { styles.line_no };
-                buf.set_stringn(area.x, y, &label, gutter, style);
+                buf.set_stringn(area.x + blame_w as u16, y, &label, numbers, style);
             }
             let start_col = text::col_of(&text, start, tab);
             let shift = if editor.soft_wrap { start_col } else { editor.left_col };
@@ -198,21 +253,192 @@ pub fn render(
 
     if bars > 0 {
         let status_y = area.y + area.height - 2;
-        draw_status(editor, doc, &styles, area, status_y, buf, now_ms);
+        draw_status(editor, doc, styles, area, status_y, buf, now_ms);
         let msg_y = area.y + area.height - 1;
-        if let Some(c) = draw_message(editor, &styles, area, msg_y, buf) {
+        if let Some(c) = draw_message(editor, styles, area, msg_y, buf) {
             cursor_at = Some(c);
         }
     }
-    if let Mode::Help { scroll } = editor.mode {
-        draw_help(editor, area, buf, scroll);
-        cursor_at = None;
-    }
-    if let Mode::Popup { title, lines } = &editor.mode {
-        draw_popup(area, buf, title, lines, depth);
-        cursor_at = None;
-    }
     cursor_at
+}
+
+/// The blame gutter's cell of `line` when it is shown: who changed the line last (cut
+/// to fit), when (right-aligned), and the color of that author.
+fn blame_label(editor: &Editor, doc: &Document, line: usize, now_ms: u64) -> Option<(String, String, Color)> {
+    let (name, age) = match editor.blame.as_ref()?.line(doc, line) {
+        Blamed::Change(b) => (b.author.clone(), history::age(now_ms, b.time_ms)),
+        Blamed::Changed { mine: true } => (doc.author().name.clone(), "now".to_owned()),
+        Blamed::Changed { mine: false } => ("…".to_owned(), String::new()),
+        Blamed::Nobody => return None,
+    };
+    let color = history::author_color(&name, &editor.config.theme.peers);
+    Some((fit(&name, BLAME_NAME), format!("{age:>4} "), color))
+}
+
+/// `s` cut to `width` columns (never through a wide char).
+fn fit(s: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut w = 0;
+    for c in s.chars() {
+        let cw = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if w + cw > width {
+            break;
+        }
+        out.push(c);
+        w += cw;
+    }
+    out
+}
+
+/// The history view: the selected version's text with what it changed marked, a
+/// header naming the version in the status line, and its keys in the message line.
+fn draw_history(
+    editor: &mut Editor,
+    doc: &mut Document,
+    styles: &Styles,
+    area: Rect,
+    buf: &mut Buffer,
+    now_ms: u64,
+) {
+    let bars = if area.height >= 3 { 2 } else { 0 };
+    let height = area.height.saturating_sub(bars) as usize;
+    // A diff marker column, then the text.
+    let marker_w = 2usize;
+    let width = (area.width as usize).saturating_sub(marker_w).max(1);
+    editor.text_width = width;
+    editor.text_height = height.max(1);
+    let tab = editor.config.tab_width;
+    let Some(view) = editor.history.as_mut() else { return };
+    view.prepare(doc, height);
+    let stale = view.is_stale(doc);
+    let text_area = Rect::new(area.x, area.y, area.width, height as u16);
+    match (view.current(), view.error()) {
+        (Some(shown), _) => draw_version(shown, view.scroll, styles, text_area, tab, buf),
+        (None, Some(e)) => {
+            buf.set_stringn(
+                area.x,
+                area.y,
+                format!("cannot read this version: {e}"),
+                area.width as usize,
+                styles.error,
+            );
+        }
+        (None, None) => {
+            buf.set_stringn(area.x, area.y, "reading this version…", area.width as usize, styles.message);
+        }
+    }
+    if bars == 0 {
+        return;
+    }
+    let header = history_header(view, now_ms);
+    let status_y = area.y + area.height - 2;
+    buf.set_style(Rect::new(area.x, status_y, area.width, 1), styles.status);
+    buf.set_stringn(area.x, status_y, &header, area.width as usize, styles.status);
+    let msg_y = area.y + area.height - 1;
+    if let Some(m) = &editor.message {
+        buf.set_stringn(
+            area.x,
+            msg_y,
+            &m.text,
+            area.width as usize,
+            if m.error { styles.error } else { styles.message },
+        );
+    } else {
+        let hint = "←/→ step · PgUp/PgDn ±10 · Home/End · ↑/↓ scroll · Enter restore · Esc back";
+        let hint =
+            if stale { format!("newer changes arrived: r reloads · {hint}") } else { hint.to_owned() };
+        buf.set_stringn(area.x, msg_y, &hint, area.width as usize, styles.line_no);
+    }
+}
+
+/// " version 12/40 │ 3f2a1b4c5d6e │ ada │ +12 -3 │ 2025-01-02 13:45 UTC, 5m ago": what
+/// matters most first, as narrow terminals cut the end.
+fn history_header(view: &HistoryView, now_ms: u64) -> String {
+    let Some(v) = view.version() else { return " history".into() };
+    let stats = view.current().map_or(String::new(), |s| format!(" │ +{} -{}", s.inserted, s.deleted));
+    let ago = match history::age(now_ms, v.time_ms).as_str() {
+        "now" => "just now".to_owned(),
+        age => format!("{age} ago"),
+    };
+    format!(
+        " version {}/{} │ {} │ {}{stats} │ {}, {ago}",
+        view.index() + 1,
+        view.len(),
+        v.short_id(),
+        v.author,
+        history::utc(v.time_ms),
+    )
+}
+
+/// The lines of a version from `scroll` on: added text on green, removed text struck
+/// through in red, a `+`/`-`/`~` in the left column of every changed line. Long lines
+/// wrap, so no change is ever off to the right.
+fn draw_version(
+    shown: &history::Shown,
+    scroll: usize,
+    styles: &Styles,
+    area: Rect,
+    tab: usize,
+    buf: &mut Buffer,
+) {
+    let merged = &shown.merged;
+    let height = area.height as usize;
+    let width = (area.width as usize).saturating_sub(2).max(1);
+    let x0 = area.x + 2;
+    let mut y = 0usize;
+    let mut line = scroll;
+    while y < height && line < merged.len_lines() {
+        let text = line_text(merged, line);
+        let start = merged.line_to_char(line);
+        let chars = text.chars().count();
+        let style_of = |kind: Change| match kind {
+            Change::Same => Style::default(),
+            Change::Added => styles.added,
+            Change::Removed => styles.removed,
+        };
+        if let Some(m) = shown.line_marker(line) {
+            let kind = if m == '+' { Change::Added } else { Change::Removed };
+            let style =
+                if m == '~' { styles.message } else { style_of(kind).remove_modifier(Modifier::CROSSED_OUT) };
+            buf.set_stringn(area.x, area.y + y as u16, m.to_string(), 1, style);
+        }
+        let starts = text::wrap_rows(&text, width, tab);
+        let cells: Vec<text::Cell<'_>> = text::cells(&text, tab).collect();
+        let mut end_x = 0;
+        for (r, &row_start) in starts.iter().enumerate() {
+            if y >= height {
+                break;
+            }
+            let row_end = starts.get(r + 1).copied().unwrap_or(chars);
+            let shift = text::col_of(&text, row_start, tab);
+            let sy = area.y + y as u16;
+            end_x = 0;
+            for cell in cells.iter().filter(|c| c.start >= row_start && c.start < row_end) {
+                let x = cell.col - shift;
+                if x + cell.width > width {
+                    break;
+                }
+                let style = style_of(shown.kind_at(start + cell.start));
+                let sx = x0 + x as u16;
+                match cell.symbol {
+                    Symbol::Text(g) => buf.set_stringn(sx, sy, g, cell.width, style),
+                    Symbol::Tab => buf.set_stringn(sx, sy, " ".repeat(cell.width), cell.width, style),
+                    Symbol::Hidden => buf.set_stringn(sx, sy, "·", 1, style.patch(styles.hidden)),
+                };
+                end_x = x + cell.width;
+            }
+            y += 1;
+        }
+        // A line break the version added or removed, in a line it did not add or
+        // remove whole (a join, a split), shows as ↵ at the line's end.
+        let has_break = line + 1 < merged.len_lines();
+        let kind = shown.kind_at(start + chars);
+        let whole = (start..start + chars).all(|pos| shown.kind_at(pos) == kind);
+        if has_break && kind != Change::Same && !whole && end_x < width && y > 0 {
+            buf.set_stringn(x0 + end_x as u16, area.y + y as u16 - 1, "↵", 1, style_of(kind));
+        }
+        line += 1;
+    }
 }
 
 /// A centered box: a title bar, then `lines` black on white (so a QR code scans
