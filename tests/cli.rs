@@ -532,3 +532,45 @@ fn export_car_writes_every_history_blob_under_its_cid() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(!env.path("x.car").exists());
 }
+
+/// A history blob deleted from disk: `verify` names it as missing (exit 1, no peer to
+/// repair it from), and reading the document refuses it by name, changing nothing.
+#[test]
+fn a_missing_blob_is_named_and_never_silently_skipped() {
+    let env = Env::new();
+    // Pseudo-random lines: the snapshot is larger than 16 KiB, so a file of its own.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let text: String = (0..800)
+        .map(|_| {
+            let line: String = (0..60)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (b'a' + (seed % 26) as u8) as char
+                })
+                .collect();
+            line + "\n"
+        })
+        .collect();
+    env.write("big.txt", &text);
+    assert_eq!(env.json(&["verify", "big.txt", "--json"])["files"][0]["blobs"], 0, "no history yet");
+    env.ok(&["cat", "big.txt"]);
+    assert!(env.json(&["verify", "big.txt", "--json"])["ok"] == true);
+    let doc_dir = std::fs::read_dir(env.path(".tandem/docs")).unwrap().next().unwrap().unwrap().path();
+    let index: Value = serde_json::from_slice(&std::fs::read(doc_dir.join("index.json")).unwrap()).unwrap();
+    let blob = index["snapshot"]["blob"].as_str().unwrap().to_owned();
+    std::fs::remove_file(env.path(&format!(".tandem/blobs/data/{blob}.data"))).unwrap();
+    let out = env.run(&["verify", "big.txt", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bad = &report["files"][0]["bad"][0];
+    assert_eq!(bad["blob"], blob.as_str(), "{report}");
+    assert_eq!(bad["fault"], "missing", "{report}");
+    assert_eq!(bad["repaired"], false, "{report}");
+    let out = env.run(&["cat", "big.txt"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&blob) && err.contains("missing") && err.contains("tandem verify"), "{err}");
+    assert_eq!(std::fs::read_to_string(env.path("big.txt")).unwrap(), text);
+}

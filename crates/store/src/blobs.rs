@@ -191,13 +191,23 @@ impl BlobStore {
     /// what the hash names is an error, never returned.
     pub fn get(&self, hash: BlobHash) -> Result<Vec<u8>, BlobFault> {
         let store = self.store.clone();
+        // A large blob is a file of its own: the store's database may still list it
+        // when the file is gone.
+        let file = iroh_blobs::store::fs::options::PathOptions::new(&self.dir).data_path(&hash);
         let read = self.block(async move {
             match store.blobs().status(hash).await {
                 Ok(BlobStatus::Complete { .. }) => {}
                 _ => return Err(BlobFault::Missing),
             }
             store.blobs().get_bytes(hash).await.map_err(|_| BlobFault::Corrupt)
-        })?;
+        });
+        let read = match read {
+            // Unreadable with no file to read: gone, rather than damaged.
+            Err(BlobFault::Corrupt) if !file.exists() => {
+                return Err(BlobFault::Missing);
+            }
+            other => other?,
+        };
         if blob_hash(&read) != hash {
             return Err(BlobFault::Corrupt);
         }

@@ -1,8 +1,9 @@
 //! Who this device is: its Automerge actor id and the user's display name.
 //!
 //! Kept in the tandem home directory: `$TANDEM_HOME`, else `$XDG_CONFIG_HOME/tandem`,
-//! else `~/.config/tandem`. The file `actor` holds the actor id as hex (created on
-//! first use); the name comes from `$TANDEM_NAME`, else the file `name`, else `$USER`.
+//! else `~/.config/tandem`. The actor id is the public half of the device key
+//! (`device.key`, created on first use); the name comes from `$TANDEM_NAME`, else the
+//! file `name`, else `$USER`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,6 @@ use std::path::{Path, PathBuf};
 use tandem_doc::{ActorId, Author};
 
 use crate::error::{Result, StoreError};
-use crate::fsutil::write_atomic;
 
 /// The tandem home directory (not created here).
 pub fn home_dir() -> PathBuf {
@@ -24,21 +24,15 @@ pub fn home_dir() -> PathBuf {
     home.join(".config").join("tandem")
 }
 
-/// Load this device's author identity from `home`, creating the actor id on first use.
+/// Load this device's author identity from `home`. The actor id is the device key's
+/// public half (created on first use), so every change names the key that can sign
+/// it and peers can check that it does (see `tandem_auth::envelope`).
 pub fn load_author(home: &Path) -> Result<Author> {
-    let actor_path = home.join("actor");
-    let actor = match fs::read_to_string(&actor_path) {
-        Ok(hex) => ActorId::try_from(hex.trim()).map_err(|e| {
-            StoreError::corrupt(&actor_path, format!("not a hex actor id ({e}); delete it to make a new one"))
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(home).map_err(StoreError::io(home))?;
-            let actor = ActorId::random();
-            write_atomic(&actor_path, format!("{}\n", actor.to_hex_string()).as_bytes())?;
-            actor
-        }
-        Err(e) => return Err(StoreError::Io { path: actor_path, source: e }),
-    };
+    let key = tandem_auth::device::DeviceKey::load_or_create(home).map_err(|e| match e {
+        tandem_auth::device::KeyError::Bad { path, detail } => StoreError::corrupt(&path, detail),
+        tandem_auth::device::KeyError::Io { path, source } => StoreError::Io { path, source },
+    })?;
+    let actor = ActorId::from(key.public().to_vec());
     let name = std::env::var("TANDEM_NAME")
         .ok()
         .filter(|n| !n.trim().is_empty())

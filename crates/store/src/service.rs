@@ -440,6 +440,11 @@ impl Service {
         let mut files = Vec::new();
         for rel in rels {
             let dir = self.ws.doc_dir(&rel);
+            if !dir.exists() {
+                // A file tandem never opened has no history to check.
+                files.push(json!({"file": rel, "blobs": 0, "bad": []}));
+                continue;
+            }
             let (count, bad) = stored::verify_dir(&dir, &blobs)?;
             let mut report = Vec::new();
             for (b, tag) in bad {

@@ -1,0 +1,1 @@
+//! (age keys: see the crate doc)
