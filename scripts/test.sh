@@ -18,6 +18,9 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 # JavaScript IPFS libraries, an implementation that shares no code with ours.
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+# age (the reference tool's Go port, Debian's package) opens tandem's encrypted exports
+# in tests/identity.rs, an implementation that shares no code with ours.
+command -v age >/dev/null || need_apt+=(age)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -40,7 +43,7 @@ cargo fmt --all -- --check
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary, the last of
 # which is often an empty doc-test run).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
+use tandem_auth::agekey::{AgeIdentity, AgeKeyError};
+use tandem_auth::device::{DeviceKey, KeyError};
 use tandem_doc::DocConfig;
 use tandem_store::{Access, Request, StoreError, Workspace, access, home_dir, load_author, read_text};
 
@@ -56,7 +58,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Export the document as txt, md, json or html.
+    /// Export the document as txt, md, json or html, optionally encrypted with age.
     Export {
         file: PathBuf,
         #[arg(long, default_value = "txt", value_parser = ["txt", "md", "json", "html"])]
@@ -67,9 +69,18 @@ enum Command {
         /// Export the text as it was at this version (see `tandem log`).
         #[arg(long)]
         at: Option<String>,
+        /// Encrypt the export with age, always to this device's own age key (so you can
+        /// read it: `age -d -i AGE_IDENTITY_PATH`, see `tandem id`) and to each --to.
+        /// Binary age in the -o file; ASCII-armored age on stdout.
+        #[arg(long)]
+        encrypt: bool,
+        /// With --encrypt: an age recipient (age1..., as `tandem id` prints) that can
+        /// decrypt the export too. Repeat for more.
+        #[arg(long, value_name = "RECIPIENT", requires = "encrypt", value_parser = recipient_arg)]
+        to: Vec<String>,
         /// Instead of the text, write the document's history blobs as a CARv1 file
         /// (CIDv1, raw codec, BLAKE3 multihash) that any IPFS node can import.
-        #[arg(long, value_name = "OUT.car", conflicts_with_all = ["at", "output"])]
+        #[arg(long, value_name = "OUT.car", conflicts_with_all = ["at", "output", "encrypt"])]
         car: Option<PathBuf>,
     },
     /// Delete and/or insert text at a char position.
@@ -144,6 +155,13 @@ enum Command {
         #[command(flatten)]
         peer: PeerOpts,
     },
+    /// Show this device's identity: its PeerId, its age recipient and its key files
+    /// (created on first use; see keys/README.md).
+    Id {
+        /// `{"peer_id", "age_recipient", "age_identity_path", "device_key_path"}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a sharing peer runs.
@@ -172,6 +190,18 @@ struct Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure { code: if e.is_usage() { 2 } else { 1 }, message: e.to_string() }
+    }
+}
+
+impl From<KeyError> for Failure {
+    fn from(e: KeyError) -> Self {
+        Failure { code: 1, message: e.to_string() }
+    }
+}
+
+impl From<AgeKeyError> for Failure {
+    fn from(e: AgeKeyError) -> Self {
+        Failure { code: 1, message: e.to_string() }
     }
 }
 
@@ -270,12 +300,16 @@ fn run(command: Command) -> Result<(), Failure> {
             let v = call(Request::ExportCar { file: abs(&file)?, out })?;
             out_json(&v)
         }
-        Command::Export { file, format, output, at, car: None } => {
+        Command::Export { file, format, output, at, encrypt, to, car: None } => {
+            // The own key first: a broken age.key is found before any export work.
+            let recipients = if encrypt { Some(own_and(to)?) } else { None };
             let v = call(Request::Export { file: abs(&file)?, format, at })?;
             let text = v["output"].as_str().unwrap_or_default();
-            match output {
-                Some(path) => Ok(tandem_store::write_atomic(&path, text.as_bytes())?),
-                None => out(text),
+            match (output, recipients) {
+                (Some(path), None) => Ok(tandem_store::write_atomic(&path, text.as_bytes())?),
+                (Some(path), Some(to)) => Ok(tandem_store::write_atomic(&path, &seal(text, &to, false)?)?),
+                (None, None) => out(text),
+                (None, Some(to)) => out(&String::from_utf8_lossy(&seal(text, &to, true)?)),
             }
         }
         Command::Edit { file, at, delete, insert, json } => {
@@ -378,7 +412,46 @@ fn run(command: Command) -> Result<(), Failure> {
             let net = sharing::Net::parse(&peer.transport, peer.listen)?;
             sharing::join(&ticket, &dir.unwrap_or_else(|| PathBuf::from(".")), peer.headless, peer.json, net)
         }
+        Command::Id { json } => id(json),
     }
+}
+
+/// `tandem id`: the device key and age identity of `$TANDEM_HOME`, made on first use.
+fn id(json: bool) -> Result<(), Failure> {
+    let home = home_dir();
+    let device = DeviceKey::load_or_create(&home)?;
+    let age = AgeIdentity::load_or_create(&home)?;
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    let fields = [
+        ("peer_id", device.keypair().public().to_peer_id().to_string()),
+        ("age_recipient", age.recipient()),
+        ("device_key_path", path(DeviceKey::path(&home))),
+        ("age_identity_path", path(AgeIdentity::path(&home))),
+    ];
+    if json {
+        let map = fields.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
+        return out_json(&Value::Object(map));
+    }
+    out(&fields.iter().map(|(k, v)| format!("{k}: {v}\n")).collect::<String>())
+}
+
+/// `--to`'s parser: a malformed recipient is a usage error (exit 2) that names it,
+/// found before anything is read or written.
+fn recipient_arg(s: &str) -> Result<String, String> {
+    tandem_auth::agekey::check_recipient(s).map(|()| s.to_owned())
+}
+
+/// This device's own age recipient followed by `to`: an encrypted export is always
+/// readable by the one who made it.
+fn own_and(to: Vec<String>) -> Result<Vec<String>, Failure> {
+    let own = AgeIdentity::load_or_create(&home_dir())?.recipient();
+    Ok(std::iter::once(own).chain(to).collect())
+}
+
+/// The export `text` encrypted with age to `to`, armored or binary.
+fn seal(text: &str, to: &[String], armor: bool) -> Result<Vec<u8>, Failure> {
+    tandem_auth::agekey::encrypt(text.as_bytes(), to, armor)
+        .map_err(|e| Failure { message: format!("export --encrypt: {e}"), code: 1 })
 }
 
 mod editor;
