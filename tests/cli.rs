@@ -1,76 +1,14 @@
 //! End-to-end tests of the `tandem` binary on real files in temporary directories.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-struct Env {
-    dir: tempfile::TempDir,
-    home: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        Env { dir, home }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.path(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, content).unwrap();
-        p
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tandem"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("TANDEM_HOME", &self.home)
-            .env("TANDEM_NAME", "tester")
-            .env_remove("RUST_LOG");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Run and require success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "tandem {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::{Env, noise, stderr};
 
 /// Every file under `dir` with its bytes, to prove a failing command touched nothing.
 fn snapshot_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -551,20 +489,7 @@ fn export_car_writes_every_history_blob_under_its_cid() {
 fn a_missing_blob_is_named_and_never_silently_skipped() {
     let env = Env::new();
     // Pseudo-random lines: the snapshot is larger than 16 KiB, so a file of its own.
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let text: String = (0..800)
-        .map(|_| {
-            let line: String = (0..60)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    (b'a' + (seed % 26) as u8) as char
-                })
-                .collect();
-            line + "\n"
-        })
-        .collect();
+    let text = noise(800);
     env.write("big.txt", &text);
     assert_eq!(env.json(&["verify", "big.txt", "--json"])["files"][0]["blobs"], 0, "no history yet");
     env.ok(&["cat", "big.txt"]);

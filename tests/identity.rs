@@ -4,59 +4,22 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-/// A directory with a document in it, and a device whose home is `home`.
-struct Env {
-    dir: tempfile::TempDir,
-    home: PathBuf,
+mod common;
+use common::{Env, stderr};
+
+fn identity(env: &Env) -> Value {
+    serde_json::from_slice(&env.ok_bytes(&["id", "--json"])).unwrap()
 }
 
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        Env { dir, home }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("TANDEM_HOME", &self.home)
-            .env("TANDEM_NAME", "tester")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    }
-
-    /// Run and require success; returns stdout.
-    fn ok(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.run(args);
-        assert!(out.status.success(), "tandem {args:?} failed: {}", stderr(&out));
-        out.stdout
-    }
-
-    fn id(&self) -> Value {
-        serde_json::from_slice(&self.ok(&["id", "--json"])).unwrap()
-    }
-
-    /// A small document with non-ASCII text, so a byte-exact round trip means something.
-    fn document(&self) -> PathBuf {
-        let p = self.path("notes.md");
-        std::fs::write(&p, "# Notes\n\nhéllo wörld, `code` & <tags>\n").unwrap();
-        p
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// A small document with non-ASCII text, so a byte-exact round trip means something.
+fn document(env: &Env) -> PathBuf {
+    let p = env.path("notes.md");
+    std::fs::write(&p, "# Notes\n\nhéllo wörld, `code` & <tags>\n").unwrap();
+    p
 }
 
 /// Whether the `age` tool is here. Without it the test is skipped with a reason, except
@@ -90,14 +53,14 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn id_shows_a_stable_identity_whose_age_key_file_is_private_and_names_its_recipient() {
     let env = Env::new();
-    let id = env.id();
+    let id = identity(&env);
     assert_eq!(id.as_object().unwrap().len(), 4, "{id}");
     assert!(id["peer_id"].as_str().unwrap().starts_with("12D3KooW"), "an Ed25519 PeerId: {id}");
     let recipient = id["age_recipient"].as_str().unwrap();
     assert!(recipient.starts_with("age1"), "{id}");
     assert_eq!(id["device_key_path"], env.home.join("device.key").to_str().unwrap());
     assert_eq!(id["age_identity_path"], env.home.join("age.key").to_str().unwrap());
-    assert_eq!(env.id(), id, "the same identity on every run");
+    assert_eq!(identity(&env), id, "the same identity on every run");
 
     let age_key = identity_path(&id);
     assert_eq!(mode(&age_key), 0o600);
@@ -106,13 +69,13 @@ fn id_shows_a_stable_identity_whose_age_key_file_is_private_and_names_its_recipi
     assert!(text.lines().any(|l| l == format!("# public key: {recipient}")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("# created: ")), "{text}");
 
-    let human = String::from_utf8(env.ok(&["id"])).unwrap();
+    let human = String::from_utf8(env.ok_bytes(&["id"])).unwrap();
     for key in ["peer_id", "age_recipient", "age_identity_path", "device_key_path"] {
         let line = format!("{key}: {}", id[key].as_str().unwrap());
         assert!(human.lines().any(|l| l == line), "{line:?} in\n{human}");
     }
     assert_eq!(human.lines().count(), 4, "{human}");
-    assert_ne!(Env::new().id()["age_recipient"], id["age_recipient"], "each home its own key");
+    assert_ne!(identity(&Env::new())["age_recipient"], id["age_recipient"], "each home its own key");
 
     if have_age("id_shows_a_stable_identity_whose_age_key_file_is_private_and_names_its_recipient") {
         let out = Command::new("age-keygen").arg("-y").arg(&age_key).output().unwrap();
@@ -127,17 +90,17 @@ fn encrypted_export_opens_with_the_age_tool_to_the_exact_plain_export() {
     if !have_age("encrypted_export_opens_with_the_age_tool_to_the_exact_plain_export") {
         return;
     }
-    env.document();
-    let key = identity_path(&env.id());
+    document(&env);
+    let key = identity_path(&identity(&env));
     for format in ["txt", "md", "json", "html"] {
-        let plain = env.ok(&["export", "notes.md", "--format", format]);
+        let plain = env.ok_bytes(&["export", "notes.md", "--format", format]);
         assert!(!plain.is_empty());
-        env.ok(&["export", "notes.md", "--format", format, "--encrypt", "-o", "out.age"]);
+        env.ok_bytes(&["export", "notes.md", "--format", format, "--encrypt", "-o", "out.age"]);
         let sealed = std::fs::read(env.path("out.age")).unwrap();
         assert!(sealed.starts_with(b"age-encryption.org/v1\n"), "binary age in a file ({format})");
         assert_eq!(age_decrypt(&key, &env.path("out.age")), plain, "{format}");
 
-        let armored = env.ok(&["export", "notes.md", "--format", format, "--encrypt"]);
+        let armored = env.ok_bytes(&["export", "notes.md", "--format", format, "--encrypt"]);
         assert!(armored.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----\n"), "armor on stdout ({format})");
         std::fs::write(env.path("stdout.age"), &armored).unwrap();
         assert_eq!(age_decrypt(&key, &env.path("stdout.age")), plain, "{format}");
@@ -150,17 +113,21 @@ fn export_to_another_recipient_opens_for_it_and_for_its_maker_only() {
     if !have_age("export_to_another_recipient_opens_for_it_and_for_its_maker_only") {
         return;
     }
-    me.document();
-    let (mine, theirs) = (me.id(), friend.id());
+    document(&me);
+    let (mine, theirs) = (identity(&me), identity(&friend));
     let to = theirs["age_recipient"].as_str().unwrap();
-    me.ok(&["export", "notes.md", "--encrypt", "--to", to, "-o", "shared.age"]);
-    let plain = me.ok(&["export", "notes.md"]);
+    me.ok_bytes(&["export", "notes.md", "--encrypt", "--to", to, "-o", "shared.age"]);
+    let plain = me.ok_bytes(&["export", "notes.md"]);
     let sealed = me.path("shared.age");
     assert_eq!(age_decrypt(&identity_path(&theirs), &sealed), plain, "the --to recipient");
     assert_eq!(age_decrypt(&identity_path(&mine), &sealed), plain, "the maker, always included");
 
-    let out =
-        Command::new("age").arg("-d").arg("-i").arg(identity_path(&stranger.id())).arg(&sealed).output();
+    let out = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(identity_path(&identity(&stranger)))
+        .arg(&sealed)
+        .output();
     let out = out.unwrap();
     assert!(!out.status.success() && out.stdout.is_empty(), "a third identity opens nothing");
 }
@@ -168,7 +135,7 @@ fn export_to_another_recipient_opens_for_it_and_for_its_maker_only() {
 #[test]
 fn a_malformed_recipient_is_a_usage_error_that_names_it() {
     let env = Env::new();
-    env.document();
+    document(&env);
     // The last is a valid Bech32 age key of all zeros: a low-order point.
     let low_order = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z";
     for bad in ["bob@example.com", "age1notakey", low_order] {
@@ -182,8 +149,8 @@ fn a_malformed_recipient_is_a_usage_error_that_names_it() {
 #[test]
 fn to_without_encrypt_and_encrypt_with_car_are_usage_errors() {
     let env = Env::new();
-    env.document();
-    let me = env.id();
+    document(&env);
+    let me = identity(&env);
     let to = me["age_recipient"].as_str().unwrap();
     let out = env.run(&["export", "notes.md", "--to", to, "-o", "out.txt"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -198,8 +165,8 @@ fn to_without_encrypt_and_encrypt_with_car_are_usage_errors() {
 #[test]
 fn a_corrupt_age_key_is_named_and_kept() {
     let env = Env::new();
-    env.document();
-    let key = identity_path(&env.id());
+    document(&env);
+    let key = identity_path(&identity(&env));
     std::fs::write(&key, "not a key\n").unwrap();
     for args in [&["id"][..], &["export", "notes.md", "--encrypt"]] {
         let out = env.run(args);
@@ -227,6 +194,6 @@ fn a_key_made_by_age_keygen_is_this_devices_age_identity() {
     assert!(out.status.success(), "age-keygen: {}", stderr(&out));
     let made = std::fs::read(&key).unwrap();
     let recipient = stderr(&out).trim().trim_start_matches("Public key: ").to_owned();
-    assert_eq!(env.id()["age_recipient"], recipient);
+    assert_eq!(identity(&env)["age_recipient"], recipient);
     assert_eq!(std::fs::read(&key).unwrap(), made, "used as it is");
 }

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::noise;
+
 const TRANSPORTS: [&str; 3] = ["quic", "webrtc", "tcp"];
 
 struct Peer {
@@ -131,24 +134,6 @@ fn converge(peers: &[&Peer], needles: &[&str]) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Text that does not compress: `n` lines of pseudo-random letters.
-fn noise(n: usize) -> String {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    (0..n)
-        .map(|_| {
-            let line: String = (0..60)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    (b'a' + (seed % 26) as u8) as char
-                })
-                .collect();
-            line + "\n"
-        })
-        .collect()
 }
 
 #[test]

@@ -16,20 +16,6 @@ fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// Bytes the files under `dir` take on disk.
-pub fn disk_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
-            Ok(m) => m.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// Replay `trace` into `dir` as the editor does: a commit when the idle window or
 /// the maximum delay has passed, and a checkpoint every second (the editor's tick,
 /// which also compacts when due). Returns Automerge's `save()` size at the end.
@@ -65,7 +51,7 @@ pub fn replay_like_editor(trace: &crate::Trace, dir: &Path, every_ms: u64) -> Re
 /// on disk as the editor left them, and after `tandem gc` (histories folded into one
 /// snapshot each, unused blobs deleted, the database file compacted).
 pub fn store_sizes(tandem: &Path, dir: &Path) -> Result<Value, String> {
-    let before = disk_bytes(&dir.join(".tandem"));
+    let before = tandem_store::dir_bytes(&dir.join(".tandem"));
     let out = Command::new(tandem)
         .args(["gc", "--json"])
         .current_dir(dir)
@@ -79,7 +65,7 @@ pub fn store_sizes(tandem: &Path, dir: &Path) -> Result<Value, String> {
     Ok(json!({
         "store_disk_bytes": before,
         "gc_removed_blobs": gc["removed_blobs"],
-        "store_disk_bytes_after_gc": disk_bytes(&dir.join(".tandem")),
+        "store_disk_bytes_after_gc": tandem_store::dir_bytes(&dir.join(".tandem")),
     }))
 }
 

@@ -174,15 +174,7 @@ fn replay(
     if !editor.final_text_ok {
         return Err(format!("{}: the replayed text differs from endContent", path.display()));
     }
-    let opened = Process::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .arg("open")
-        .arg(&dir)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !opened.status.success() {
-        return Err(format!("open: {}", String::from_utf8_lossy(&opened.stderr)));
-    }
-    let open: Value = serde_json::from_slice(&opened.stdout).map_err(|e| e.to_string())?;
+    let open = open_in_fresh_process(&dir)?;
     let (rope_ms, rope_ok) = replay_ropey(&trace);
     let baseline = (!no_baseline).then(|| replay_automerge(&trace));
     let _ = std::fs::remove_dir_all(&dir);
@@ -229,6 +221,20 @@ fn replay(
         }
     }
     Ok(())
+}
+
+/// `tandem-bench open DIR` in a new process (cold caches of this process's own:
+/// what a user opening the file sees), its JSON result.
+fn open_in_fresh_process(dir: &Path) -> Result<Value, String> {
+    let opened = Process::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .arg("open")
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !opened.status.success() {
+        return Err(format!("open: {}", String::from_utf8_lossy(&opened.stderr)));
+    }
+    serde_json::from_slice(&opened.stdout).map_err(|e| e.to_string())
 }
 
 fn open(dir: &Path) -> Result<(), String> {
@@ -363,15 +369,7 @@ fn history(paper: &Path, tandem: &Path, record: Option<&Path>) -> Result<(), Str
         let dir = tempdir()?;
         let save_bytes = history::replay_like_editor(&trace, &dir, every_ms)?;
         let sizes = history::store_sizes(&tandem, &dir)?;
-        let opened = Process::new(std::env::current_exe().map_err(|e| e.to_string())?)
-            .arg("open")
-            .arg(&dir)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !opened.status.success() {
-            return Err(format!("open: {}", String::from_utf8_lossy(&opened.stderr)));
-        }
-        let open: Value = serde_json::from_slice(&opened.stdout).map_err(|e| e.to_string())?;
+        let open = open_in_fresh_process(&dir)?;
         let ops = history::operations(&dir)?;
         let cli = history::cli_operations(&tandem, &dir)?;
         let save = save_bytes as f64;

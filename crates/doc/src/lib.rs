@@ -34,6 +34,7 @@ mod diff;
 mod document;
 pub mod export;
 mod live;
+pub mod time;
 mod undo;
 
 pub use automerge::{ActorId, Change, ChangeHash};

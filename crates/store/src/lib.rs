@@ -36,7 +36,7 @@ mod workspace;
 
 pub use blobs::{BlobFault, BlobHash, BlobStore, blob_hash};
 pub use error::{Result, StoreError};
-pub use fsutil::{read_text, text_from_bytes, write_atomic};
+pub use fsutil::{dir_bytes, read_text, text_from_bytes, write_atomic};
 pub use identity::{home_dir, load_author};
 pub use service::{Access, BlobFetch, Client, Request, Service, access};
 pub use stored::{BadBlob, INCOMING_TAG, Index, IndexEntry, Opened, Shared, StoredDoc, first_screen, now_ms};

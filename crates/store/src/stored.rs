@@ -274,7 +274,7 @@ impl StoredDoc {
             let doc = Document::with_text(author, config, &content, now);
             let doc_id =
                 hash_hex(format!("{rel}\0{now}\0{:?}", doc.author().actor).as_bytes())[..32].to_owned();
-            let stored = Self::create(ws, file, rel, dir, doc, doc_id, &content)?;
+            let stored = Self::create(ws, file, rel, dir, doc, doc_id, &content, None)?;
             return Ok((stored, Opened::Created));
         }
         let mut stored = Self::load(ws, &dir, file, rel, author, config)?;
@@ -286,23 +286,11 @@ impl StoredDoc {
     }
 
     /// Write the history of a new document whose file holds `saved` (snapshot first,
-    /// then the state that makes it count).
-    fn create(
-        ws: &Workspace,
-        file: PathBuf,
-        rel: String,
-        dir: PathBuf,
-        doc: Document,
-        doc_id: String,
-        saved: &str,
-    ) -> Result<StoredDoc> {
-        Self::create_adopting(ws, file, rel, dir, doc, doc_id, saved, None)
-    }
-
-    /// [`Self::create`], with `adopt` (blobs already in the store that make `doc`'s
-    /// history) as the index instead of a new snapshot.
+    /// then the state that makes it count). With `adopt` (blobs already in the store
+    /// that make `doc`'s history, as a fresh join fetched them), that is the index
+    /// instead of a new snapshot.
     #[allow(clippy::too_many_arguments)]
-    fn create_adopting(
+    fn create(
         ws: &Workspace,
         file: PathBuf,
         rel: String,
@@ -410,7 +398,7 @@ impl StoredDoc {
                     (Document::load(&snapshot, changes, author, config).map_err(doc_err)?, Some(index))
                 }
             };
-            let stored = Self::create_adopting(ws, file, rel, dir, doc, doc_id.to_owned(), "", adopt)?;
+            let stored = Self::create(ws, file, rel, dir, doc, doc_id.to_owned(), "", adopt)?;
             stored.blobs.untag_except(INCOMING_TAG.into(), Default::default())?;
             stored
         };
