@@ -5,8 +5,11 @@
 //! - [`agekey`]: the device's age X25519 identity (`age.key`, the format of the
 //!   `age` command-line tool) and age encryption of exports;
 //! - [`envelope`]: signed change envelopes and their verification, the gate every
-//!   change from the network passes before it can touch a document.
+//!   change from the network passes before it can touch a document;
+//! - [`group`]: a document's members and roles, as a signed, hash-linked log of
+//!   membership ops that converges on every peer.
 
 pub mod agekey;
 pub mod device;
 pub mod envelope;
+pub mod group;
