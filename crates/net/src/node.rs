@@ -336,6 +336,10 @@ pub struct Node {
     fetching: HashMap<OutboundRequestId, (BlobFetch, Vec<PeerId>)>,
 }
 
+/// Blob requests a fresh join keeps in flight at once.
+const BLOBS_IN_FLIGHT: usize = 4;
+/// Largest history a fresh join takes from a peer (all its blobs together).
+const MAX_HISTORY_BYTES: u64 = 1 << 30;
 /// Most live edits remembered for de-duplication before the memory is cleared.
 const SEEN_LIVE_MAX: usize = 100_000;
 /// Most swarm events handled at one wake-up before a batch of changes is applied.
@@ -1035,16 +1039,27 @@ pub async fn fetch_blobs(
     blobs: &[BlobRef],
     store: &BlobStore,
 ) -> Result<Vec<BlobHash>, String> {
-    let mut asked: HashMap<OutboundRequestId, BlobHash> = HashMap::new();
-    for b in blobs {
-        let hash = BlobHash::from_bytes(b.hash);
-        if store.has(hash) && store.get(hash).is_ok() {
-            continue;
-        }
-        let id = swarm.behaviour_mut().blobs.send_request(&peer, BlobRequest { doc, hash: b.hash });
-        asked.insert(id, hash);
+    // A peer names the sizes: refuse absurd ones before asking for anything, and keep
+    // a few requests in flight (each answer is held whole until verified).
+    let total: u64 = blobs.iter().map(|b| b.size).fold(0, u64::saturating_add);
+    if blobs.iter().any(|b| b.size > crate::blobs::MAX_BLOB) || total > MAX_HISTORY_BYTES {
+        return Err(format!("the peer's history is too large ({total} bytes in {} blobs)", blobs.len()));
     }
-    while !asked.is_empty() {
+    let mut todo: Vec<(BlobHash, u64)> = blobs
+        .iter()
+        .map(|b| (BlobHash::from_bytes(b.hash), b.size))
+        .filter(|(hash, _)| !(store.has(*hash) && store.get(*hash).is_ok()))
+        .rev()
+        .collect();
+    let mut asked: HashMap<OutboundRequestId, (BlobHash, u64)> = HashMap::new();
+    while !todo.is_empty() || !asked.is_empty() {
+        while asked.len() < BLOBS_IN_FLIGHT
+            && let Some((hash, size)) = todo.pop()
+        {
+            let req = BlobRequest { doc, hash: *hash.as_bytes() };
+            let id = swarm.behaviour_mut().blobs.send_request(&peer, req);
+            asked.insert(id, (hash, size));
+        }
         let ev = swarm.select_next_some().await;
         let (id, response) = match ev {
             SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
@@ -1058,8 +1073,12 @@ pub async fn fetch_blobs(
             })) => (request_id, Err(error.to_string())),
             _ => continue,
         };
-        let Some(hash) = asked.remove(&id) else { continue };
+        let Some((hash, size)) = asked.remove(&id) else { continue };
         let bad = match response {
+            Ok(BlobResponse::Found(bao)) if bao.len() < 8 || bao[..8] != size.to_le_bytes() => {
+                let _ = swarm.disconnect_peer_id(peer);
+                format!("the peer sent blob {hash} with another size than it listed; dropped that peer")
+            }
             Ok(BlobResponse::Found(bao)) => {
                 match store.import_bao(hash, format!("{}{hash}", tandem_store::INCOMING_TAG), bao) {
                     Ok(()) => continue,

@@ -117,10 +117,14 @@ impl BlobStore {
         rt.spawn(async move {
             let _ = tx.send(load.await);
         });
-        let store = rx
-            .recv()
-            .expect("the blob store's runtime answers")
-            .map_err(|e| StoreError::corrupt(&db, format!("the blob store cannot be opened: {e}")))?;
+        let store = match rx.recv().expect("the blob store's runtime answers") {
+            Ok(store) => store,
+            Err(e) => {
+                // Dropping a runtime inside async code panics; this may be such code.
+                rt.shutdown_background();
+                return Err(StoreError::corrupt(&db, format!("the blob store cannot be opened: {e}")));
+            }
+        };
         let store = Arc::new(BlobStore { dir: dir.to_owned(), store, gc_wanted, gc_done, rt: Some(rt) });
         open.insert(dir.to_owned(), Arc::downgrade(&store));
         Ok(store)
@@ -239,7 +243,7 @@ impl BlobStore {
     pub fn import_bao(&self, hash: BlobHash, tag: String, bao: Vec<u8>) -> Result<(), String> {
         let size_ok = bao.len() >= 8 && {
             let size = u64::from_le_bytes(bao[..8].try_into().expect("8 bytes"));
-            bao.len() as u64 == bao_size(size)
+            bao_size(size) == Some(bao.len() as u64)
         };
         if !size_ok {
             return Err("the blob's length does not match its encoding (truncated or padded)".into());
@@ -260,21 +264,32 @@ impl BlobStore {
         let named: Vec<String> = named.into_iter().map(|(t, _)| t).collect();
         let store = self.store.clone();
         self.block(async move {
+            let set = |tag: String| {
+                let store = store.clone();
+                async move {
+                    store
+                        .tags()
+                        .set(tag, HashAndFormat { hash, format: BlobFormat::Raw })
+                        .await
+                        .map_err(|e| format!("tagging it failed: {e}"))
+                }
+            };
+            // Tagged before it is imported (a tag may name what is not stored yet), so
+            // a collection running meanwhile cannot take it; a damaged copy's tags go
+            // back whatever happens: the history still names the blob.
+            set(tag.clone()).await?;
+            let was_named = named.contains(&tag);
+            for t in named {
+                set(t).await?;
+            }
             let imported = store
                 .blobs()
                 .import_bao_bytes(hash, bao_tree::ChunkRanges::all(), bao)
                 .await
                 .map_err(|e| format!("it does not match its hash: {e}"));
             let complete = matches!(store.blobs().status(hash).await, Ok(BlobStatus::Complete { .. }));
-            // The tags of a damaged copy go back even when the import failed: the
-            // history still names the blob.
-            let tags = if imported.is_ok() && complete { [vec![tag], named].concat() } else { named };
-            for tag in tags {
-                store
-                    .tags()
-                    .set(tag, HashAndFormat { hash, format: BlobFormat::Raw })
-                    .await
-                    .map_err(|e| format!("tagging it failed: {e}"))?;
+            if (imported.is_err() || !complete) && !was_named {
+                let _ = store.tags().delete(tag).await;
             }
             imported?;
             if complete { Ok(()) } else { Err("it ended before the whole blob arrived".to_owned()) }
@@ -288,6 +303,29 @@ impl BlobStore {
         let store = self.store.clone();
         self.block(async move { store.sync_db().await })
             .map_err(|e| self.failed("flushing the blob store", e))
+    }
+
+    /// Make the files of blob `hash` durable (fsync), when it is a file of its own:
+    /// iroh-blobs writes and renames them without, and a flush only makes its
+    /// database durable. Small blobs live in the database and need nothing more.
+    pub fn sync_files(&self, hash: BlobHash) -> Result<()> {
+        let paths = iroh_blobs::store::fs::options::PathOptions::new(&self.dir);
+        let mut synced = false;
+        for path in [paths.data_path(&hash), paths.outboard_path(&hash)] {
+            match std::fs::File::open(&path) {
+                Ok(f) => {
+                    f.sync_all().map_err(StoreError::io(&path))?;
+                    synced = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::Io { path, source: e }),
+            }
+        }
+        if synced {
+            let dir = paths.data_path;
+            std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(StoreError::io(&dir))?;
+        }
+        Ok(())
     }
 
     /// Every blob hash the store holds.
@@ -373,9 +411,10 @@ impl BlobStore {
 
 /// Length of the bao encoding (with its 8-byte size prefix) of a blob of `size`
 /// bytes, in iroh's 16 KiB chunk groups.
-fn bao_size(size: u64) -> u64 {
-    let tree = bao_tree::BaoTree::new(size, iroh_blobs::store::IROH_BLOCK_SIZE);
-    8 + tree.outboard_size() + size
+fn bao_size(size: u64) -> Option<u64> {
+    // `size` comes from a peer: no overflow on absurd values.
+    let outboard = bao_tree::BaoTree::new(size, iroh_blobs::store::IROH_BLOCK_SIZE).outboard_size();
+    size.checked_add(outboard)?.checked_add(8)
 }
 
 impl Drop for BlobStore {

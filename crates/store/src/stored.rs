@@ -46,6 +46,9 @@ const COMPACT_RECORDS: usize = 64;
 /// automerge-paper history: 512 changes per snapshot kept the store at 3.3x
 /// Automerge's `save()`).
 const COMPACT_BYTES: u64 = 64 << 10;
+/// Blobs larger than this are files of their own in the store (iroh-blobs' default
+/// inline limit), which [`BlobStore::sync_files`] makes durable.
+const INLINE_MAX: u64 = 16 << 10;
 /// A fresh peer is sent at most this many change blobs after the snapshot.
 const SHARE_CHANGES_MAX: usize = 32;
 
@@ -383,6 +386,14 @@ impl StoredDoc {
                     file.display()
                 )));
             }
+            // One document, one history per workspace: its blobs' tags are named by
+            // the document id, so a second history of it would collect the first's.
+            if let Some(other) = document_with_id(ws, doc_id)? {
+                return Err(StoreError::BadRequest(format!(
+                    "{}: this workspace already has that shared document, as {other}; open that file instead",
+                    file.display()
+                )));
+            }
             let doc_err = |e| StoreError::Doc { path: file.clone(), source: e };
             let (doc, adopt) = match shared {
                 Shared::Changes(changes) => {
@@ -632,14 +643,22 @@ impl StoredDoc {
         for c in changes {
             let bytes = c.raw_bytes();
             self.log.append(bytes)?;
-            let blob = self.blobs.put(change_tag(&self.state.doc_id, &blob_hash(bytes)), bytes.to_vec())?;
+            let hash = blob_hash(bytes);
+            // Logged is committed: a failed put only means the checkpoint retries it.
+            let unstored = match self.blobs.put(change_tag(&self.state.doc_id, &hash), bytes.to_vec()) {
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(file = %self.rel, "change kept in the log only for now: {e}");
+                    Some(bytes.to_vec())
+                }
+            };
             self.pending.push(Pending {
                 entry: IndexEntry {
                     change: Some(c.hash().to_string()),
-                    blob: blob.to_string(),
+                    blob: hash.to_string(),
                     bytes: bytes.len() as u64,
                 },
-                unstored: None,
+                unstored,
             });
         }
         Ok(())
@@ -659,11 +678,16 @@ impl StoredDoc {
             return Ok(());
         }
         for p in &mut self.pending {
-            if let Some(bytes) = p.unstored.take() {
-                self.blobs.put(change_tag(&self.state.doc_id, &blob_hash(&bytes)), bytes)?;
+            if let Some(bytes) = &p.unstored {
+                // Cleared only once stored: a failure leaves it for the next try.
+                self.blobs.put(change_tag(&self.state.doc_id, &blob_hash(bytes)), bytes.clone())?;
+                p.unstored = None;
             }
         }
         self.blobs.flush()?;
+        for p in self.pending.iter().filter(|p| p.entry.bytes > INLINE_MAX) {
+            self.blobs.sync_files(p.entry.blob_hash(&self.dir.join(INDEX))?)?;
+        }
         let mut index = self.index.clone();
         index.changes.extend(self.pending.iter().map(|p| p.entry.clone()));
         self.write_index(index)?;
@@ -776,6 +800,8 @@ impl StoredDoc {
         let len = bytes.len() as u64;
         let blob = self.blobs.put(snapshot_tag(&doc_id, &blob_hash(&bytes)), bytes)?;
         self.blobs.flush()?;
+        // Durable before the index names it and the old snapshot is let go.
+        self.blobs.sync_files(blob)?;
         let index = Index {
             version: 1,
             snapshot: Some(IndexEntry { change: None, blob: blob.to_string(), bytes: len }),
@@ -888,8 +914,13 @@ pub struct BadBlob {
 /// Also returns how many blobs were checked, and the tag each bad one belongs under.
 pub(crate) fn verify_dir(dir: &Path, blobs: &BlobStore) -> Result<(usize, Vec<(BadBlob, String)>)> {
     let index_path = dir.join(INDEX);
-    let (index, _) =
-        Index::read(dir)?.ok_or_else(|| StoreError::corrupt(&index_path, "the index is missing"))?;
+    let Some((index, _)) = Index::read(dir)? else {
+        if dir.join(LEGACY_SNAPSHOT).exists() {
+            // From before the blob store: moved in when the document is next opened.
+            return Ok((0, Vec::new()));
+        }
+        return Err(StoreError::corrupt(&index_path, "the index is missing"));
+    };
     let state_path = dir.join(STATE);
     let state_bytes = fs::read(&state_path).map_err(StoreError::io(&state_path))?;
     let state: State = serde_json::from_slice(&state_bytes)
@@ -909,6 +940,20 @@ pub(crate) fn verify_dir(dir: &Path, blobs: &BlobStore) -> Result<(usize, Vec<(B
         })
         .collect();
     Ok((index.entries().count(), bad))
+}
+
+/// The workspace-relative path of the document of `ws` whose id is `doc_id`.
+fn document_with_id(ws: &Workspace, doc_id: &str) -> Result<Option<String>> {
+    let Ok(entries) = fs::read_dir(ws.store_dir().join("docs")) else { return Ok(None) };
+    for entry in entries.flatten() {
+        let Ok(bytes) = fs::read(entry.path().join(STATE)) else { continue };
+        if let Ok(state) = serde_json::from_slice::<State>(&bytes)
+            && state.doc_id == doc_id
+        {
+            return Ok(Some(state.path));
+        }
+    }
+    Ok(None)
 }
 
 /// The workspace-relative paths of every document with a history in `ws`.

@@ -150,3 +150,30 @@ fn typing_goes_on_while_remote_changes_are_applied_and_both_are_kept() {
     let (s, _) = open(&ws, &file);
     assert_eq!(s.doc.rope().to_string(), "> one two\nthree\n", "both survive a reopen");
 }
+
+/// A shared document joined a second time into the same workspace under another name
+/// is refused: its blobs' tags are named by the document id, so two histories of it
+/// would collect each other's blobs.
+#[test]
+fn a_second_history_of_one_document_in_a_workspace_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, "shared\n").unwrap();
+    let ws = Workspace::at(dir.path()).unwrap();
+    let _lock = ws.try_lock().unwrap().unwrap();
+    let (mut a, _) = open(&ws, &file);
+    let changes = a.doc.changes_since(&[]);
+    let doc_id = a.doc_id().to_owned();
+    let err = StoredDoc::join(
+        &ws,
+        &dir.path().join("b.txt"),
+        &doc_id,
+        tandem_store::Shared::Changes(changes),
+        author(),
+        DocConfig::default(),
+    )
+    .err()
+    .expect("a second history of the same document");
+    assert!(err.to_string().contains("already has that shared document, as a.txt"), "{err}");
+    assert!(!dir.path().join("b.txt").exists());
+}
