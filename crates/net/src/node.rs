@@ -26,7 +26,7 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use tandem_doc::{ActorId, Change, ChangeHash, LiveEdit};
-use tandem_store::{BlobFetch, BlobHash, BlobStore, Service, Shared};
+use tandem_store::{BlobFetch, BlobHash, BlobStore, ImportError, Service, Shared};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::blobs::{BlobCodec, BlobRequest, BlobResponse};
@@ -597,6 +597,11 @@ impl Node {
                         let _ = fetch.reply.send(Ok(peer.to_string()));
                         return;
                     }
+                    // Our own store failed: asking another peer would not help.
+                    Err(e @ ImportError::Local(_)) => {
+                        let _ = fetch.reply.send(Err(e.to_string()));
+                        return;
+                    }
                     Err(e) => {
                         tracing::warn!(peer = %peer, blob = %fetch.hash, "peer sent a bad blob ({e}); dropping it");
                         self.peers.remove(&peer);
@@ -1082,6 +1087,7 @@ pub async fn fetch_blobs(
             Ok(BlobResponse::Found(bao)) => {
                 match store.import_bao(hash, format!("{}{hash}", tandem_store::INCOMING_TAG), bao) {
                     Ok(()) => continue,
+                    Err(e @ ImportError::Local(_)) => format!("blob {hash}: {e}"),
                     Err(e) => {
                         let _ = swarm.disconnect_peer_id(peer);
                         format!("the peer sent blob {hash} wrong ({e}); dropped that peer")

@@ -55,6 +55,18 @@ impl std::fmt::Display for BlobFault {
     }
 }
 
+/// Why a blob from a peer was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// The bytes are not the blob asked for (wrong, cut short, padded): the
+    /// sender's fault.
+    #[error("{0}")]
+    Invalid(String),
+    /// This store failed (I/O, tags, collection): not the sender's fault.
+    #[error("storing it failed here: {0}")]
+    Local(String),
+}
+
 pub struct BlobStore {
     dir: PathBuf,
     store: FsStore,
@@ -240,26 +252,36 @@ impl BlobStore {
     /// wrong, truncated or padded data is refused and nothing is stored. The blob is
     /// tagged `tag`. A damaged copy already here (missing bytes, or bytes that do
     /// not match) is dropped first, so this is also how a blob is repaired.
-    pub fn import_bao(&self, hash: BlobHash, tag: String, bao: Vec<u8>) -> Result<(), String> {
+    pub fn import_bao(&self, hash: BlobHash, tag: String, bao: Vec<u8>) -> Result<(), ImportError> {
+        use ImportError::{Invalid, Local};
         let size_ok = bao.len() >= 8 && {
             let size = u64::from_le_bytes(bao[..8].try_into().expect("8 bytes"));
             bao_size(size) == Some(bao.len() as u64)
         };
         if !size_ok {
-            return Err("the blob's length does not match its encoding (truncated or padded)".into());
+            return Err(Invalid(
+                "the blob's length does not match its encoding (truncated or padded)".into(),
+            ));
         }
         let mut named = Vec::new();
         if self.has(hash) && self.get(hash).is_err() {
             // The store believes it has the blob, so it would keep the bad copy:
             // drop every tag naming it and collect it, then import afresh.
-            named = self.tags().map_err(|e| e.to_string())?;
+            named = self.tags().map_err(|e| Local(e.to_string()))?;
             named.retain(|(_, h)| *h == hash);
-            for (t, _) in &named {
-                let store = self.store.clone();
-                let t = t.clone();
-                self.block(async move { store.tags().delete(t).await }).map_err(|e| e.to_string())?;
+            let dropped = named.iter().try_for_each(|(t, _)| {
+                let (store, t) = (self.store.clone(), t.clone());
+                self.block(async move { store.tags().delete(t).await }).map(|_| ())
+            });
+            let collected =
+                dropped.map_err(|e| e.to_string()).and_then(|()| self.gc().map_err(|e| e.to_string()));
+            if let Err(e) = collected {
+                // Put the tags back: the history still names the blob.
+                for (t, _) in named {
+                    let _ = self.tag(t, hash);
+                }
+                return Err(Local(e));
             }
-            self.gc().map_err(|e| e.to_string())?;
         }
         let named: Vec<String> = named.into_iter().map(|(t, _)| t).collect();
         let store = self.store.clone();
@@ -271,7 +293,7 @@ impl BlobStore {
                         .tags()
                         .set(tag, HashAndFormat { hash, format: BlobFormat::Raw })
                         .await
-                        .map_err(|e| format!("tagging it failed: {e}"))
+                        .map_err(|e| Local(format!("tagging it failed: {e}")))
                 }
             };
             // Tagged before it is imported (a tag may name what is not stored yet), so
@@ -286,16 +308,16 @@ impl BlobStore {
                 .blobs()
                 .import_bao_bytes(hash, bao_tree::ChunkRanges::all(), bao)
                 .await
-                .map_err(|e| format!("it does not match its hash: {e}"));
+                .map_err(|e| Invalid(format!("it does not match its hash: {e}")));
             let complete = matches!(store.blobs().status(hash).await, Ok(BlobStatus::Complete { .. }));
             if (imported.is_err() || !complete) && !was_named {
                 let _ = store.tags().delete(tag).await;
             }
             imported?;
-            if complete { Ok(()) } else { Err("it ended before the whole blob arrived".to_owned()) }
+            if complete { Ok(()) } else { Err(Invalid("it ended before the whole blob arrived".to_owned())) }
         })?;
         // The store verified the tree; check the whole once more before use.
-        self.get(hash).map(|_| ()).map_err(|f| format!("stored copy is {f}"))
+        self.get(hash).map(|_| ()).map_err(|f| Local(format!("the stored copy is {f}")))
     }
 
     /// Write everything stored so far to disk.
@@ -367,7 +389,10 @@ impl BlobStore {
                 cvar.wait_timeout(runs, Duration::from_secs(60)).unwrap_or_else(|e| e.into_inner());
             runs = guard;
             if timeout.timed_out() {
-                return Err(self.failed("garbage collection", "did not finish within 60 s"));
+                return Err(self.failed(
+                    "garbage collection",
+                    "did not finish within 60 s (it stops after a store error; restart tandem to resume it)",
+                ));
             }
         }
         drop(runs);

@@ -34,7 +34,7 @@ mod service;
 mod stored;
 mod workspace;
 
-pub use blobs::{BlobFault, BlobHash, BlobStore, blob_hash};
+pub use blobs::{BlobFault, BlobHash, BlobStore, ImportError, blob_hash};
 pub use error::{Result, StoreError};
 pub use fsutil::{dir_bytes, read_text, text_from_bytes, write_atomic};
 pub use identity::{home_dir, load_author};

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tandem_doc::export::{ExportMeta, Format, export, line_ending};
 use tandem_doc::{Author, ChangeSet, DocConfig, LiveEdit};
 
-use crate::blobs::{BlobHash, BlobStore};
+use crate::blobs::{BlobHash, BlobStore, ImportError};
 use crate::error::{Result, StoreError};
 use crate::fsutil::read_text;
 use crate::stored::{self, Opened, Shared, StoredDoc, now_ms};
@@ -395,8 +395,13 @@ impl Service {
 
     /// Store a blob a peer sent in bao form, verified against `hash` first (see
     /// [`BlobStore::import_bao`]).
-    pub fn import_blob(&self, hash: BlobHash, tag: String, bao: Vec<u8>) -> std::result::Result<(), String> {
-        self.blob_store().map_err(|e| e.to_string())?.import_bao(hash, tag, bao)
+    pub fn import_blob(
+        &self,
+        hash: BlobHash,
+        tag: String,
+        bao: Vec<u8>,
+    ) -> std::result::Result<(), ImportError> {
+        self.blob_store().map_err(|e| ImportError::Local(e.to_string()))?.import_bao(hash, tag, bao)
     }
 
     /// Requests for blobs of `file`'s history that `verify` wants from peers (the
