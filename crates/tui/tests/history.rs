@@ -10,6 +10,9 @@ use tandem_tui::config::ColorDepth;
 use tandem_tui::history::author_color;
 use tandem_tui::{Config, Editor, Mode, render};
 
+mod common;
+use common::screen;
+
 /// 2023-11-14 22:13:20 UTC.
 const T0: u64 = 1_700_000_000_000;
 const MINUTE: u64 = 60_000;
@@ -37,26 +40,6 @@ fn draw(editor: &mut Editor, doc: &mut Document, w: u16, h: u16, depth: ColorDep
     })
     .unwrap();
     term
-}
-
-fn screen(term: &Terminal<TestBackend>) -> Vec<String> {
-    let buf = term.backend().buffer();
-    (0..buf.area.height)
-        .map(|y| {
-            let mut line = String::new();
-            let mut skip = 0;
-            for x in 0..buf.area.width {
-                if skip > 0 {
-                    skip -= 1;
-                    continue;
-                }
-                let sym = buf[(x, y)].symbol();
-                line.push_str(sym);
-                skip = unicode_width::UnicodeWidthStr::width(sym).saturating_sub(1);
-            }
-            line.trim_end().to_string()
-        })
-        .collect()
 }
 
 fn press(e: &mut Editor, d: &mut Document, code: KeyCode, mods: KeyModifiers) {

@@ -9,6 +9,9 @@ use tandem_doc::{ActorId, Author, Change, CursorId, DocConfig, Document, Selecti
 use tandem_tui::config::ColorDepth;
 use tandem_tui::{Config, Editor, render};
 
+mod common;
+use common::screen;
+
 const NOW: u64 = 1_000_000;
 
 fn doc(text: &str) -> Document {
@@ -26,26 +29,6 @@ fn draw(
     let mut cursor = None;
     term.draw(|f| cursor = render(editor, doc, f.area(), f.buffer_mut(), depth, NOW)).unwrap();
     (term, cursor)
-}
-
-fn screen(term: &Terminal<TestBackend>) -> Vec<String> {
-    let buf = term.backend().buffer();
-    (0..buf.area.height)
-        .map(|y| {
-            let mut line = String::new();
-            let mut skip = 0;
-            for x in 0..buf.area.width {
-                if skip > 0 {
-                    skip -= 1;
-                    continue;
-                }
-                let sym = buf[(x, y)].symbol();
-                line.push_str(sym);
-                skip = unicode_width::UnicodeWidthStr::width(sym).saturating_sub(1);
-            }
-            line.trim_end().to_string()
-        })
-        .collect()
 }
 
 fn key(code: KeyCode, mods: KeyModifiers) -> Event {
