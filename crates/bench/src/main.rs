@@ -106,6 +106,16 @@ enum Cmd {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// Per-change cost of signing + checking an envelope and of age encryption +
+    /// decryption, on real changes of the automerge-paper trace.
+    Security {
+        #[arg(long, default_value = "../shared/traces/automerge-paper.json.gz")]
+        paper: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        changes: usize,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// SIGKILL a syncing, edited `tandem join` process KILLS times; after each kill
     /// the store must verify clean and hold every acknowledged change.
     Crash {
@@ -137,6 +147,13 @@ fn main() {
         }
         Cmd::Crash { kills, seed, tandem, record } => crash(&tandem, kills, seed, record.as_deref()),
         Cmd::History { paper, tandem, record } => history(&paper, &tandem, record.as_deref()),
+        Cmd::Security { paper, changes, record } => (|| {
+            let trace = load_trace(&paper)?;
+            let home = tempdir()?;
+            let result = tandem_bench::security::run(&trace, changes, &home)?;
+            let _ = std::fs::remove_dir_all(&home);
+            emit(&[result], record.as_deref())
+        })(),
     };
     if let Err(e) = result {
         eprintln!("tandem-bench: {e}");
