@@ -23,9 +23,11 @@
 //! the ops whose parents have not arrived yet (held aside, at most
 //! [`MAX_WAITING`], then refused).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::agekey::AgeIdentity;
 use crate::device::{DeviceKey, PublicKey, verify};
+use crate::epoch::EpochKey;
 
 pub type OpHash = [u8; 32];
 pub type DocId = [u8; 16];
@@ -38,6 +40,14 @@ pub const MAX_PARENTS: usize = 64;
 pub const MAX_OPS: usize = 100_000;
 /// Most ops held while their parents are missing.
 pub const MAX_WAITING: usize = 1024;
+/// Most wrapped keys one op may carry (one per member that reads).
+pub const MAX_WRAPS: usize = 1024;
+/// Largest wrapped key (an age file of 64 bytes to one recipient is ~200).
+pub const MAX_WRAP: usize = 1024;
+/// Longest age recipient string.
+pub const MAX_RECIPIENT: usize = 128;
+/// In a [`Wrap`], "the epoch this op starts".
+pub const THIS_OP: OpHash = [0; 32];
 
 /// Roles, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -105,11 +115,27 @@ pub enum Action {
     Rotate,
 }
 
+/// An epoch key wrapped (age-encrypted) to one member's device age key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wrap {
+    pub member: PublicKey,
+    /// The op that started the epoch whose key this is ([`THIS_OP`]: the op that
+    /// carries the wrap).
+    pub start: OpHash,
+    pub sealed: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {
     pub parents: Vec<OpHash>,
     pub author: PublicKey,
     pub action: Action,
+    /// The age recipient of the member a `SetRole` adds, or of the owner in the
+    /// genesis op: what later epoch keys are wrapped to.
+    pub recipient: Option<String>,
+    /// Epoch keys for members: the new epoch's key for every reading member when
+    /// the op starts an epoch, or the current one for a member being added.
+    pub wraps: Vec<Wrap>,
     pub signature: [u8; 64],
 }
 
@@ -129,7 +155,13 @@ pub enum GroupError {
     TooManyWaiting,
 }
 
-fn unsigned_bytes(parents: &[OpHash], author: &PublicKey, action: &Action) -> Vec<u8> {
+fn unsigned_bytes(
+    parents: &[OpHash],
+    author: &PublicKey,
+    action: &Action,
+    recipient: &Option<String>,
+    wraps: &[Wrap],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + 32 * parents.len());
     out.push(VERSION);
     out.push(parents.len() as u8);
@@ -153,21 +185,42 @@ fn unsigned_bytes(parents: &[OpHash], author: &PublicKey, action: &Action) -> Ve
         }
         Action::Rotate => out.push(3),
     }
+    let r = recipient.as_deref().unwrap_or("").as_bytes();
+    out.push(r.len() as u8);
+    out.extend_from_slice(r);
+    out.extend_from_slice(&(wraps.len() as u16).to_be_bytes());
+    for w in wraps {
+        out.extend_from_slice(&w.member);
+        out.extend_from_slice(&w.start);
+        out.extend_from_slice(&(w.sealed.len() as u16).to_be_bytes());
+        out.extend_from_slice(&w.sealed);
+    }
     out
 }
 
 impl Op {
     /// A new op by `key` after `parents`.
     pub fn sign(key: &DeviceKey, parents: Vec<OpHash>, action: Action) -> Op {
+        Self::sign_with(key, parents, action, None, Vec::new())
+    }
+
+    /// [`Self::sign`] with a recipient and wrapped keys.
+    pub fn sign_with(
+        key: &DeviceKey,
+        parents: Vec<OpHash>,
+        action: Action,
+        recipient: Option<String>,
+        wraps: Vec<Wrap>,
+    ) -> Op {
         let author = key.public();
         let mut msg = DOMAIN.to_vec();
-        msg.extend_from_slice(&unsigned_bytes(&parents, &author, &action));
+        msg.extend_from_slice(&unsigned_bytes(&parents, &author, &action, &recipient, &wraps));
         let signature = key.sign(&msg);
-        Op { parents, author, action, signature }
+        Op { parents, author, action, recipient, wraps, signature }
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = unsigned_bytes(&self.parents, &self.author, &self.action);
+        let mut out = unsigned_bytes(&self.parents, &self.author, &self.action, &self.recipient, &self.wraps);
         out.extend_from_slice(&self.signature);
         out
     }
@@ -210,13 +263,39 @@ impl Op {
             3 => Action::Rotate,
             _ => return Err(GroupError::Malformed("unknown action")),
         };
+        let n = take(1)?[0] as usize;
+        if n > MAX_RECIPIENT {
+            return Err(GroupError::Malformed("recipient too long"));
+        }
+        let recipient = match n {
+            0 => None,
+            _ => Some(
+                std::str::from_utf8(take(n)?)
+                    .map_err(|_| GroupError::Malformed("recipient is not text"))?
+                    .to_owned(),
+            ),
+        };
+        let n = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
+        if n > MAX_WRAPS {
+            return Err(GroupError::Malformed("too many wrapped keys"));
+        }
+        let mut wraps = Vec::with_capacity(n);
+        for _ in 0..n {
+            let member = take(32)?.try_into().expect("32 bytes");
+            let start = take(32)?.try_into().expect("32 bytes");
+            let len = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
+            if len > MAX_WRAP {
+                return Err(GroupError::Malformed("wrapped key too large"));
+            }
+            wraps.push(Wrap { member, start, sealed: take(len)?.to_vec() });
+        }
         let signature: [u8; 64] = take(64)?.try_into().expect("64 bytes");
         if !r.is_empty() {
             return Err(GroupError::Malformed("trailing bytes"));
         }
-        let op = Op { parents, author, action, signature };
+        let op = Op { parents, author, action, recipient, wraps, signature };
         let mut msg = DOMAIN.to_vec();
-        msg.extend_from_slice(&unsigned_bytes(&op.parents, &op.author, &op.action));
+        msg.extend_from_slice(&unsigned_bytes(&op.parents, &op.author, &op.action, &op.recipient, &op.wraps));
         if !verify(&op.author, &msg, &op.signature) {
             return Err(GroupError::BadSignature);
         }
@@ -228,8 +307,14 @@ impl Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Members {
     pub roles: BTreeMap<PublicKey, Role>,
+    /// Members' age recipients (what epoch keys are wrapped to).
+    pub recipients: BTreeMap<PublicKey, String>,
     /// Starts at 0; every rotation and every removal starts the next.
     pub epoch: u64,
+    /// The op that started the current epoch (the genesis op for epoch 0).
+    pub epoch_start: OpHash,
+    /// Who was given the current epoch's key.
+    pub holders: BTreeSet<PublicKey>,
 }
 
 impl Members {
@@ -258,20 +343,54 @@ impl Members {
         }
     }
 
-    fn apply(&mut self, author: &PublicKey, action: &Action) {
-        match action {
+    /// Members who read (every role but relay).
+    pub fn readers(&self) -> impl Iterator<Item = &PublicKey> {
+        self.roles.iter().filter(|(_, r)| **r >= Role::Reader).map(|(k, _)| k)
+    }
+
+    /// True when the current epoch key must be replaced: a reading member lacks it,
+    /// or someone who is no longer a member was given it (a removal and an addition
+    /// or rotation that happened at once). Any admin that sees this rotates.
+    pub fn needs_rotation(&self) -> bool {
+        // Only readers with a known recipient can be given a key.
+        let lacking = self.readers().any(|k| self.recipients.contains_key(k) && !self.holders.contains(k));
+        lacking || self.holders.iter().any(|k| self.role(k).is_none_or(|r| r < Role::Reader))
+    }
+
+    fn apply(&mut self, hash: OpHash, op: &Op) {
+        let start_epoch = |m: &mut Members| {
+            m.epoch_start = hash;
+            m.holders = op.wraps.iter().filter(|w| w.start == THIS_OP).map(|w| w.member).collect();
+        };
+        match &op.action {
             Action::Genesis { .. } => {
-                self.roles.insert(*author, Role::Owner);
+                self.roles.insert(op.author, Role::Owner);
+                if let Some(r) = &op.recipient {
+                    self.recipients.insert(op.author, r.clone());
+                }
+                start_epoch(self);
             }
             Action::SetRole { member, role } => {
                 self.roles.insert(*member, *role);
+                if let Some(r) = &op.recipient {
+                    self.recipients.insert(*member, r.clone());
+                }
+                let current = self.epoch_start;
+                if op.wraps.iter().any(|w| w.member == *member && w.start == current) {
+                    self.holders.insert(*member);
+                }
             }
             Action::Remove { member } => {
                 if self.roles.remove(member).is_some() {
+                    self.recipients.remove(member);
                     self.epoch += 1;
+                    start_epoch(self);
                 }
             }
-            Action::Rotate => self.epoch += 1,
+            Action::Rotate => {
+                self.epoch += 1;
+                start_epoch(self);
+            }
         }
     }
 }
@@ -297,6 +416,55 @@ impl Group {
         (group, genesis)
     }
 
+    /// A new group for `doc` owned by `owner` (whose age recipient is `recipient`), and
+    /// its genesis op, which carries epoch 0's key wrapped to the owner.
+    pub fn create_keyed(owner: &DeviceKey, recipient: &str, doc: DocId) -> Result<(Group, Op, EpochKey), String> {
+        let key = EpochKey::generate();
+        let wraps = vec![Wrap { member: owner.public(), start: THIS_OP, sealed: key.wrap(&THIS_OP, recipient)? }];
+        let genesis = Op::sign_with(owner, vec![], Action::Genesis { doc }, Some(recipient.to_owned()), wraps);
+        let mut group = Group::empty(doc);
+        group.add(genesis.clone()).map_err(|e| e.to_string())?;
+        Ok((group, genesis, key))
+    }
+
+    /// The op by which `by` gives `member` `role` (adding it when new). A member that
+    /// reads gets `current` (this epoch's key) wrapped to `recipient`.
+    pub fn set_role_op(
+        &self,
+        by: &DeviceKey,
+        member: PublicKey,
+        role: Role,
+        recipient: Option<&str>,
+        current: Option<&EpochKey>,
+    ) -> Result<Op, String> {
+        let members = self.members();
+        let recipient = recipient.map(str::to_owned).or_else(|| members.recipients.get(&member).cloned());
+        let mut wraps = Vec::new();
+        if let (true, Some(r), Some(key)) = (role >= Role::Reader, &recipient, current) {
+            let start = members.epoch_start;
+            wraps.push(Wrap { member, start, sealed: key.wrap(&start, r)? });
+        }
+        Ok(Op::sign_with(by, self.heads(), Action::SetRole { member, role }, recipient, wraps))
+    }
+
+    /// An op that starts a new epoch (`Remove` or `Rotate`), with a new key wrapped to
+    /// every reading member that remains; returns the op and the key.
+    pub fn new_epoch_op(&self, by: &DeviceKey, action: Action) -> Result<(Op, EpochKey), String> {
+        let members = self.members();
+        let gone = match &action {
+            Action::Remove { member } => Some(*member),
+            _ => None,
+        };
+        let key = EpochKey::generate();
+        let mut wraps = Vec::new();
+        for member in members.readers().filter(|k| Some(**k) != gone) {
+            if let Some(r) = members.recipients.get(member) {
+                wraps.push(Wrap { member: *member, start: THIS_OP, sealed: key.wrap(&THIS_OP, r)? });
+            }
+        }
+        Ok((Op::sign_with(by, self.heads(), action, None, wraps), key))
+    }
+
     /// A group that has not seen its genesis op yet (a joiner's, before sync).
     pub fn empty(doc: DocId) -> Group {
         Group {
@@ -313,6 +481,11 @@ impl Group {
         let mut h: Vec<_> = self.heads.iter().copied().collect();
         h.sort();
         h
+    }
+
+    /// True when the op `hash` is in the log (not merely waiting).
+    pub fn contains(&self, hash: &OpHash) -> bool {
+        self.ops.contains_key(hash)
     }
 
     pub fn len(&self) -> usize {
@@ -392,6 +565,12 @@ impl Group {
     /// The members as of `heads` (all the ops they descend from), folded in the one
     /// order every peer uses. Unknown heads are ignored.
     pub fn members_at(&self, heads: &[OpHash]) -> Members {
+        self.fold(heads, |_, _, _| {})
+    }
+
+    /// Fold the ops `heads` descend from (see [`Self::members_at`]), calling `visit`
+    /// with each op that took effect and the members just after it.
+    fn fold(&self, heads: &[OpHash], mut visit: impl FnMut(OpHash, &Op, &Members)) -> Members {
         // Everything `heads` descend from.
         let mut seen = HashSet::new();
         let mut stack: Vec<OpHash> = heads.iter().filter(|h| self.ops.contains_key(*h)).copied().collect();
@@ -410,10 +589,52 @@ impl Group {
             let allowed =
                 matches!(op.action, Action::Genesis { .. }) || members.allows(&op.author, &op.action);
             if allowed {
-                members.apply(&op.author, &op.action);
+                members.apply(h, op);
+                visit(h, op, &members);
             }
         }
         members
+    }
+
+    /// The epoch keys wrapped to `me` that `identity` opens, by epoch number (as of
+    /// every head). Wraps in ops that did not take effect are ignored, and so are
+    /// wraps that do not open or say another epoch than where they stand.
+    pub fn keys_for(&self, me: &PublicKey, identity: &AgeIdentity) -> BTreeMap<u64, EpochKey> {
+        let mut epochs: HashMap<OpHash, u64> = HashMap::new();
+        let mut mine: Vec<(OpHash, Vec<u8>)> = Vec::new();
+        self.fold(&self.heads(), |hash, op, members| {
+            if members.epoch_start == hash {
+                epochs.insert(hash, members.epoch);
+            }
+            for w in op.wraps.iter().filter(|w| w.member == *me) {
+                let start = if w.start == THIS_OP { hash } else { w.start };
+                mine.push((start, w.sealed.clone()));
+            }
+        });
+        let mut keys = BTreeMap::new();
+        for (start, sealed) in mine {
+            let Some(epoch) = epochs.get(&start) else { continue };
+            match EpochKey::unwrap(identity, &sealed) {
+                Ok((said, key)) if said == THIS_OP || said == start => {
+                    keys.insert(*epoch, key);
+                }
+                // A wrap that does not open (made for an old age identity of this
+                // device, or damaged) gives no key; it is not fatal.
+                _ => {}
+            }
+        }
+        keys
+    }
+
+    /// The op hash of every epoch start, by epoch number.
+    pub fn epoch_of(&self, start: &OpHash) -> Option<u64> {
+        let mut found = None;
+        self.fold(&self.heads(), |hash, _, members| {
+            if hash == *start && members.epoch_start == hash {
+                found = Some(members.epoch);
+            }
+        });
+        found
     }
 
     /// The members now (at every head).
@@ -605,6 +826,79 @@ mod tests {
                 replay.add(op).unwrap();
             }
             assert_eq!(replay.members(), want, "seed {seed}");
+        }
+    }
+
+    /// Epoch keys: the owner's genesis key, a member added later gets the current
+    /// key, a removal gives the remaining readers a new key that the removed member's
+    /// age identity cannot open; relays get no key.
+    #[test]
+    fn epoch_keys_reach_readers_and_not_removed_members_or_relays() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<AgeIdentity> =
+            (0..4).map(|i| AgeIdentity::load_or_create(&dir.path().join(i.to_string())).unwrap()).collect();
+        let [owner, ada, bob, relay] = <[DeviceKey; 4]>::try_from(keys(4)).unwrap();
+        let (mut g, _, k0) = Group::create_keyed(&owner, &ids[0].recipient(), DOC).unwrap();
+        for (k, id, role) in [(&ada, &ids[1], Role::Writer), (&bob, &ids[2], Role::Reader), (&relay, &ids[3], Role::Relay)] {
+            let op = g.set_role_op(&owner, k.public(), role, Some(&id.recipient()), Some(&k0)).unwrap();
+            g.add(op).unwrap();
+        }
+        assert!(!g.members().needs_rotation());
+        for (k, id) in [(&owner, &ids[0]), (&ada, &ids[1]), (&bob, &ids[2])] {
+            assert_eq!(g.keys_for(&k.public(), id).get(&0), Some(&k0));
+        }
+        assert!(g.keys_for(&relay.public(), &ids[3]).is_empty(), "a relay holds no key");
+        let (op, k1) = g.new_epoch_op(&owner, Action::Remove { member: bob.public() }).unwrap();
+        g.add(op).unwrap();
+        assert_eq!(g.members().epoch, 1);
+        assert_eq!(g.keys_for(&ada.public(), &ids[1]).get(&1), Some(&k1));
+        assert_eq!(g.keys_for(&bob.public(), &ids[2]).get(&1), None, "the removed member gets no new key");
+        assert_eq!(g.keys_for(&bob.public(), &ids[2]).get(&0), Some(&k0), "old epochs stay readable");
+        // Wrapped keys survive encoding; an op with a bad wrap list is refused.
+        let ops: Vec<Op> = g.ops_in_order().into_iter().cloned().collect();
+        let mut replay = Group::empty(DOC);
+        for op in &ops {
+            replay.add(Op::decode(&op.encode()).unwrap()).unwrap();
+        }
+        assert_eq!(replay.keys_for(&ada.public(), &ids[1]).get(&1), Some(&k1));
+        let mut bytes = ops.last().unwrap().encode();
+        let n = bytes.len();
+        bytes[n - 70] ^= 1;
+        assert!(Op::decode(&bytes).is_err());
+    }
+
+    /// An admin adds a member while the owner removes another at the same time: the
+    /// fold gives everyone the same epoch, and says the key needs replacing (the new
+    /// member lacks the new key); a rotation puts that right.
+    #[test]
+    fn concurrent_addition_and_removal_call_for_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<AgeIdentity> =
+            (0..4).map(|i| AgeIdentity::load_or_create(&dir.path().join(i.to_string())).unwrap()).collect();
+        let [owner, admin, gone, new] = <[DeviceKey; 4]>::try_from(keys(4)).unwrap();
+        let (mut g, _, k0) = Group::create_keyed(&owner, &ids[0].recipient(), DOC).unwrap();
+        for (k, id, role) in [(&admin, &ids[1], Role::Admin), (&gone, &ids[2], Role::Writer)] {
+            g.add(g.set_role_op(&owner, k.public(), role, Some(&id.recipient()), Some(&k0)).unwrap()).unwrap();
+        }
+        let (mut left, mut right) = (g.clone(), g.clone());
+        let add = left.set_role_op(&admin, new.public(), Role::Writer, Some(&ids[3].recipient()), Some(&k0)).unwrap();
+        left.add(add.clone()).unwrap();
+        let (remove, _) = right.new_epoch_op(&owner, Action::Remove { member: gone.public() }).unwrap();
+        right.add(remove.clone()).unwrap();
+        left.add(remove).unwrap();
+        right.add(add).unwrap();
+        assert_eq!(left.members(), right.members());
+        let m = left.members();
+        assert_eq!(m.epoch, 1);
+        // Either order of the two ops leaves the new member without epoch 1's key.
+        assert!(m.role(&new.public()).is_some() && !m.holders.contains(&new.public()));
+        {
+            assert!(m.needs_rotation());
+            let (op, k2) = left.new_epoch_op(&admin, Action::Rotate).unwrap();
+            left.add(op).unwrap();
+            assert!(!left.members().needs_rotation());
+            assert_eq!(left.keys_for(&new.public(), &ids[3]).get(&2), Some(&k2));
+            assert_eq!(left.keys_for(&gone.public(), &ids[2]).get(&2), None);
         }
     }
 }

@@ -6,10 +6,12 @@
 //!   `age` command-line tool) and age encryption of exports;
 //! - [`envelope`]: signed change envelopes and their verification, the gate every
 //!   change from the network passes before it can touch a document;
+//! - [`epoch`]: a group epoch's symmetric read key and its wrapping to age keys;
 //! - [`group`]: a document's members and roles, as a signed, hash-linked log of
 //!   membership ops that converges on every peer.
 
 pub mod agekey;
 pub mod device;
 pub mod envelope;
+pub mod epoch;
 pub mod group;
