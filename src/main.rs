@@ -13,7 +13,7 @@ use serde_json::Value;
 use tandem_auth::agekey::{AgeIdentity, AgeKeyError};
 use tandem_auth::device::{DeviceKey, KeyError};
 use tandem_doc::DocConfig;
-use tandem_store::{Access, Request, StoreError, Workspace, access, home_dir, load_author, read_text};
+use tandem_store::{Access, Keys, Request, StoreError, Workspace, access, home_dir, load_author, read_text};
 
 #[derive(Parser)]
 #[command(
@@ -140,11 +140,22 @@ enum Command {
         json: bool,
     },
     /// Share FILE with other devices: print a ticket, then keep the document in sync.
+    /// The ticket holds an invite: the device that joins with it becomes a member of
+    /// the document's group with --role (only an admin or owner can share).
     Share {
         file: PathBuf,
         /// Also show the ticket as a QR code (printed; in the editor, over the text).
         #[arg(long)]
         qr: bool,
+        /// What a device that joins with the ticket may do: read, or read and write.
+        #[arg(long, default_value = "writer", value_parser = ["reader", "writer"])]
+        role: String,
+        /// The invite stops working after this long (30m, 12h, 7d; default: never).
+        #[arg(long, value_name = "DURATION", value_parser = sharing::parse_duration)]
+        expires: Option<u64>,
+        /// The invite enrols at most this many devices (default: any number).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        uses: Option<u32>,
         #[command(flatten)]
         peer: PeerOpts,
     },
@@ -155,6 +166,18 @@ enum Command {
         #[command(flatten)]
         peer: PeerOpts,
     },
+    /// Show or change who may read and write FILE: `tandem group FILE` lists the
+    /// members; `add PEER_ID ROLE --age RECIPIENT`, `role PEER_ID ROLE`,
+    /// `remove PEER_ID` and `rotate` change them (admins and owners only). Removing a
+    /// member rotates the document's key: it reads nothing written after.
+    Group {
+        file: PathBuf,
+        #[command(subcommand)]
+        change: Option<GroupChange>,
+        /// `{"file", "epoch", "members": [{"peer_id", "role", "age_recipient", "has_key"}], "ops", "needs_rotation"}`.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Show this device's identity: its PeerId, its age recipient and its key files
     /// (created on first use; see keys/README.md).
     Id {
@@ -162,6 +185,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum GroupChange {
+    /// Add a device (its peer id, as `tandem id` prints it there) with a role.
+    Add {
+        member: String,
+        #[arg(value_parser = ["owner", "admin", "writer", "reader", "relay"])]
+        role: String,
+        /// The device's age recipient (age1..., `tandem id` prints it), which the
+        /// document's key is wrapped to. Needed for every role but relay.
+        #[arg(long = "age", value_name = "RECIPIENT", value_parser = recipient_arg)]
+        age: Option<String>,
+    },
+    /// Change a member's role.
+    Role {
+        member: String,
+        #[arg(value_parser = ["owner", "admin", "writer", "reader", "relay"])]
+        role: String,
+    },
+    /// Remove a member (and rotate the key, so it reads nothing new).
+    Remove { member: String },
+    /// Give the members a new key (what removal does; use it if a device was lost).
+    Rotate,
 }
 
 /// How a sharing peer runs.
@@ -404,8 +451,42 @@ fn run(command: Command) -> Result<(), Failure> {
                 v["removed_blobs"], v["bytes_before"], v["bytes_after"]
             ))
         }
-        Command::Share { file, qr, peer } => {
-            let net = sharing::Net::parse(&peer.transport, peer.listen)?;
+        Command::Group { file, change, json } => {
+            let file = abs(&file)?;
+            let req = match change {
+                None => Request::Group { file },
+                Some(c) => {
+                    let (op, member, role, recipient) = match c {
+                        GroupChange::Add { member, role, age } => ("add", Some(member), Some(role), age),
+                        GroupChange::Role { member, role } => ("role", Some(member), Some(role), None),
+                        GroupChange::Remove { member } => ("remove", Some(member), None, None),
+                        GroupChange::Rotate => ("rotate", None, None, None),
+                    };
+                    Request::GroupChange { file, op: op.into(), member, role, recipient }
+                }
+            };
+            let v = call(req)?;
+            if json {
+                return out_json(&v);
+            }
+            let mut s = format!("epoch {}\n", v["epoch"]);
+            for m in v["members"].as_array().into_iter().flatten() {
+                s += &format!(
+                    "{:<8} {}{}\n",
+                    m["role"].as_str().unwrap_or_default(),
+                    m["peer_id"].as_str().unwrap_or("?"),
+                    if m["has_key"].as_bool() == Some(false) && m["role"] != "relay" { "  (no key yet)" } else { "" }
+                );
+            }
+            out(&s)
+        }
+        Command::Share { file, qr, peer, role, expires, uses } => {
+            let mut net = sharing::Net::parse(&peer.transport, peer.listen)?;
+            net.invite = sharing::InviteOpts {
+                role: if role == "reader" { tandem_net::Role::Reader } else { tandem_net::Role::Writer },
+                expires_in_ms: expires,
+                uses,
+            };
             sharing::share(&abs(&file)?, peer.headless, peer.json, qr, net)
         }
         Command::Join { ticket, dir, peer } => {
@@ -505,7 +586,8 @@ fn verify_report(v: &Value) -> String {
 fn reach(file: &Path) -> Result<Access, Failure> {
     let ws = Workspace::discover(file)?;
     let author = load_author(&home_dir())?;
-    Ok(access(ws, &author, &DocConfig::default())?)
+    let keys = Keys::load(&home_dir())?;
+    Ok(access(ws, &author, &DocConfig::default(), &keys)?)
 }
 
 fn call(req: Request) -> Result<Value, Failure> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tandem_doc::DocConfig;
 use tandem_net::node::{self, Node};
 use tandem_net::{Role, Ticket, Transport, device_key};
-use tandem_store::{Service, Workspace, home_dir, load_author};
+use tandem_store::{Keys, Request, Service, Workspace, home_dir, load_author};
 
 use crate::Failure;
 
@@ -30,7 +30,8 @@ pub fn own(ws: &Workspace) -> Result<Arc<Service>, Failure> {
         commit_max_ms: config.commit_max_ms,
         ..DocConfig::default()
     };
-    let service = Service::own(ws.clone(), author, doc_config)?.ok_or_else(|| {
+    let keys = Keys::load(&home_dir())?;
+    let service = Service::own(ws.clone(), author, doc_config, keys)?.ok_or_else(|| {
         fail(format!(
             "{}: this workspace is open in another tandem process; use that one, or stop it first",
             ws.root().display()
@@ -59,24 +60,63 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Runtime::new().map_err(|e| format!("starting the network: {e}"))
 }
 
-/// How a node listens: transport and address.
+/// How a node listens (transport and address), and what the invite in a sharer's
+/// ticket allows.
 #[derive(Clone, Copy)]
 pub struct Net {
     pub transport: Transport,
     pub listen: Ipv4Addr,
+    pub invite: InviteOpts,
+}
+
+/// `tandem share --role --expires --uses`.
+#[derive(Clone, Copy)]
+pub struct InviteOpts {
+    pub role: Role,
+    /// Milliseconds the invite stays valid; none: until the sharer stops sharing
+    /// the document for good (it is kept in the document's directory).
+    pub expires_in_ms: Option<u64>,
+    pub uses: Option<u32>,
+}
+
+impl Default for InviteOpts {
+    /// A writer, any number of times, no expiry: what a plain `tandem share` gives.
+    fn default() -> InviteOpts {
+        InviteOpts { role: Role::Writer, expires_in_ms: None, uses: None }
+    }
 }
 
 impl Default for Net {
     /// Every transport, every interface (what `tandem share` does by default).
     fn default() -> Net {
-        Net { transport: Transport::Any, listen: Ipv4Addr::UNSPECIFIED }
+        Net { transport: Transport::Any, listen: Ipv4Addr::UNSPECIFIED, invite: InviteOpts::default() }
     }
 }
 
 impl Net {
     pub fn parse(transport: &str, listen: Ipv4Addr) -> Result<Net, Failure> {
-        Ok(Net { transport: transport.parse().map_err(usage)?, listen })
+        Ok(Net { transport: transport.parse().map_err(usage)?, listen, invite: InviteOpts::default() })
     }
+}
+
+/// A duration as `--expires` takes it: a number and a unit, s, m, h or d (`90s`,
+/// `30m`, `12h`, `7d`).
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let bad = || format!("{s:?} is not a duration: give a number and a unit, like 30m, 12h or 7d");
+    let unit = s.chars().last().ok_or_else(bad)?;
+    let ms = match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        _ => return Err(bad()),
+    };
+    let n: u64 = s[..s.len() - 1].parse().map_err(|_| bad())?;
+    if n == 0 {
+        return Err(format!("{s:?}: an invite that expires at once is no invite"));
+    }
+    n.checked_mul(ms).ok_or_else(bad)
 }
 
 /// Start sharing the open document `file`: returns the node (not yet running) and
@@ -90,7 +130,18 @@ pub async fn start_share(service: &Arc<Service>, file: &Path, net: Net) -> Resul
     let cert = node::webrtc_certificate(&home_dir())?;
     let (mut swarm, listeners) = node::swarm(key, cert, net.transport, net.listen)?;
     let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
-    let ticket = Ticket { name, doc, peer, addrs, role: Role::Writer };
+    let opts = net.invite;
+    let role = match opts.role {
+        Role::Reader => "reader",
+        Role::Writer => "writer",
+    };
+    let expires_ms = opts.expires_in_ms.map(|d| tandem_store::now_ms().saturating_add(d));
+    let invite = service
+        .handle(&Request::Invite { file: file.to_owned(), role: role.into(), expires_ms, uses: opts.uses })
+        .map_err(|e| e.to_string())?;
+    let token = |k: &str| -> Result<[u8; 16], String> { doc_bytes(invite[k].as_str().unwrap_or_default()) };
+    let invite = Some((token("invite")?, token("secret")?));
+    let ticket = Ticket { name, doc, peer, addrs, role: opts.role, invite };
     Ok((Node::new(swarm, Arc::clone(service), file.to_owned(), doc, net.transport), ticket))
 }
 
@@ -108,10 +159,22 @@ pub async fn start_join(
     let (mut swarm, listeners) = node::swarm(key.clone(), cert, net.transport, net.listen)?;
     let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
     let store = service.blob_store().map_err(|e| e.to_string())?;
-    let shared = node::fetch(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc, net.transport, &store)
-        .await
+    let recipient = service.keys().age.recipient();
+    let (shared, group) = node::fetch(
+        &mut swarm,
+        ticket.peer,
+        &ticket.addrs,
+        ticket.doc,
+        net.transport,
+        &store,
+        ticket.invite,
+        recipient,
+    )
+    .await
+    .map_err(|e| format!("joining {}: {e}", ticket.name))?;
+    service
+        .join(file, &hex(&ticket.doc), shared, &group)
         .map_err(|e| format!("joining {}: {e}", ticket.name))?;
-    service.join(file, &hex(&ticket.doc), shared).map_err(|e| format!("joining {}: {e}", ticket.name))?;
     let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), ticket.doc, net.transport);
     let connected = node.swarm.is_connected(&ticket.peer);
     node.keep_connected(ticket.peer, ticket.addrs.clone(), connected);
@@ -121,6 +184,9 @@ pub async fn start_join(
         peer: key.public().to_peer_id(),
         addrs,
         role: ticket.role,
+        // A member's own ticket lets other members reach it; only an admin's
+        // invite lets a new device in.
+        invite: None,
     };
     Ok((node, own))
 }

@@ -110,6 +110,37 @@ impl DeviceKey {
     }
 }
 
+/// The libp2p PeerId (`12D3KooW...`) of the device whose key is `public`.
+pub fn peer_id(public: &PublicKey) -> Option<libp2p_identity::PeerId> {
+    let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(public).ok()?;
+    Some(libp2p_identity::PublicKey::from(key).to_peer_id())
+}
+
+/// The device key behind a PeerId (only Ed25519 PeerIds carry their key).
+pub fn public_of(peer: &libp2p_identity::PeerId) -> Option<PublicKey> {
+    let mh = peer.as_ref();
+    if mh.code() != 0 {
+        return None; // a hashed (non-identity) PeerId: the key is not in it
+    }
+    let key = libp2p_identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    Some(key.try_into_ed25519().ok()?.to_bytes())
+}
+
+/// A member as a user names it: a PeerId (as `tandem id` prints it) or 64 hex digits.
+pub fn parse_member(s: &str) -> Result<PublicKey, String> {
+    let s = s.trim();
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        return Ok(out);
+    }
+    let peer: libp2p_identity::PeerId =
+        s.parse().map_err(|_| format!("{s:?} is not a peer id; give the peer_id `tandem id` prints on that device"))?;
+    public_of(&peer).ok_or_else(|| format!("{s:?} is not the peer id of a tandem device (not an Ed25519 key)"))
+}
+
 /// True when `sig` is `public`'s signature of `msg`. A malformed key or signature is
 /// simply not valid.
 pub fn verify(public: &PublicKey, msg: &[u8], sig: &[u8]) -> bool {
@@ -122,6 +153,17 @@ pub fn verify(public: &PublicKey, msg: &[u8], sig: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_ids_and_keys_round_trip() {
+        let key = DeviceKey::generate();
+        let peer = peer_id(&key.public()).unwrap();
+        assert_eq!(peer, key.keypair().public().to_peer_id());
+        assert_eq!(public_of(&peer), Some(key.public()));
+        assert_eq!(parse_member(&peer.to_string()), Ok(key.public()));
+        assert_eq!(parse_member(&hex(&key.public())), Ok(key.public()));
+        assert!(parse_member("bob").is_err());
+    }
 
     #[test]
     fn the_key_persists_signs_and_garbage_is_refused() {

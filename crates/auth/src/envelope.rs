@@ -4,7 +4,7 @@
 //! Format, version 2:
 //!
 //! ```text
-//! version: u8 = 2 | kind: u8 (0 change, 1 snapshot) | doc: 16 bytes
+//! version: u8 = 2 | kind: u8 (0 change, 1 snapshot, 2 live edit) | doc: 16 bytes
 //! | signer: 32 bytes (Ed25519) | epoch: u64 BE | heads: u8 count, 32 bytes each
 //! | body: nonce 24 | ciphertext | tag 16       (XChaCha20-Poly1305, the epoch key)
 //! | signature: 64 bytes
@@ -47,6 +47,8 @@ pub enum Kind {
     Change,
     /// The whole document in Automerge's compact form, vouched for by the signer.
     Snapshot,
+    /// A keystroke ahead of its change (a `LiveEdit`): shown, never stored.
+    Live,
 }
 
 /// Why an envelope was refused.
@@ -101,6 +103,7 @@ fn header_bytes(doc: &DocId, h: &Header) -> Vec<u8> {
     out.push(match h.kind {
         Kind::Change => 0,
         Kind::Snapshot => 1,
+        Kind::Live => 2,
     });
     out.extend_from_slice(doc);
     out.extend_from_slice(&h.signer);
@@ -169,6 +172,7 @@ pub fn check<'a>(envelope: &'a [u8], doc: &DocId) -> Result<Checked<'a>, Envelop
     let kind = match envelope[1] {
         0 => Kind::Change,
         1 => Kind::Snapshot,
+        2 => Kind::Live,
         k => return Err(EnvelopeError::UnknownKind(k)),
     };
     if envelope[2..18] != doc[..] {

@@ -53,6 +53,11 @@ impl Trace {
     }
 }
 
+/// The device keys benchmarks sign with (kept in `dir/home`, made on first use).
+pub fn keys(dir: &Path) -> Result<tandem_store::Keys, String> {
+    tandem_store::Keys::load(&dir.join("home")).map_err(|e| e.to_string())
+}
+
 /// Load a `.json.gz` (or plain `.json`) trace.
 pub fn load_trace(path: &Path) -> Result<Trace, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -155,7 +160,7 @@ pub fn replay_editor(
     let ws = Workspace::at(dir).map_err(|e| e.to_string())?;
     let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("workspace locked")?;
     let author = Author::new("bench", ActorId::from(vec![7u8; 16]));
-    let (mut stored, _) = StoredDoc::open(&ws, &file, author, config, false).map_err(|e| e.to_string())?;
+    let (mut stored, _) = StoredDoc::open(&ws, &file, author, config, false, &crate::keys(dir)?).map_err(|e| e.to_string())?;
     let base = trace.txns.first().map_or(0, |t| t.time_ms);
     let mut changes = 0;
     let started = Instant::now();

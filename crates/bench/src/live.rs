@@ -61,10 +61,13 @@ impl Peer {
     }
 }
 
+/// Peer `i`'s service over `dir`, with its own device keys (in `dir/home`): its
+/// actor id, its PeerId and its membership are that key.
 fn own(dir: &Path, i: usize) -> Result<Arc<Service>, String> {
     let ws = Workspace::at(dir).map_err(|e| e.to_string())?;
-    let author = Author::new(format!("peer{i}"), ActorId::from(vec![i as u8 + 1; 16]));
-    Ok(Arc::new(Service::own(ws, author, DocConfig::default()).map_err(|e| e.to_string())?.ok_or("locked")?))
+    let keys = tandem_store::Keys::load(&dir.join("home")).map_err(|e| e.to_string())?;
+    let author = Author::new(format!("peer{i}"), ActorId::from(keys.public().to_vec()));
+    Ok(Arc::new(Service::own(ws, author, DocConfig::default(), keys).map_err(|e| e.to_string())?.ok_or("locked")?))
 }
 
 fn doc_id(service: &Service, file: &Path) -> Result<[u8; 16], String> {
@@ -76,9 +79,10 @@ fn doc_id(service: &Service, file: &Path) -> Result<[u8; 16], String> {
 
 async fn swarm(
     dir: &Path,
+    service: &Service,
     transport: Transport,
 ) -> Result<(libp2p::Swarm<node::Behaviour>, PeerId, Vec<Multiaddr>), String> {
-    let key = libp2p::identity::Keypair::generate_ed25519();
+    let key = service.keys().device.keypair().clone();
     let id = key.public().to_peer_id();
     let cert = node::webrtc_certificate(&dir.join("home"))?;
     let (mut swarm, listeners) = node::swarm(key, cert, transport, "127.0.0.1".parse().expect("ip"))?;
@@ -91,7 +95,7 @@ pub async fn share(dir: &Path, file: &Path, transport: Transport) -> Result<(Pee
     let service = own(dir, 0)?;
     service.open(file, false).map_err(|e| e.to_string())?;
     let doc = doc_id(&service, file)?;
-    let (swarm, id, addrs) = swarm(dir, transport).await?;
+    let (swarm, id, addrs) = swarm(dir, &service, transport).await?;
     tokio::spawn(Node::new(swarm, Arc::clone(&service), file.to_owned(), doc, transport).serve());
     Ok((Peer { service, file: file.to_owned(), id, addrs }, doc))
 }
@@ -116,11 +120,22 @@ pub async fn join(
 ) -> Result<(Peer, JoinCost), String> {
     let service = own(dir, i)?;
     let file = dir.join(to.file.file_name().ok_or("no file name")?);
-    let (mut swarm, id, addrs) = swarm(dir, transport).await?;
+    let (mut swarm, id, addrs) = swarm(dir, &service, transport).await?;
+    // The sharer's invite, as `tandem share` puts it in the ticket.
+    let invite = to
+        .service
+        .handle(&tandem_store::Request::Invite { file: to.file.clone(), role: "writer".into(), expires_ms: None, uses: None })
+        .map_err(|e| e.to_string())?;
+    let token = |k: &str| -> [u8; 16] {
+        let hex = invite[k].as_str().unwrap_or_default();
+        std::array::from_fn(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0))
+    };
+    let invite = Some((token("invite"), token("secret")));
     let started = Instant::now();
     let blobs_before = tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
     let store = service.blob_store().map_err(|e| e.to_string())?;
-    let shared = node::fetch(&mut swarm, to.id, &to.addrs, doc, transport, &store).await?;
+    let recipient = service.keys().age.recipient();
+    let (shared, group) = node::fetch(&mut swarm, to.id, &to.addrs, doc, transport, &store, invite, recipient).await?;
     let fetch_ms = started.elapsed().as_secs_f64() * 1e3;
     let blob_bytes =
         tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed) - blobs_before;
@@ -134,7 +149,7 @@ pub async fn join(
             Shared::Blobs(b) => 2 + b.len() * 41 + blob_bytes as usize,
         };
     let hex: String = doc.iter().map(|b| format!("{b:02x}")).collect();
-    service.join(&file, &hex, shared).map_err(|e| e.to_string())?;
+    service.join(&file, &hex, shared, &group).map_err(|e| e.to_string())?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let mut node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
     let connected = node.swarm.is_connected(&to.id);

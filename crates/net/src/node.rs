@@ -12,6 +12,13 @@
 //! (all the events ready at one wake-up) are applied in one batch. A fresh peer is
 //! sent the list of its history's blobs (a snapshot and the changes after it) and
 //! fetches them over `/tandem/blobs/1`, each checked against its BLAKE3 hash.
+//!
+//! Only members of the document's group are synced with: a peer's PeerId is its
+//! device key, and its `Hello` (or `Need`, or blob request) is refused unless that key
+//! is a member now. Admitting a peer sends it the membership log (`Group`); ops made
+//! or received later are passed on, and a peer the log no longer names is dropped.
+//! Every envelope a peer sends is checked by the store (signature, writer at the
+//! cited membership heads, epoch, actor) before it can touch the document.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -25,7 +32,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
-use tandem_doc::{ActorId, Change, ChangeHash, LiveEdit};
+use tandem_doc::{ActorId, ChangeHash, LiveEdit};
 use tandem_store::{BlobFetch, BlobHash, BlobStore, ImportError, Service, Shared};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -336,6 +343,10 @@ pub struct Node {
     fetching: HashMap<OutboundRequestId, (BlobFetch, Vec<PeerId>)>,
 }
 
+/// Why a peer is not synced with.
+const NOT_A_MEMBER: &str =
+    "not a member of this document's group (ask an admin for an invite: `tandem share FILE --role writer`)";
+
 /// Blob requests a fresh join keeps in flight at once.
 const BLOBS_IN_FLIGHT: usize = 4;
 /// Largest history a fresh join takes from a peer (all its blobs together).
@@ -407,10 +418,54 @@ impl Node {
         self.board().network = state;
     }
 
-    /// A peer that said hello for this document: sync with it from now on.
+    /// True when `peer`'s device key is a member of the document's group now.
+    fn is_member(&self, peer: &PeerId) -> bool {
+        let Some(key) = tandem_auth::device::public_of(peer) else { return false };
+        matches!(self.service.role_of(&self.file, &key), Ok(Some(_)))
+    }
+
+    /// Drop peers the membership log no longer names (removed, or left).
+    fn drop_non_members(&mut self) {
+        let gone: Vec<PeerId> = self.peers.iter().filter(|p| !self.is_member(p)).copied().collect();
+        for p in gone {
+            tracing::info!(peer = %p, "no longer a member: dropping it");
+            self.peers.remove(&p);
+            self.synced.remove(&p);
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+    }
+
+    /// Send membership ops to every peer but `except`.
+    fn send_group(&mut self, ops: Vec<Vec<u8>>, except: Option<PeerId>) {
+        let peers: Vec<PeerId> = self.peers.iter().filter(|p| Some(**p) != except).copied().collect();
+        for p in peers {
+            self.send(&p, Message::Group { doc: self.doc, ops: ops.clone() });
+        }
+    }
+
+    /// Ops a peer sent: added to the group, passed on when new, and peers no longer
+    /// members dropped.
+    fn receive_group(&mut self, from: PeerId, ops: Vec<Vec<u8>>) -> Result<(), String> {
+        let n = self.service.add_group_ops(&self.file, &ops).map_err(|e| e.to_string())?;
+        if n > 0 {
+            tracing::info!(peer = %from, new = n, "membership changed");
+            self.send_group(ops, Some(from));
+            self.drop_non_members();
+        }
+        Ok(())
+    }
+
+    /// A peer that said hello for this document (and is a member): sync with it
+    /// from now on, starting with the membership log.
     fn admit(&mut self, peer: PeerId) {
         if self.peers.insert(peer) {
             tracing::info!(peer = %peer, "syncing with peer");
+            match self.service.group_ops(&self.file) {
+                Ok(ops) => {
+                    self.send(&peer, Message::Group { doc: self.doc, ops });
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
             let mine = self.board().local();
             if let Some(mut p) = mine {
                 p.origin = self.swarm.local_peer_id().to_bytes();
@@ -489,9 +544,14 @@ impl Node {
         }
     }
 
-    /// Check that `envelopes` decode, and queue them for the next batch.
+    /// Queue envelopes from a member for the next batch (the store checks each).
     fn receive(&mut self, from: PeerId, envelopes: Vec<Vec<u8>>) -> Result<(), String> {
-        decode_changes(&envelopes)?;
+        if !self.peers.contains(&from) {
+            return Err(NOT_A_MEMBER.into());
+        }
+        if let Some(bad) = envelopes.iter().position(|e| !tandem_auth::envelope::is_envelope(e)) {
+            return Err(format!("item {bad} is not a signed envelope (an old tandem, or a forged message)"));
+        }
         self.inbox.push((from, envelopes));
         Ok(())
     }
@@ -505,8 +565,7 @@ impl Node {
         }
         let inbox = std::mem::take(&mut self.inbox);
         let all: Vec<Vec<u8>> = inbox.iter().flat_map(|(_, e)| e.iter().cloned()).collect();
-        let applied = decode_changes(&all)
-            .and_then(|changes| self.service.apply_remote(&self.file, changes).map_err(|e| e.to_string()));
+        let applied = self.service.apply_remote(&self.file, all).map_err(|e| e.to_string());
         let forward = match applied {
             Ok((fresh, _)) => {
                 tracing::debug!(fresh, senders = inbox.len(), "applied a batch of remote changes");
@@ -515,9 +574,7 @@ impl Node {
             Err(_) => inbox
                 .into_iter()
                 .filter(|(from, envelopes)| {
-                    let one = decode_changes(envelopes).and_then(|changes| {
-                        self.service.apply_remote(&self.file, changes).map_err(|e| e.to_string())
-                    });
+                    let one = self.service.apply_remote(&self.file, envelopes.clone()).map_err(|e| e.to_string());
                     match one {
                         Ok((fresh, _)) => fresh > 0,
                         Err(e) => {
@@ -538,9 +595,16 @@ impl Node {
 
     /// A live edit from `from`: show it if it fits, and pass it on once.
     fn receive_live(&mut self, from: PeerId, envelope: Vec<u8>) -> Result<(), String> {
-        let (actor, live) = protocol::decode_live(&envelope).map_err(|e| e.to_string())?;
+        if !self.peers.contains(&from) {
+            return Err(NOT_A_MEMBER.into());
+        }
         if !self.seen_live.insert(envelope_id(&envelope)) {
             return Ok(());
+        }
+        let (signer, plain) = self.service.open_live(&self.file, &envelope).map_err(|e| e.to_string())?;
+        let (actor, live) = protocol::decode_live(&plain).map_err(|e| e.to_string())?;
+        if actor.to_bytes() != signer {
+            return Err("a live edit whose actor is not its signer".into());
         }
         if self.seen_live.len() > SEEN_LIVE_MAX {
             self.seen_live.clear();
@@ -556,7 +620,13 @@ impl Node {
 
     /// Send a local live edit to every peer.
     fn send_live(&mut self, live: &LiveEdit) {
-        let envelope = protocol::encode_live(&self.actor, live);
+        let envelope = match self.service.seal_live(&self.file, &protocol::encode_live(&self.actor, live)) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!("live edit not sent: {e}");
+                return;
+            }
+        };
         self.seen_live.insert(envelope_id(&envelope));
         let peers: Vec<PeerId> = self.peers.iter().copied().collect();
         for p in peers {
@@ -570,7 +640,8 @@ impl Node {
         let local = bridge(self.service.subscribe_changes(&self.file).map_err(|e| e.to_string())?);
         let live = bridge(self.service.subscribe_live(&self.file).map_err(|e| e.to_string())?);
         let fetches = bridge(self.service.subscribe_blob_fetch(&self.file).map_err(|e| e.to_string())?);
-        self.run_with(local, live, Some(fetches)).await;
+        let group = bridge(self.service.subscribe_group(&self.file).map_err(|e| e.to_string())?);
+        self.run_with(local, live, Some(fetches), Some(group)).await;
         Ok(())
     }
 
@@ -620,7 +691,7 @@ impl Node {
     /// Run until the process ends: sync with peers, push `local` changes and `live`
     /// edits as they come.
     pub async fn run(self, local: UnboundedReceiver<Vec<Vec<u8>>>, live: UnboundedReceiver<LiveEdit>) {
-        self.run_with(local, live, None).await
+        self.run_with(local, live, None, None).await
     }
 
     /// [`Self::run`], also fetching blobs the store asks for (`fetches`).
@@ -629,6 +700,7 @@ impl Node {
         mut local: UnboundedReceiver<Vec<Vec<u8>>>,
         mut live: UnboundedReceiver<LiveEdit>,
         mut fetches: Option<UnboundedReceiver<BlobFetch>>,
+        mut group: Option<UnboundedReceiver<Vec<Vec<u8>>>>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Presence goes out at most 20 times a second, and only when it changed.
@@ -668,6 +740,16 @@ impl Node {
                 } => {
                     let peers = self.peers.iter().copied().collect();
                     self.fetch_blob(fetch, peers);
+                }
+                Some(ops) = async {
+                    match group.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // Made here (a group command, an invite redeemed, a rotation).
+                    self.send_group(ops, None);
+                    self.drop_non_members();
                 }
                 Some(batch) = local.recv() => {
                     let peers: Vec<PeerId> = self.peers.iter().copied().collect();
@@ -812,8 +894,8 @@ impl Node {
         if request.doc != self.doc {
             return BlobResponse::Refused("this peer does not share that document".into());
         }
-        if !self.peers.contains(&peer) {
-            return BlobResponse::Refused("say hello for the document first".into());
+        if !self.peers.contains(&peer) || !self.is_member(&peer) {
+            return BlobResponse::Refused(NOT_A_MEMBER.into());
         }
         match self.service.export_blob(&self.file, BlobHash::from_bytes(request.hash)) {
             Ok(bao) => BlobResponse::Found(bao),
@@ -832,6 +914,10 @@ impl Node {
             {
                 let _ = heads;
                 Message::Error { message: "this peer does not share that document".into() }
+            }
+            Message::Hello { .. } | Message::Need { .. } if !self.is_member(&peer) => {
+                tracing::info!(peer = %peer, "refused a peer that is not a member");
+                Message::Error { message: NOT_A_MEMBER.into() }
             }
             Message::Hello { heads, .. } => {
                 self.admit(peer);
@@ -863,7 +949,12 @@ impl Node {
                 Ok(envelopes) => Message::Changes { doc: self.doc, envelopes },
                 Err(e) => Message::Error { message: e.to_string() },
             },
-            Message::Changes { doc, .. } | Message::Live { doc, .. } if doc != self.doc => {
+            Message::Changes { doc, .. }
+            | Message::Live { doc, .. }
+            | Message::Group { doc, .. }
+            | Message::Join { doc, .. }
+                if doc != self.doc =>
+            {
                 Message::Error { message: "this peer does not share that document".into() }
             }
             Message::Changes { envelopes, .. } => match self.receive(peer, envelopes) {
@@ -882,6 +973,42 @@ impl Node {
                     Message::Error { message: e }
                 }
             },
+            Message::Group { ops, .. } => {
+                if !self.peers.contains(&peer) {
+                    return Message::Error { message: NOT_A_MEMBER.into() };
+                }
+                match self.receive_group(peer, ops) {
+                    Ok(()) => Message::Ack { heads: vec![] },
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, "refused membership ops: {e}");
+                        Message::Error { message: e }
+                    }
+                }
+            }
+            Message::Join { invite, .. } if invite == [0; 16] => {
+                if !self.is_member(&peer) {
+                    return Message::Error { message: NOT_A_MEMBER.into() };
+                }
+                match self.service.group_ops(&self.file) {
+                    Ok(ops) => Message::Group { doc: self.doc, ops },
+                    Err(e) => Message::Error { message: e.to_string() },
+                }
+            }
+            Message::Join { invite, secret, recipient, .. } => {
+                let Some(key) = tandem_auth::device::public_of(&peer) else {
+                    return Message::Error { message: "a peer id without an Ed25519 key cannot be a member".into() };
+                };
+                match self.service.redeem_invite(&self.file, (invite, secret), key, &recipient) {
+                    Ok(ops) => {
+                        tracing::info!(peer = %peer, "enrolled with an invite");
+                        Message::Group { doc: self.doc, ops }
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, "refused an invite: {e}");
+                        Message::Error { message: e.to_string() }
+                    }
+                }
+            }
             Message::Ack { .. } | Message::Error { .. } | Message::History { .. } => {
                 Message::Error { message: "not a request".into() }
             }
@@ -907,7 +1034,7 @@ impl Node {
                 }
             }
             Message::Error { message } => tracing::warn!(peer = %peer, "peer says: {message}"),
-            other => tracing::warn!(peer = %peer, "unexpected response {other:?}"),
+            other => tracing::warn!(peer = %peer, "unexpected response {:?}", std::mem::discriminant(&other)),
         }
     }
 }
@@ -933,15 +1060,16 @@ fn envelope_id(envelope: &[u8]) -> u64 {
     h.finish()
 }
 
-fn decode_changes(envelopes: &[Vec<u8>]) -> Result<Vec<Change>, String> {
-    envelopes
-        .iter()
-        .map(|e| Change::from_bytes(e.clone()).map_err(|err| format!("a change that does not decode: {err}")))
-        .collect()
-}
 
-/// Fetch a whole document from `peer` (a fresh join): its list of history blobs,
-/// then each blob, verified into `store` (see [`fetch_blobs`]).
+
+/// What a device sends to be enrolled: an invite (id, secret) from a ticket, or
+/// none for a device that is a member already.
+pub type Invite = Option<([u8; 16], [u8; 16])>;
+
+/// Fetch a whole document from `peer` (a fresh join): enrolment with `invite` (the
+/// answer is the membership log), then its list of history blobs, then each blob,
+/// verified into `store` (see [`fetch_blobs`]). Returns the history and the log.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch(
     swarm: &mut Swarm<Behaviour>,
     peer: PeerId,
@@ -949,7 +1077,12 @@ pub async fn fetch(
     doc: DocId,
     transport: Transport,
     store: &BlobStore,
-) -> Result<Shared, String> {
+    invite: Invite,
+    recipient: String,
+) -> Result<(Shared, Vec<Vec<u8>>), String> {
+    let (invite, secret) = invite.unwrap_or(([0; 16], [0; 16]));
+    let join = Message::Join { doc, invite, secret, recipient };
+    let mut group: Option<Vec<Vec<u8>>> = None;
     let addrs: Vec<Multiaddr> = addrs.iter().filter(|a| transport.allows(a)).cloned().collect();
     // With mDNS on, a sharer on this LAN is found even when the ticket's addresses
     // are missing or stale; then a failed dial is not the end.
@@ -975,7 +1108,7 @@ pub async fn fetch(
             _ = retry.tick(), if asked.is_none() => {
                 if swarm.is_connected(&peer) {
                     // Connected already (the sharer found us on the LAN first).
-                    asked = Some(swarm.behaviour_mut().sync.send_request(&peer, Message::Need { doc, have: vec![] }));
+                    asked = Some(swarm.behaviour_mut().sync.send_request(&peer, join.clone()));
                     continue;
                 }
                 let known = swarm.behaviour().mdns.as_ref().is_some_and(|m| m.discovered_nodes().any(|p| *p == peer));
@@ -985,7 +1118,7 @@ pub async fn fetch(
             }
             ev = swarm.select_next_some() => match ev {
                 SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer && asked.is_none() => {
-                    asked = Some(swarm.behaviour_mut().sync.send_request(&peer, Message::Need { doc, have: vec![] }));
+                    asked = Some(swarm.behaviour_mut().sync.send_request(&peer, join.clone()));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) if asked.is_none() => {
                     let addrs: Vec<Multiaddr> =
@@ -1004,15 +1137,20 @@ pub async fn fetch(
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, response }, ..
                 })) if Some(request_id) == asked => {
-                    return match response {
-                        Message::History { doc: d, blobs } if d == doc => {
-                            fetch_blobs(swarm, peer, doc, &blobs, store).await.map(Shared::Blobs)
+                    match response {
+                        Message::Group { doc: d, ops } if d == doc && group.is_none() => {
+                            group = Some(ops);
+                            asked = Some(swarm.behaviour_mut().sync.send_request(&peer, Message::Need { doc, have: vec![] }));
+                            continue;
                         }
-                        Message::Changes { doc: d, envelopes } if d == doc => {
-                            decode_changes(&envelopes).map(Shared::Changes)
+                        _ => {}
+                    }
+                    return match (response, group.take()) {
+                        (Message::History { doc: d, blobs }, Some(ops)) if d == doc => {
+                            fetch_blobs(swarm, peer, doc, &blobs, store).await.map(|b| (Shared::Blobs(b), ops))
                         }
-                        Message::Error { message } => Err(format!("the sharer refused: {message}")),
-                        other => Err(format!("unexpected answer from the sharer: {other:?}")),
+                        (Message::Error { message }, _) => Err(format!("the sharer refused: {message}")),
+                        (other, _) => Err(format!("unexpected answer from the sharer: {:?}", std::mem::discriminant(&other))),
                     };
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {

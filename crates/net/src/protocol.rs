@@ -5,9 +5,11 @@
 //! after itself. The length is checked against the limit of the frame's kind before a
 //! byte of the body is read, so a peer cannot make us buffer more than that.
 //!
-//! Changes travel as opaque envelopes: today an envelope is an Automerge change's
-//! bytes; the security issue wraps each in a signed, encrypted envelope without
-//! changing the flow (Hello -> Need -> Changes, then Push as changes are committed).
+//! Changes travel as envelopes (`tandem_auth::envelope`: encrypted with the group's
+//! epoch key, signed by their author), checked by the store before they touch a
+//! document. The membership log travels as `Group` (signed ops), and a device with an
+//! invite asks to be enrolled with `Join`. Flow: Join (first time only) -> Group;
+//! Hello -> Need -> Changes, then pushes as changes are committed.
 
 use std::fmt;
 
@@ -15,8 +17,9 @@ use tandem_doc::{ActorId, ChangeHash, ChangeSet, LiveEdit, Op};
 
 /// The protocol name negotiated on every stream.
 pub const PROTOCOL: &str = "/tandem/sync/1";
-/// The version byte of every frame.
-pub const VERSION: u8 = 1;
+/// The version byte of every frame (2: envelopes are encrypted and signed; a peer
+/// speaking 1 sends bare changes and is refused).
+pub const VERSION: u8 = 2;
 
 /// Largest frame of any kind (a fresh join of a big document).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -49,6 +52,11 @@ pub enum Message {
     /// `Need` with no heads (a fresh join). The joiner fetches each over
     /// `/tandem/blobs/1` and checks it against its BLAKE3 hash (see [`crate::blobs`]).
     History { doc: DocId, blobs: Vec<BlobRef> },
+    /// Membership ops of the document's group (all of them, parents first, when a
+    /// peer is admitted or enrolled; new ones as they are made).
+    Group { doc: DocId, ops: Vec<Vec<u8>> },
+    /// "Enrol me with this invite; my age recipient is this." Answered with `Group`.
+    Join { doc: DocId, invite: [u8; 16], secret: [u8; 16], recipient: String },
 }
 
 /// A blob of a document's history as a peer names it.
@@ -72,6 +80,10 @@ const ACK: u8 = 4;
 const ERROR: u8 = 5;
 const LIVE: u8 = 6;
 const HISTORY: u8 = 7;
+const GROUP: u8 = 8;
+const JOIN: u8 = 9;
+/// Longest age recipient a `Join` may carry.
+const MAX_RECIPIENT: usize = 128;
 
 /// Why a frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +114,7 @@ impl std::error::Error for WireError {}
 /// The limit for a frame of `kind` (unknown kinds get the small limit; they are
 /// refused after the header anyway).
 pub fn limit(kind: u8) -> usize {
-    if kind == CHANGES { MAX_FRAME } else { MAX_SMALL }
+    if kind == CHANGES || kind == GROUP { MAX_FRAME } else { MAX_SMALL }
 }
 
 /// Check a frame header (`len` and the first two body bytes) before reading the rest.
@@ -110,7 +122,7 @@ pub fn check_header(len: usize, version: u8, kind: u8) -> Result<(), WireError> 
     if version != VERSION {
         return Err(WireError::WrongVersion(version));
     }
-    if !(HELLO..=HISTORY).contains(&kind) {
+    if !(HELLO..=JOIN).contains(&kind) {
         return Err(WireError::UnknownKind(kind));
     }
     let limit = limit(kind);
@@ -139,12 +151,20 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         }
         Message::Changes { doc, envelopes } => {
             body.extend_from_slice(doc);
-            body.extend_from_slice(&(envelopes.len() as u32).to_be_bytes());
-            for e in envelopes {
-                body.extend_from_slice(&(e.len() as u32).to_be_bytes());
-                body.extend_from_slice(e);
-            }
+            put_list(&mut body, envelopes);
             CHANGES
+        }
+        Message::Group { doc, ops } => {
+            body.extend_from_slice(doc);
+            put_list(&mut body, ops);
+            GROUP
+        }
+        Message::Join { doc, invite, secret, recipient } => {
+            body.extend_from_slice(doc);
+            body.extend_from_slice(invite);
+            body.extend_from_slice(secret);
+            body.extend_from_slice(recipient.as_bytes());
+            JOIN
         }
         Message::Ack { heads } => {
             put_hashes(&mut body, heads);
@@ -176,6 +196,14 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     frame.push(kind);
     frame.extend_from_slice(&body);
     frame
+}
+
+fn put_list(out: &mut Vec<u8>, items: &[Vec<u8>]) {
+    out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+    for e in items {
+        out.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        out.extend_from_slice(e);
+    }
 }
 
 fn put_hashes(out: &mut Vec<u8>, hashes: &[Hash]) {
@@ -219,6 +247,19 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| Ok(self.take(32)?.try_into().expect("32 bytes"))).collect()
     }
 
+    fn list(&mut self) -> Result<Vec<Vec<u8>>, WireError> {
+        let n = self.u32()?;
+        if n > MAX_ENVELOPES {
+            return Err(WireError::Malformed("too many envelopes"));
+        }
+        let mut items = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let len = self.u32()?;
+            items.push(self.take(len)?.to_vec());
+        }
+        Ok(items)
+    }
+
     fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.bytes)
     }
@@ -251,18 +292,18 @@ pub fn decode_body(kind: u8, body: &[u8]) -> Result<Message, WireError> {
     let msg = match kind {
         HELLO => Message::Hello { doc: r.doc()?, heads: r.hashes()? },
         NEED => Message::Need { doc: r.doc()?, have: r.hashes()? },
-        CHANGES => {
+        CHANGES => Message::Changes { doc: r.doc()?, envelopes: r.list()? },
+        GROUP => Message::Group { doc: r.doc()?, ops: r.list()? },
+        JOIN => {
             let doc = r.doc()?;
-            let n = r.u32()?;
-            if n > MAX_ENVELOPES {
-                return Err(WireError::Malformed("too many envelopes"));
+            let invite = r.take(16)?.try_into().expect("16 bytes");
+            let secret = r.take(16)?.try_into().expect("16 bytes");
+            let rest = r.rest();
+            if rest.len() > MAX_RECIPIENT {
+                return Err(WireError::Malformed("recipient too long"));
             }
-            let mut envelopes = Vec::with_capacity(n.min(1024));
-            for _ in 0..n {
-                let len = r.u32()?;
-                envelopes.push(r.take(len)?.to_vec());
-            }
-            Message::Changes { doc, envelopes }
+            let recipient = std::str::from_utf8(rest).map_err(|_| WireError::Malformed("recipient"))?.to_owned();
+            Message::Join { doc, invite, secret, recipient }
         }
         ACK => Message::Ack { heads: r.hashes()? },
         ERROR => {

@@ -2,8 +2,13 @@
 //! to reach it, and what the holder may do.
 //!
 //! Format: `tandem1` followed by lowercase RFC 4648 base32 (no padding) of
-//! `version: u8 = 1 | doc: [u8; 16] | role: u8 | peer_len: u8 | peer id | n: u8 |
-//! n x (addr_len: u16 BE | multiaddr bytes)`.
+//! `version: u8 = 2 | name_len: u8 | name | doc: [u8; 16] | role: u8 | peer_len: u8 |
+//! peer id | n: u8 | n x (addr_len: u16 BE | multiaddr bytes) | invite: u8 (0 none,
+//! 1 then id: [u8; 16] | secret: [u8; 16])`.
+//!
+//! The invite is what lets a new device in: the sharer enrols the device that
+//! presents it with the ticket's role, while the invite is valid (`--expires`,
+//! `--uses`). A ticket is a secret until it is used up or expires.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,7 +18,8 @@ use libp2p::{Multiaddr, PeerId};
 use crate::protocol::DocId;
 
 const PREFIX: &str = "tandem1";
-const VERSION: u8 = 1;
+/// 2 added the invite.
+const VERSION: u8 = 2;
 /// Longest ticket accepted (a pasted novel is not a ticket).
 pub const MAX_TICKET: usize = 4096;
 
@@ -31,6 +37,9 @@ pub struct Ticket {
     pub peer: PeerId,
     pub addrs: Vec<Multiaddr>,
     pub role: Role,
+    /// The invite (id, secret) that enrols the holder with `role`; none in a ticket
+    /// that only says where a member can reach a peer.
+    pub invite: Option<([u8; 16], [u8; 16])>,
 }
 
 /// Why a string is not a usable ticket.
@@ -42,7 +51,7 @@ pub enum TicketError {
     TooLong(usize),
     #[error("damaged ticket ({0}); copy it again in one piece")]
     Damaged(&'static str),
-    #[error("ticket version {0} is newer than this tandem understands; update tandem")]
+    #[error("ticket version {0} is not the one this tandem reads ({VERSION}); the older and newer tandem must match: update, and ask for a new ticket")]
     Version(u8),
 }
 
@@ -103,6 +112,14 @@ impl fmt::Display for Ticket {
             b.extend_from_slice(&(a.len() as u16).to_be_bytes());
             b.extend_from_slice(&a);
         }
+        match &self.invite {
+            Some((id, secret)) => {
+                b.push(1);
+                b.extend_from_slice(id);
+                b.extend_from_slice(secret);
+            }
+            None => b.push(0),
+        }
         write!(f, "{PREFIX}{}", base32(&b))
     }
 }
@@ -153,10 +170,15 @@ impl FromStr for Ticket {
                 Multiaddr::try_from(take(len)?.to_vec()).map_err(|_| TicketError::Damaged("bad address"))?,
             );
         }
+        let invite = match take(1)?[0] {
+            0 => None,
+            1 => Some((take(16)?.try_into().expect("16 bytes"), take(16)?.try_into().expect("16 bytes"))),
+            _ => return Err(TicketError::Damaged("bad invite flag")),
+        };
         if !take(0)?.is_empty() || !r.is_empty() {
             return Err(TicketError::Damaged("trailing data"));
         }
-        Ok(Ticket { name, doc, peer, addrs, role })
+        Ok(Ticket { name, doc, peer, addrs, role, invite })
     }
 }
 
@@ -183,6 +205,7 @@ mod tests {
                 "/ip4/127.0.0.1/udp/4001/quic-v1".parse().unwrap(),
             ],
             role: Role::Writer,
+            invite: Some(([1; 16], [2; 16])),
         }
     }
 

@@ -4,14 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use tandem_doc::{ActorId, Author, DocConfig};
 use tandem_net::blobs::{BlobRequest, BlobResponse};
 use tandem_net::node::{self, BehaviourEvent, Node, Transport};
 use tandem_net::protocol::{BlobRef, Message};
-use tandem_store::{BlobStore, Service, Workspace};
+use tandem_auth::envelope::{self, Kind};
+use tandem_auth::epoch::EpochKey;
+use tandem_auth::group::{Group, Op};
+use tandem_store::{BlobStore, Keys, Request, Service, Workspace};
 
 async fn ask(swarm: &mut libp2p::Swarm<node::Behaviour>, peer: libp2p::PeerId, msg: Message) -> Message {
     let id = swarm.behaviour_mut().sync_mut().send_request(&peer, msg);
@@ -90,14 +93,18 @@ async fn a_peer_serving_wrong_or_truncated_blobs_is_detected_and_dropped() {
             loop {
                 match liar.select_next_some().await {
                     SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
-                        message: request_response::Message::Request { channel, .. },
+                        message: request_response::Message::Request { request, channel, .. },
                         ..
                     })) => {
-                        let blobs = vec![BlobRef { hash: *hash.as_bytes(), size, snapshot: true }];
-                        let _ = liar
-                            .behaviour_mut()
-                            .sync_mut()
-                            .send_response(channel, Message::History { doc, blobs });
+                        // Enrolment first (an empty log here), then the history.
+                        let answer = match request {
+                            Message::Join { .. } => Message::Group { doc, ops: vec![] },
+                            _ => Message::History {
+                                doc,
+                                blobs: vec![BlobRef { hash: *hash.as_bytes(), size, snapshot: true }],
+                            },
+                        };
+                        let _ = liar.behaviour_mut().sync_mut().send_response(channel, answer);
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
                         message: request_response::Message::Request { channel, .. },
@@ -121,7 +128,7 @@ async fn a_peer_serving_wrong_or_truncated_blobs_is_detected_and_dropped() {
         )
         .unwrap();
         let store = BlobStore::open(&joiner_dir.path().join("blobs")).unwrap();
-        let result = node::fetch(&mut joiner, liar_id, &addrs, doc, Transport::Quic, &store).await;
+        let result = node::fetch(&mut joiner, liar_id, &addrs, doc, Transport::Quic, &store, None, String::new()).await;
         let err = match result {
             Err(e) => e,
             Ok(_) => panic!("{case}: a bad blob was accepted"),
@@ -138,94 +145,215 @@ async fn a_peer_serving_wrong_or_truncated_blobs_is_detected_and_dropped() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_are_refused_and_the_session_continues() {
+
+/// The sharer: a service owning a workspace with `doc.txt`, and a node serving it.
+struct Sharer {
+    _dir: tempfile::TempDir,
+    service: Arc<Service>,
+    file: std::path::PathBuf,
+    doc: [u8; 16],
+    peer: libp2p::PeerId,
+    addrs: Vec<libp2p::Multiaddr>,
+    running: tokio::task::JoinHandle<()>,
+}
+
+async fn sharer(transport: Transport, text: &str) -> Sharer {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("doc.txt");
-    std::fs::write(&file, "hello\n").unwrap();
+    std::fs::write(&file, text).unwrap();
     let ws = Workspace::at(dir.path()).unwrap();
+    let keys = Keys::load(&dir.path().join("home")).unwrap();
     let author = Author::new("a", ActorId::from(vec![1u8; 16]));
-    let service = Arc::new(Service::own(ws, author, DocConfig::default()).unwrap().unwrap());
+    let service = Arc::new(Service::own(ws, author, DocConfig::default(), keys.clone()).unwrap().unwrap());
     service.open(&file, false).unwrap();
     let doc_hex = service.with_open(&file, |s| Ok(s.doc_id().to_owned())).unwrap();
-    let doc: [u8; 16] = (0..16)
-        .map(|i| u8::from_str_radix(&doc_hex[2 * i..2 * i + 2], 16).unwrap())
-        .collect::<Vec<_>>()
-        .try_into()
-        .unwrap();
+    let doc: [u8; 16] = std::array::from_fn(|i| u8::from_str_radix(&doc_hex[2 * i..2 * i + 2], 16).unwrap());
+    let cert = node::webrtc_certificate(dir.path()).unwrap();
+    let (mut swarm, listeners) =
+        node::swarm(keys.device.keypair().clone(), cert, transport, "127.0.0.1".parse().unwrap()).unwrap();
+    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+    let peer = *swarm.local_peer_id();
+    let node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
+    let running = tokio::spawn(node.serve().map(drop));
+    Sharer { _dir: dir, service, file, doc, peer, addrs, running }
+}
 
-    for transport in [Transport::Quic, Transport::Webrtc, Transport::Tcp] {
-        let key = libp2p::identity::Keypair::generate_ed25519();
-        let cert = node::webrtc_certificate(dir.path()).unwrap();
-        let (mut swarm, listeners) =
-            node::swarm(key.clone(), cert, transport, "127.0.0.1".parse().unwrap()).unwrap();
-        let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
-        let peer = key.public().to_peer_id();
-        let node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
-        let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (_live_tx, live_rx) = tokio::sync::mpsc::unbounded_channel();
-        let running = tokio::spawn(node.run(rx, live_rx));
+impl Sharer {
+    /// An invite, as `tandem share --role ROLE` puts in its ticket.
+    fn invite(&self, role: &str, uses: Option<u32>) -> ([u8; 16], [u8; 16]) {
+        let v = self
+            .service
+            .handle(&Request::Invite { file: self.file.clone(), role: role.into(), expires_ms: None, uses })
+            .unwrap();
+        let token = |k: &str| -> [u8; 16] {
+            let hex = v[k].as_str().unwrap();
+            std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        };
+        (token("invite"), token("secret"))
+    }
 
-        let other = tempfile::tempdir().unwrap();
-        let (mut client, _) = node::swarm(
-            libp2p::identity::Keypair::generate_ed25519(),
-            node::webrtc_certificate(other.path()).unwrap(),
-            transport,
-            "127.0.0.1".parse().unwrap(),
+    fn text(&self) -> String {
+        self.service.with_open(&self.file, |s| Ok(s.doc.rope().to_string())).unwrap()
+    }
+}
+
+/// Another device: its own keys (PeerId = device key), its own swarm, connected.
+struct Client {
+    _dir: tempfile::TempDir,
+    keys: Keys,
+    swarm: libp2p::Swarm<node::Behaviour>,
+    group: Option<Group>,
+}
+
+async fn client(transport: Transport, to: &Sharer) -> Client {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::load(dir.path()).unwrap();
+    let (mut swarm, _) = node::swarm(
+        keys.device.keypair().clone(),
+        node::webrtc_certificate(dir.path()).unwrap(),
+        transport,
+        "127.0.0.1".parse().unwrap(),
+    )
+    .unwrap();
+    swarm.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(to.peer).addresses(to.addrs.clone()).build()).unwrap();
+    Client { _dir: dir, keys, swarm, group: None }
+}
+
+impl Client {
+    async fn ask(&mut self, to: &Sharer, msg: Message) -> Message {
+        ask(&mut self.swarm, to.peer, msg).await
+    }
+
+    /// Enrol with `invite`; keeps the membership log it is sent.
+    async fn enrol(&mut self, to: &Sharer, invite: ([u8; 16], [u8; 16])) -> Message {
+        let recipient = self.keys.age.recipient();
+        let reply = self
+            .ask(to, Message::Join { doc: to.doc, invite: invite.0, secret: invite.1, recipient })
+            .await;
+        if let Message::Group { ops, .. } = &reply {
+            self.take_ops(to, ops);
+        }
+        reply
+    }
+
+    fn take_ops(&mut self, to: &Sharer, ops: &[Vec<u8>]) {
+        let group = self.group.get_or_insert_with(|| Group::empty(to.doc));
+        for op in ops {
+            group.add(Op::decode(op).unwrap()).unwrap();
+        }
+    }
+
+    /// The current epoch, its key (if this device holds it) and the heads to cite.
+    fn epoch(&self) -> (u64, Option<EpochKey>, Vec<[u8; 32]>) {
+        let g = self.group.as_ref().unwrap();
+        let epoch = g.members().epoch;
+        (epoch, g.keys_for(&self.keys.public(), &self.keys.age).remove(&epoch), g.heads())
+    }
+
+    /// A change of this device's onto `base` (an Automerge document's bytes) typing
+    /// `text` at the front, sealed as this device would send it.
+    fn change(&self, to: &Sharer, base: &[u8], text: &str) -> (tandem_doc::Change, Vec<u8>) {
+        let mut d = tandem_doc::Document::load(
+            base,
+            vec![],
+            Author::new("c", ActorId::from(self.keys.public().to_vec())),
+            DocConfig::default(),
         )
         .unwrap();
-        client.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build()).unwrap();
+        d.splice(0, 0, text, 1).unwrap();
+        let change = d.commit(2).remove(0);
+        let (epoch, key, heads) = self.epoch();
+        let env = envelope::seal(&self.keys.device, &to.doc, Kind::Change, epoch, &heads, &key.unwrap(), change.raw_bytes());
+        (change, env)
+    }
+}
 
+/// The sharer's document as of now, in Automerge's form (what a member has).
+fn base(to: &Sharer) -> Vec<u8> {
+    to.service.snapshot(&to.file).unwrap()
+}
+
+/// On every transport: a stranger is refused everything (sync, blobs, changes); an
+/// invite enrols it; then damaged requests are refused with a reason and the session
+/// goes on serving good ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_and_the_session_continues() {
+    for transport in [Transport::Quic, Transport::Webrtc, Transport::Tcp] {
+        let sharer = sharer(transport, "hello\n").await;
+        let doc = sharer.doc;
+        let mut c = client(transport, &sharer).await;
+
+        // Not a member: no sync, no history, no blobs.
+        for msg in [Message::Hello { doc, heads: vec![] }, Message::Need { doc, have: vec![] }] {
+            let reply = c.ask(&sharer, msg).await;
+            assert!(matches!(reply, Message::Error { ref message } if message.contains("not a member")), "{reply:?}");
+        }
+        let snapshot_blob = sharer.service.history_blobs(&sharer.file).unwrap()[0].0;
+        let reply = ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc, hash: *snapshot_blob.as_bytes() }).await;
+        assert!(matches!(reply, BlobResponse::Refused(ref why) if why.contains("not a member")), "{reply:?}");
+        // A wrong invite secret, an unknown invite.
+        let (id, secret) = sharer.invite("writer", Some(1));
+        let reply = c.enrol(&sharer, (id, [0xee; 16])).await;
+        assert!(matches!(reply, Message::Error { ref message } if message.contains("wrong invite secret")), "{reply:?}");
+        let reply = c.enrol(&sharer, ([5; 16], secret)).await;
+        assert!(matches!(reply, Message::Error { ref message } if message.contains("unknown invite")), "{reply:?}");
+        // The invite: enrolled as a writer, with the key.
+        let reply = c.enrol(&sharer, (id, secret)).await;
+        assert!(matches!(reply, Message::Group { .. }), "{reply:?}");
+        assert!(c.group.as_ref().unwrap().members().can_write(&c.keys.public()));
+        assert!(c.epoch().1.is_some(), "the writer was given the epoch key");
+        // Used up: another device cannot use it again.
+        let mut late = client(transport, &sharer).await;
+        let reply = late.enrol(&sharer, (id, secret)).await;
+        assert!(matches!(reply, Message::Error { ref message } if message.contains("used up")), "{reply:?}");
+
+        let reply = c.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
+        assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
         // Another document.
-        let reply = ask(&mut client, peer, Message::Need { doc: [9; 16], have: vec![] }).await;
-        assert!(
-            matches!(reply, Message::Error { ref message } if message.contains("does not share")),
-            "{reply:?}"
-        );
-        // Changes that are not Automerge changes.
-        let reply =
-            ask(&mut client, peer, Message::Changes { doc, envelopes: vec![b"garbage".to_vec()] }).await;
-        assert!(
-            matches!(reply, Message::Error { ref message } if message.contains("does not decode")),
-            "{reply:?}"
-        );
+        let reply = c.ask(&sharer, Message::Need { doc: [9; 16], have: vec![] }).await;
+        assert!(matches!(reply, Message::Error { ref message } if message.contains("does not share")), "{reply:?}");
+        // Changes that are not envelopes (garbage, or a bare unsigned change).
+        let (bare, _) = c.change(&sharer, &base(&sharer), "bare ");
+        for junk in [b"garbage".to_vec(), bare.raw_bytes().to_vec()] {
+            let reply = c.ask(&sharer, Message::Changes { doc, envelopes: vec![junk] }).await;
+            assert!(matches!(reply, Message::Error { ref message } if message.contains("not a signed envelope")), "{reply:?}");
+        }
         // A response sent as a request.
-        let reply = ask(&mut client, peer, Message::Ack { heads: vec![] }).await;
+        let reply = c.ask(&sharer, Message::Ack { heads: vec![] }).await;
         assert!(matches!(reply, Message::Error { .. }), "{reply:?}");
-        // Live edits: damaged, and well-formed but for a text of another length.
-        let reply = ask(&mut client, peer, Message::Live { doc, envelope: vec![16, 1, 2] }).await;
-        assert!(
-            matches!(reply, Message::Error { ref message } if message.contains("truncated")),
-            "{reply:?}"
-        );
+        // Live edits: damaged, then a good one.
+        let reply = c.ask(&sharer, Message::Live { doc, envelope: vec![2, 2, 1] }).await;
+        assert!(matches!(reply, Message::Error { ref message } if message.contains("shorter")), "{reply:?}");
         let live = tandem_doc::LiveEdit {
             base: vec![],
             seq: 0,
             edit: tandem_doc::ChangeSet::splice(3, 0, 0, "zzz").unwrap(),
         };
-        let envelope = tandem_net::protocol::encode_live(&ActorId::from(vec![5u8; 16]), &live);
-        let reply = ask(&mut client, peer, Message::Live { doc, envelope }).await;
+        let plain = tandem_net::protocol::encode_live(&ActorId::from(c.keys.public().to_vec()), &live);
+        let (epoch, key, heads) = c.epoch();
+        let envelope = envelope::seal(&c.keys.device, &doc, Kind::Live, epoch, &heads, key.as_ref().unwrap(), &plain);
+        let reply = c.ask(&sharer, Message::Live { doc, envelope }).await;
         assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
         // The session is still good: the history's blobs are listed, snapshot first...
-        let reply = ask(&mut client, peer, Message::Need { doc, have: vec![] }).await;
+        let reply = c.ask(&sharer, Message::Need { doc, have: vec![] }).await;
         let blobs = match reply {
             Message::History { blobs, .. } => blobs,
             other => panic!("{other:?}"),
         };
         assert!(blobs[0].snapshot && blobs[0].size > 0, "{blobs:?}");
         // ...and served only for this document, and only blobs of its history.
-        let reply = ask_blob(&mut client, peer, BlobRequest { doc: [9; 16], hash: blobs[0].hash }).await;
-        assert!(
-            matches!(reply, BlobResponse::Refused(ref why) if why.contains("does not share")),
-            "{reply:?}"
-        );
+        let reply = ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc: [9; 16], hash: blobs[0].hash }).await;
+        assert!(matches!(reply, BlobResponse::Refused(ref why) if why.contains("does not share")), "{reply:?}");
         let stranger = *blake3::hash(b"not in this history").as_bytes();
-        let reply = ask_blob(&mut client, peer, BlobRequest { doc, hash: stranger }).await;
+        let reply = ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc, hash: stranger }).await;
         assert!(matches!(reply, BlobResponse::Refused(ref why) if why.contains("not part of")), "{reply:?}");
-        // Fetched for real, verified into another store.
-        let store = BlobStore::open(&other.path().join(format!("blobs-{}", transport.name()))).unwrap();
-        let got = node::fetch_blobs(&mut client, peer, doc, &blobs, &store).await.unwrap();
-        let snapshot = store.get(got[0]).unwrap();
+        // Fetched for real, verified into another store: ciphertext, which the
+        // member's epoch key opens.
+        let store = BlobStore::open(&c._dir.path().join(format!("blobs-{}", transport.name()))).unwrap();
+        let got = node::fetch_blobs(&mut c.swarm, sharer.peer, doc, &blobs, &store).await.unwrap();
+        let sealed = store.get(got[0]).unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"hello\n"), "the blob is ciphertext");
+        let snapshot = envelope::check(&sealed, &doc).unwrap().decrypt(key.as_ref().unwrap()).unwrap();
         let loaded = tandem_doc::Document::load(
             &snapshot,
             vec![],
@@ -234,7 +362,160 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         )
         .unwrap();
         assert_eq!(loaded.rope().to_string(), "hello\n");
-        assert_eq!(service.with_open(&file, |s| Ok(s.doc.rope().to_string())).unwrap(), "hello\n");
-        running.abort();
+        assert_eq!(sharer.text(), "hello\n");
+        sharer.running.abort();
     }
+}
+
+/// Reader writing, forged signatures, actor spoofing, replay into another document,
+/// the same author and sequence number twice, a downgraded epoch: each refused by
+/// the sharer, naming why, and the document untouched; then a good change lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_that_are_not_a_writers_own_are_refused() {
+    let sharer = sharer(Transport::Quic, "hello\n").await;
+    let doc = sharer.doc;
+    // A reader: enrolled, holds the key, reads; its changes are refused.
+    let mut reader = client(Transport::Quic, &sharer).await;
+    let invite = sharer.invite("reader", None);
+    reader.enrol(&sharer, invite).await;
+    assert!(reader.epoch().1.is_some(), "a reader holds the key");
+    let reply = reader.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
+    assert!(matches!(reply, Message::Ack { .. }));
+    let (_, env) = reader.change(&sharer, &base(&sharer), "reader was here ");
+    let err = sharer.service.apply_remote(&sharer.file, vec![env.clone()]).expect_err("a reader's change");
+    assert!(err.to_string().contains("not a writer"), "{err}");
+    // Pushed, it is queued, then refused when applied (a push is answered at once).
+    reader.ask(&sharer, Message::Changes { doc, envelopes: vec![env] }).await;
+
+    let mut w = client(Transport::Quic, &sharer).await;
+    let invite = sharer.invite("writer", None);
+    w.enrol(&sharer, invite).await;
+    let reply = w.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
+    assert!(matches!(reply, Message::Ack { .. }));
+    let b = base(&sharer);
+    // Forged: the reader's envelope relabelled as the writer's.
+    let (_, mut forged) = reader.change(&sharer, &b, "forged ");
+    forged[18..50].copy_from_slice(&w.keys.public());
+    // Actor spoofing: the writer signs a change made as the reader.
+    let (spoof_change, _) = reader.change(&sharer, &b, "spoof ");
+    let (epoch, key, heads) = w.epoch();
+    let key = key.unwrap();
+    let spoofed = envelope::seal(&w.keys.device, &doc, Kind::Change, epoch, &heads, &key, spoof_change.raw_bytes());
+    // Replay into another document.
+    let (good_change, good) = w.change(&sharer, &b, "good ");
+    let other_doc = envelope::seal(&w.keys.device, &[9; 16], Kind::Change, epoch, &heads, &key, good_change.raw_bytes());
+    // Sealed with a key that is not the epoch's (an old or made-up one).
+    let wrong_key = envelope::seal(&w.keys.device, &doc, Kind::Change, epoch, &heads, &EpochKey::generate(), good_change.raw_bytes());
+    // Claims another epoch than the one at the heads it cites (a downgrade).
+    let downgraded = envelope::seal(&w.keys.device, &doc, Kind::Change, epoch + 1, &heads, &key, good_change.raw_bytes());
+    for (env, why) in [
+        (forged, "signature does not verify"),
+        (spoofed, "actor id is not its signer"),
+        (other_doc, "another document"),
+        (wrong_key, "does not decrypt"),
+        (downgraded, "epoch"),
+    ] {
+        let svc_reply = sharer.service.apply_remote(&sharer.file, vec![env.clone()]);
+        let err = svc_reply.expect_err(why).to_string();
+        assert!(err.contains(why), "wanted {why:?}: {err}");
+        let _ = w.ask(&sharer, Message::Changes { doc, envelopes: vec![env] }).await;
+    }
+    // The good change lands; the same author and sequence number with other
+    // content is refused.
+    let reply = w.ask(&sharer, Message::Changes { doc, envelopes: vec![good] }).await;
+    assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sharer.text() != "good hello\n" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sharer.text(), "good hello\n", "only the writer's good change landed");
+    let (twin, twin_env) = w.change(&sharer, &b, "evil ");
+    assert_eq!((twin.actor_id(), twin.seq()), (good_change.actor_id(), good_change.seq()));
+    let err = sharer.service.apply_remote(&sharer.file, vec![twin_env]).expect_err("same author and seq");
+    assert!(err.to_string().contains("seq") || err.to_string().contains("duplicate"), "{err}");
+    assert_eq!(sharer.text(), "good hello\n");
+    // The reader's change never landed.
+    assert!(!sharer.text().contains("reader"));
+    sharer.running.abort();
+}
+
+/// A writer is removed: the sharer drops and refuses it (a revoked device), its
+/// changes are refused even when they cite the membership heads from before its
+/// removal (backdated), and the key of the new epoch, which everything stored from
+/// then on is sealed with, was not given to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_refused_and_reads_nothing_new() {
+    let sharer = sharer(Transport::Quic, "hello\n").await;
+    let doc = sharer.doc;
+    let mut w = client(Transport::Quic, &sharer).await;
+    let invite = sharer.invite("writer", None);
+    w.enrol(&sharer, invite).await;
+    let reply = w.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
+    assert!(matches!(reply, Message::Ack { .. }));
+    let b = base(&sharer);
+    let (_, backdated) = w.change(&sharer, &b, "after removal ");
+    let peer_id = tandem_auth::device::peer_id(&w.keys.public()).unwrap().to_string();
+    sharer
+        .service
+        .handle(&Request::GroupChange { file: sharer.file.clone(), op: "remove".into(), member: Some(peer_id), role: None, recipient: None })
+        .unwrap();
+    let err = sharer.service.apply_remote(&sharer.file, vec![backdated]).expect_err("backdated");
+    assert!(err.to_string().contains("no longer a writer"), "{err}");
+    // Dropped, and refused when it says hello again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.swarm.is_connected(&sharer.peer) && std::time::Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(100), w.swarm.select_next_some()).await;
+    }
+    w.swarm.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(sharer.peer).addresses(sharer.addrs.clone()).build()).unwrap();
+    let reply = w.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
+    assert!(matches!(reply, Message::Error { ref message } if message.contains("not a member")), "{reply:?}");
+    // What the sharer stores now is sealed with epoch 1's key, which the removed
+    // member's age key does not open.
+    let ops = sharer.service.group_ops(&sharer.file).unwrap();
+    w.take_ops(&sharer, &ops);
+    let (epoch, key, _) = w.epoch();
+    assert_eq!(epoch, 1);
+    assert!(key.is_none(), "the removed member was given the new key");
+    let blobs = sharer.service.history_blobs(&sharer.file).unwrap();
+    let snapshot = sharer.service.blob_store().unwrap().get(blobs[0].0).unwrap();
+    let checked = envelope::check(&snapshot, &doc).unwrap();
+    assert_eq!(checked.header.epoch, 1);
+    let old = w.group.as_ref().unwrap().keys_for(&w.keys.public(), &w.keys.age);
+    assert!(old.values().all(|k| checked.decrypt(k).is_err()), "an old key opens the new snapshot");
+    sharer.running.abort();
+}
+
+/// A writer sends thousands of changes whose dependencies never come: they wait,
+/// bounded, instead of piling up in Automerge's queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_with_unknown_parents_stay_bounded() {
+    let sharer = sharer(Transport::Quic, "hello\n").await;
+    let mut w = client(Transport::Quic, &sharer).await;
+    let invite = sharer.invite("writer", None);
+    w.enrol(&sharer, invite).await;
+    let (epoch, key, heads) = w.epoch();
+    let key = key.unwrap();
+    // A chain of 5,000 changes on the document; the first is never sent.
+    let mut d = tandem_doc::Document::load(
+        &base(&sharer),
+        vec![],
+        Author::new("w", ActorId::from(w.keys.public().to_vec())),
+        DocConfig::default(),
+    )
+    .unwrap();
+    let mut envs = Vec::new();
+    for i in 0..5_001u64 {
+        d.splice(0, 0, "x", i).unwrap();
+        let c = d.commit(i + 1).remove(0);
+        if i > 0 {
+            envs.push(envelope::seal(&w.keys.device, &sharer.doc, Kind::Change, epoch, &heads, &key, c.raw_bytes()));
+        }
+    }
+    for chunk in envs.chunks(500) {
+        sharer.service.apply_remote(&sharer.file, chunk.to_vec()).unwrap();
+    }
+    let parked = sharer.service.with_open(&sharer.file, |s| Ok(s.parked())).unwrap();
+    assert!(parked <= 4096, "{parked} changes held");
+    assert_eq!(sharer.text(), "hello\n");
+    sharer.running.abort();
 }

@@ -22,6 +22,10 @@ pub enum StoreError {
     BadRequest(String),
     #[error("{path}: {source}", path = .path.display())]
     Doc { path: PathBuf, source: tandem_doc::DocError },
+    /// Refused by the document's group: not a member, not a writer, no key, a bad
+    /// signature or ciphertext.
+    #[error("{0}")]
+    Denied(String),
     #[error("control socket: {0}")]
     Protocol(String),
 }
@@ -43,6 +47,7 @@ impl StoreError {
             StoreError::InvalidUtf8 { .. } => "invalid_utf8",
             StoreError::IsDirectory(_) => "is_directory",
             StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Denied(_) => "denied",
             StoreError::Io { .. } => "io",
             StoreError::Busy(_) => "busy",
             StoreError::BadRequest(_) => "bad_request",

@@ -22,6 +22,7 @@ use tandem_doc::{Author, ChangeSet, DocConfig, LiveEdit};
 use crate::blobs::{BlobHash, BlobStore, ImportError};
 use crate::error::{Result, StoreError};
 use crate::fsutil::read_text;
+use crate::secure::Keys;
 use crate::stored::{self, Opened, Shared, StoredDoc, now_ms};
 use crate::workspace::{Lock, Workspace};
 
@@ -95,6 +96,31 @@ pub enum Request {
         file: PathBuf,
         out: PathBuf,
     },
+    /// The document's group: members, roles, epoch.
+    Group {
+        file: PathBuf,
+    },
+    /// Change the group: `op` is add, remove, role or rotate; `member` a peer id.
+    GroupChange {
+        file: PathBuf,
+        op: String,
+        #[serde(default)]
+        member: Option<String>,
+        #[serde(default)]
+        role: Option<String>,
+        /// The member's age recipient (`age1...`), for add.
+        #[serde(default)]
+        recipient: Option<String>,
+    },
+    /// A new invite (see `tandem share --role --expires --uses`).
+    Invite {
+        file: PathBuf,
+        role: String,
+        #[serde(default)]
+        expires_ms: Option<u64>,
+        #[serde(default)]
+        uses: Option<u32>,
+    },
 }
 
 /// A request to the network for one blob of a document's history (see
@@ -124,6 +150,9 @@ impl Request {
             | Request::Verify { file, .. }
             | Request::Gc { file }
             | Request::ExportCar { file, .. }
+            | Request::Group { file }
+            | Request::GroupChange { file, .. }
+            | Request::Invite { file, .. }
             | Request::Watch { file } => file,
         }
     }
@@ -181,7 +210,8 @@ fn export_car(s: &mut StoredDoc, out: &Path) -> Result<Value> {
     }))
 }
 
-/// Batches of raw change bytes, as [`Service::subscribe_changes`] hands them out.
+/// Batches of envelopes (or of membership ops), as [`Service::subscribe_changes`]
+/// and [`Service::subscribe_group`] hand them out.
 type ChangeFeed = Sender<Vec<Vec<u8>>>;
 
 /// The owner of a workspace: its open documents, and who watches them.
@@ -190,10 +220,13 @@ pub struct Service {
     _lock: Lock,
     author: Author,
     config: DocConfig,
+    keys: Keys,
     docs: Mutex<HashMap<String, StoredDoc>>,
     watchers: Mutex<Vec<(String, Sender<Value>)>>,
-    /// Who gets every local change's bytes (the network).
+    /// Who gets every local change's envelope (the network).
     change_feeds: Mutex<Vec<(String, ChangeFeed)>>,
+    /// Who gets every membership op made here (the network).
+    group_feeds: Mutex<Vec<(String, ChangeFeed)>>,
     /// Who gets every local edit at once, ahead of its change (the network).
     live_feeds: Mutex<Vec<(String, Sender<LiveEdit>)>>,
     /// Who fetches blobs from peers for a document (its network node).
@@ -215,20 +248,30 @@ fn edits_json(edit: &ChangeSet) -> Vec<Value> {
 
 impl Service {
     /// Become the owner of `ws`; `None` when another process owns it.
-    pub fn own(ws: Workspace, author: Author, config: DocConfig) -> Result<Option<Service>> {
+    /// Changes are signed with `keys`' device key, whose public half becomes the
+    /// author's actor id whatever `author` said.
+    pub fn own(ws: Workspace, author: Author, config: DocConfig, keys: Keys) -> Result<Option<Service>> {
         let Some(lock) = ws.try_lock()? else { return Ok(None) };
+        let author = Author::new(author.name, tandem_doc::ActorId::from(keys.public().to_vec()));
         Ok(Some(Service {
             ws,
             _lock: lock,
             author,
             config,
+            keys,
             docs: Mutex::new(HashMap::new()),
             watchers: Mutex::new(Vec::new()),
             change_feeds: Mutex::new(Vec::new()),
+            group_feeds: Mutex::new(Vec::new()),
             live_feeds: Mutex::new(Vec::new()),
             blob_fetchers: Mutex::new(Vec::new()),
             reattached: Condvar::new(),
         }))
+    }
+
+    /// This device's keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     pub fn workspace(&self) -> &Workspace {
@@ -258,7 +301,7 @@ impl Service {
             }
             std::collections::hash_map::Entry::Vacant(v) => {
                 let (stored, opened) =
-                    StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), false)?;
+                    StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), false, &self.keys)?;
                 let stored = v.insert(stored);
                 if let Opened::MergedExternal(_) = opened {
                     stored.save(now_ms())?;
@@ -281,7 +324,7 @@ impl Service {
             return Ok(Opened::Loaded);
         }
         let (mut stored, opened) =
-            StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), create)?;
+            StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), create, &self.keys)?;
         if let Opened::MergedExternal(_) = &opened {
             stored.save(now_ms())?;
             self.publish(&mut stored);
@@ -292,10 +335,19 @@ impl Service {
 
     /// Make `file` the shared document `doc_id` from a peer's `changes` (see
     /// [`StoredDoc::join`]) and keep it open.
-    pub fn join(&self, file: &Path, doc_id: &str, shared: Shared) -> Result<()> {
+    /// `group` is the document's membership log as the peer sent it.
+    pub fn join(&self, file: &Path, doc_id: &str, shared: Shared, group: &[Vec<u8>]) -> Result<()> {
         let rel = self.ws.relative(file)?;
-        let stored =
-            StoredDoc::join(&self.ws, file, doc_id, shared, self.author.clone(), self.config.clone())?;
+        let stored = StoredDoc::join(
+            &self.ws,
+            file,
+            doc_id,
+            shared,
+            self.author.clone(),
+            self.config.clone(),
+            &self.keys,
+            group,
+        )?;
         lock(&self.docs).insert(rel, stored);
         Ok(())
     }
@@ -497,7 +549,7 @@ impl Service {
     fn publish(&self, stored: &mut StoredDoc) {
         let outbox = stored.take_outbox();
         if !outbox.is_empty() {
-            let bytes: Vec<Vec<u8>> = outbox.iter().map(|c| c.raw_bytes().to_vec()).collect();
+            let bytes = outbox;
             lock(&self.change_feeds)
                 .retain(|(rel, tx)| rel != stored.rel() || tx.send(bytes.clone()).is_ok());
         }
@@ -521,7 +573,75 @@ impl Service {
         }
     }
 
-    /// Every local change to `file` from now on, as raw bytes, batch by batch.
+    /// Every membership op made here for `file` from now on (encoded), batch by batch.
+    pub fn subscribe_group(&self, file: &Path) -> Result<Receiver<Vec<Vec<u8>>>> {
+        let rel = self.ws.relative(file)?;
+        let (tx, rx) = channel();
+        lock(&self.group_feeds).push((rel, tx));
+        Ok(rx)
+    }
+
+    fn publish_ops(&self, rel: &str, ops: Vec<Vec<u8>>) {
+        if !ops.is_empty() {
+            lock(&self.group_feeds).retain(|(r, tx)| r != rel || tx.send(ops.clone()).is_ok());
+        }
+    }
+
+    /// The membership log of the open `file`, parents first.
+    pub fn group_ops(&self, file: &Path) -> Result<Vec<Vec<u8>>> {
+        self.with_open(file, |s| Ok(s.secure().ops()))
+    }
+
+    /// Add membership ops a peer sent to the open `file`'s group; returns how many
+    /// were new. When they leave the epoch key to be replaced and this device is an
+    /// admin, it rotates (and that op goes to the peers too).
+    pub fn add_group_ops(&self, file: &Path, ops: &[Vec<u8>]) -> Result<usize> {
+        self.with_open(file, |s| {
+            let n = s.secure_mut().add_ops(ops)?;
+            if n > 0 {
+                if let Some(op) = s.secure_mut().heal()? {
+                    tracing::info!(file = %s.rel(), "rotated the epoch key (a member lacked it, or a removed one had it)");
+                    self.publish_ops(s.rel(), vec![op.encode()]);
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// A live edit (encoded) of the open `file`, sealed for peers.
+    pub fn seal_live(&self, file: &Path, live: &[u8]) -> Result<Vec<u8>> {
+        self.with_open_live(file, |s| s.secure().seal_live(live))
+    }
+
+    /// A peer's live edit of the open `file`, checked and opened: its signer and the
+    /// encoded edit.
+    pub fn open_live(&self, file: &Path, envelope: &[u8]) -> Result<([u8; 32], Vec<u8>)> {
+        self.with_open_live(file, |s| s.secure().open_live(envelope).map_err(crate::secure::denied))
+    }
+
+    /// The role of device `peer` (its public key) in the open `file`'s group.
+    pub fn role_of(&self, file: &Path, peer: &[u8; 32]) -> Result<Option<tandem_auth::group::Role>> {
+        self.with_open(file, |s| Ok(s.secure().role(peer)))
+    }
+
+    /// Redeem an invite for `peer` (see [`crate::secure::Secure::redeem`]); returns the
+    /// group's ops for the joiner. The new op also goes to the other peers.
+    pub fn redeem_invite(
+        &self,
+        file: &Path,
+        token: crate::secure::InviteToken,
+        peer: [u8; 32],
+        recipient: &str,
+    ) -> Result<Vec<Vec<u8>>> {
+        self.with_open(file, |s| {
+            if let Some(op) = s.secure_mut().redeem(token, peer, recipient)? {
+                self.publish_ops(s.rel(), vec![op.encode()]);
+            }
+            Ok(s.secure().ops())
+        })
+    }
+
+    /// Every local change to `file` from now on, as envelopes, batch by batch.
     pub fn subscribe_changes(&self, file: &Path) -> Result<Receiver<Vec<Vec<u8>>>> {
         let rel = self.ws.relative(file)?;
         let (tx, rx) = channel();
@@ -549,7 +669,7 @@ impl Service {
                     synced.iter().filter(|h| !unknown.contains(h) && !known.contains(h)).copied().collect();
                 known.extend(extra);
             }
-            Ok(s.doc.changes_since(&known).iter().map(|c| c.raw_bytes().to_vec()).collect())
+            s.envelopes_since(&known)
         })
     }
 
@@ -564,8 +684,9 @@ impl Service {
         })
     }
 
-    /// Apply changes from a peer to the open `file`; returns how many were new and the
-    /// heads after.
+    /// Apply envelopes from a peer to the open `file` (each checked first: see
+    /// [`crate::secure::Secure::open_remote`]; one refused refuses the batch);
+    /// returns how many changes were new and the heads after.
     ///
     /// Automerge's part (~25 ms on a long history) runs without the lock, Automerge
     /// taken out of the document meanwhile: the editor keeps typing into the rope and
@@ -573,9 +694,18 @@ impl Service {
     pub fn apply_remote(
         &self,
         file: &Path,
-        changes: Vec<tandem_doc::Change>,
+        envelopes: Vec<Vec<u8>>,
     ) -> Result<(usize, Vec<tandem_doc::ChangeHash>)> {
-        let job = self.with_open(file, |s| Ok(s.begin_remote(changes, now_ms())))?;
+        // Checking signatures and decrypting (~40 us an envelope) happens under the
+        // lock; Automerge's part does not.
+        let job = self.with_open(file, |s| {
+            let (changes, vouched) = s.open_envelopes(envelopes)?;
+            if !vouched.is_empty() {
+                s.apply_remote_vouched(vouched, now_ms())?;
+                self.publish(s);
+            }
+            Ok(s.begin_remote(changes, now_ms()))
+        })?;
         let Some(job) = job else {
             return self.with_open(file, |s| Ok((0, s.doc.heads().to_vec())));
         };
@@ -720,6 +850,57 @@ impl Service {
                 self.apply(s, &edit, now)
             }),
             Request::Verify { file, all } => self.verify(file, *all),
+            Request::Group { file } => self.with_doc(file, |s| Ok(group_json(s))),
+            Request::GroupChange { file, op, member, role, recipient } => self.with_doc(file, |s| {
+                let member = || -> Result<[u8; 32]> {
+                    let m = member.as_deref().ok_or_else(|| StoreError::BadRequest(format!("group {op} needs a member (a peer id)")))?;
+                    tandem_auth::device::parse_member(m).map_err(StoreError::BadRequest)
+                };
+                let role = || -> Result<tandem_auth::group::Role> {
+                    let r = role.as_deref().ok_or_else(|| StoreError::BadRequest(format!("group {op} needs a role")))?;
+                    r.parse().map_err(StoreError::BadRequest)
+                };
+                use tandem_auth::group::Action;
+                let (action, recipient) = match op.as_str() {
+                    "add" => {
+                        let (member, role) = (member()?, role()?);
+                        if role >= tandem_auth::group::Role::Reader && recipient.is_none() {
+                            return Err(StoreError::BadRequest(
+                                "group add needs the member's age recipient (--age age1..., `tandem id` on its device prints it)".into(),
+                            ));
+                        }
+                        if let Some(r) = recipient {
+                            tandem_auth::agekey::check_recipient(r).map_err(StoreError::BadRequest)?;
+                        }
+                        (Action::SetRole { member, role }, recipient.as_deref())
+                    }
+                    "role" => (Action::SetRole { member: member()?, role: role()? }, None),
+                    "remove" => (Action::Remove { member: member()? }, None),
+                    "rotate" => (Action::Rotate, None),
+                    other => {
+                        return Err(StoreError::BadRequest(format!(
+                            "unknown group change {other:?}: use add, remove, role or rotate"
+                        )));
+                    }
+                };
+                let op = s.secure_mut().act(action, recipient)?;
+                self.publish_ops(s.rel(), vec![op.encode()]);
+                // A new epoch: what is stored from now on is sealed with its key;
+                // the snapshot is sealed again so the old key opens nothing newer.
+                s.compact()?;
+                Ok(group_json(s))
+            }),
+            Request::Invite { file, role, expires_ms, uses } => self.with_doc(file, |s| {
+                let role: tandem_auth::group::Role = role.parse().map_err(StoreError::BadRequest)?;
+                let (id, secret) = s.secure().invite(role, *expires_ms, *uses)?;
+                Ok(json!({
+                    "invite": tandem_auth::device::hex(&id),
+                    "secret": tandem_auth::device::hex(&secret),
+                    "role": role.name(),
+                    "expires_ms": expires_ms,
+                    "uses": uses,
+                }))
+            }),
             Request::ExportCar { file, out } => self.with_doc(file, |s| export_car(s, out)),
             Request::Gc { .. } => {
                 let dir = self.ws.blob_dir();
@@ -863,6 +1044,30 @@ fn info(s: &mut StoredDoc) -> Value {
     })
 }
 
+/// `tandem group FILE --json`: the members, their roles, the epoch.
+fn group_json(s: &StoredDoc) -> Value {
+    let m = s.secure().members();
+    let members: Vec<Value> = m
+        .roles
+        .iter()
+        .map(|(key, role)| {
+            json!({
+                "peer_id": tandem_auth::device::peer_id(key).map(|p| p.to_string()),
+                "role": role.name(),
+                "age_recipient": m.recipients.get(key),
+                "has_key": m.holders.contains(key),
+            })
+        })
+        .collect();
+    json!({
+        "file": s.rel(),
+        "epoch": m.epoch,
+        "members": members,
+        "ops": s.secure().group().len(),
+        "needs_rotation": m.needs_rotation(),
+    })
+}
+
 fn error_json(e: &StoreError) -> Value {
     json!({"error": {"kind": e.kind(), "message": e.to_string()}})
 }
@@ -943,13 +1148,13 @@ pub enum Access {
 
 /// Reach the workspace of `file`: connect to the owning process if one runs, else
 /// become the owner. Retries briefly while another process is starting up.
-pub fn access(ws: Workspace, author: &Author, config: &DocConfig) -> Result<Access> {
+pub fn access(ws: Workspace, author: &Author, config: &DocConfig, keys: &Keys) -> Result<Access> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         if let Some(client) = Client::connect(&ws) {
             return Ok(Access::Remote(client));
         }
-        if let Some(svc) = Service::own(ws.clone(), author.clone(), config.clone())? {
+        if let Some(svc) = Service::own(ws.clone(), author.clone(), config.clone(), keys.clone())? {
             return Ok(Access::Local(Box::new(svc)));
         }
         if Instant::now() > deadline {

@@ -30,6 +30,7 @@ use crate::blobs::{BlobHash, BlobStore, blob_hash};
 use crate::changelog::ChangeLog;
 use crate::error::{Result, StoreError};
 use crate::fsutil::{read_text, write_atomic};
+use crate::secure::{Keys, Plain, Secure};
 use crate::workspace::Workspace;
 
 /// Where histories were kept before the blob store (read once, then moved in).
@@ -51,6 +52,11 @@ const COMPACT_BYTES: u64 = 64 << 10;
 const INLINE_MAX: u64 = 16 << 10;
 /// A fresh peer is sent at most this many change blobs after the snapshot.
 const SHARE_CHANGES_MAX: usize = 32;
+/// Most remote changes held while the changes they depend on have not arrived
+/// (more are dropped, oldest first: a peer sends them again when asked).
+const MAX_PARKED: usize = 4096;
+/// ...and most bytes of them.
+const MAX_PARKED_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
@@ -154,7 +160,7 @@ pub enum Opened {
 /// [`StoredDoc::begin_remote`]).
 pub struct RemoteApply {
     detached: tandem_doc::Detached,
-    fresh: Vec<Change>,
+    fresh: Vec<(Change, Vec<u8>)>,
 }
 
 impl RemoteApply {
@@ -181,7 +187,12 @@ pub const INCOMING_TAG: &str = "incoming/";
 
 /// The history `blobs` make (snapshot first, if any): the document's bytes and
 /// changes, and the index that names them.
-fn read_shared(store: &BlobStore, blobs: &[BlobHash], path: &Path) -> Result<(Vec<u8>, Vec<Change>, Index)> {
+fn read_shared(
+    store: &BlobStore,
+    secure: &Secure,
+    blobs: &[BlobHash],
+    path: &Path,
+) -> Result<(Vec<u8>, Vec<Change>, Index)> {
     let mut index = Index { version: 1, ..Index::default() };
     let mut snapshot = Vec::new();
     let mut changes = Vec::new();
@@ -190,8 +201,9 @@ fn read_shared(store: &BlobStore, blobs: &[BlobHash], path: &Path) -> Result<(Ve
             .get(*hash)
             .map_err(|fault| StoreError::corrupt(path, format!("fetched blob {hash} is {fault}")))?;
         let len = bytes.len() as u64;
-        match Change::from_bytes(bytes.clone()) {
-            Ok(change) => {
+        let refused = |e: String| crate::secure::denied(format!("fetched blob {hash} refused: {e}"));
+        match secure.open_remote(&bytes).map_err(|e| refused(e.to_string()))? {
+            Plain::Change(change) => {
                 index.changes.push(IndexEntry {
                     change: Some(change.hash().to_string()),
                     blob: hash.to_string(),
@@ -199,13 +211,11 @@ fn read_shared(store: &BlobStore, blobs: &[BlobHash], path: &Path) -> Result<(Ve
                 });
                 changes.push(change);
             }
-            Err(_) if i == 0 => {
+            Plain::Snapshot(bytes) if i == 0 => {
                 index.snapshot = Some(IndexEntry { change: None, blob: hash.to_string(), bytes: len });
                 snapshot = bytes;
             }
-            Err(e) => {
-                return Err(StoreError::corrupt(path, format!("fetched blob {hash} is not a change: {e}")));
-            }
+            Plain::Snapshot(_) => return Err(refused("a snapshot after the first blob".into())),
         }
     }
     Ok((snapshot, changes, index))
@@ -225,8 +235,13 @@ pub struct StoredDoc {
     index_hash: String,
     /// Changes in the log, not yet in the index.
     pending: Vec<Pending>,
-    /// Local changes stored but not yet handed to the network ([`Self::take_outbox`]).
-    outbox: Vec<Change>,
+    /// Envelopes of local changes stored but not yet handed to the network
+    /// ([`Self::take_outbox`]).
+    outbox: Vec<Vec<u8>>,
+    /// The group, keys, sealing and opening (see [`crate::secure`]).
+    secure: Secure,
+    /// Remote changes waiting for the changes they depend on, with their envelopes.
+    parked: Vec<(Change, Vec<u8>)>,
     /// Remote changes arrived since the file was last written (see [`Self::save_if_stale`]).
     file_stale: bool,
     last_save_ms: u64,
@@ -262,7 +277,10 @@ impl StoredDoc {
         author: Author,
         config: DocConfig,
         create: bool,
+        keys: &Keys,
     ) -> Result<(StoredDoc, Opened)> {
+        // Changes are signed with the device key: they must carry it as their actor.
+        let author = Author::new(author.name, tandem_doc::ActorId::from(keys.public().to_vec()));
         let rel = ws.relative(file)?;
         let file = ws.root().join(&rel);
         let text = match read_text(&file) {
@@ -277,10 +295,11 @@ impl StoredDoc {
             let doc = Document::with_text(author, config, &content, now);
             let doc_id =
                 hash_hex(format!("{rel}\0{now}\0{:?}", doc.author().actor).as_bytes())[..32].to_owned();
-            let stored = Self::create(ws, file, rel, dir, doc, doc_id, &content, None)?;
+            let secure = Secure::create(&dir, &doc_id, keys)?;
+            let stored = Self::create(ws, file, rel, dir, doc, doc_id, &content, None, secure)?;
             return Ok((stored, Opened::Created));
         }
-        let mut stored = Self::load(ws, &dir, file, rel, author, config)?;
+        let mut stored = Self::load(ws, &dir, file, rel, author, config, keys)?;
         let opened = match text {
             Some(text) => stored.merge_file(&text, now)?,
             None => Opened::Loaded,
@@ -302,6 +321,7 @@ impl StoredDoc {
         doc_id: String,
         saved: &str,
         adopt: Option<Index>,
+        secure: Secure,
     ) -> Result<StoredDoc> {
         fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         let (log, _) = ChangeLog::read(&dir.join(LOG))?;
@@ -326,9 +346,12 @@ impl StoredDoc {
             index_hash: String::new(),
             pending: Vec::new(),
             outbox: Vec::new(),
+            secure,
+            parked: Vec::new(),
             file_stale: false,
             last_save_ms: 0,
         };
+        stored.secure.write()?;
         stored.log.clear()?;
         match adopt {
             Some(index) => stored.adopt(index)?,
@@ -342,6 +365,7 @@ impl StoredDoc {
     /// fresh join. When the workspace already holds that document, the peer's
     /// changes are merged into it; a different document there is an error. The file
     /// is written. The caller must own the workspace.
+    #[allow(clippy::too_many_arguments)]
     pub fn join(
         ws: &Workspace,
         file: &Path,
@@ -349,14 +373,18 @@ impl StoredDoc {
         shared: Shared,
         author: Author,
         config: DocConfig,
+        keys: &Keys,
+        group: &[Vec<u8>],
     ) -> Result<StoredDoc> {
+        let author = Author::new(author.name, tandem_doc::ActorId::from(keys.public().to_vec()));
         let rel = ws.relative(file)?;
         let file = ws.root().join(&rel);
         ws.ensure()?;
         let dir = ws.doc_dir(&rel);
         let now = now_ms();
         let mut stored = if dir.join(STATE).exists() {
-            let mut stored = Self::load(ws, &dir, file.clone(), rel, author.clone(), config.clone())?;
+            let mut stored = Self::load(ws, &dir, file.clone(), rel, author.clone(), config.clone(), keys)?;
+            stored.secure.add_ops(group)?;
             if stored.doc_id() != doc_id {
                 return Err(StoreError::BadRequest(format!(
                     "{}: this file already has the history of another document ({}); join into another directory",
@@ -370,13 +398,13 @@ impl StoredDoc {
                     .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?
                     .changes_since(&[]),
                 Shared::Blobs(blobs) => {
-                    let (snapshot, changes, _) = read_shared(&stored.blobs, &blobs, &file)?;
+                    let (snapshot, changes, _) = read_shared(&stored.blobs, &stored.secure, &blobs, &file)?;
                     { Document::load(&snapshot, changes, author, config) }
                         .map_err(|e| StoreError::Doc { path: file.clone(), source: e })?
                         .changes_since(&[])
                 }
             };
-            stored.apply_remote(changes, now)?;
+            stored.apply_vouched(changes, now)?;
             stored.blobs.untag_except(INCOMING_TAG.into(), Default::default())?;
             stored
         } else {
@@ -395,6 +423,7 @@ impl StoredDoc {
                 )));
             }
             let doc_err = |e| StoreError::Doc { path: file.clone(), source: e };
+            let secure = Secure::join(&dir, doc_id, keys, group)?;
             let (doc, adopt) = match shared {
                 Shared::Changes(changes) => {
                     (Document::from_changes(changes, author, config).map_err(doc_err)?, None)
@@ -405,11 +434,11 @@ impl StoredDoc {
                 // The peer's blobs become this history as they are: nothing re-encoded.
                 Shared::Blobs(blobs) => {
                     let store = BlobStore::open(&ws.blob_dir())?;
-                    let (snapshot, changes, index) = read_shared(&store, &blobs, &file)?;
+                    let (snapshot, changes, index) = read_shared(&store, &secure, &blobs, &file)?;
                     (Document::load(&snapshot, changes, author, config).map_err(doc_err)?, Some(index))
                 }
             };
-            let stored = Self::create(ws, file, rel, dir, doc, doc_id.to_owned(), "", adopt)?;
+            let stored = Self::create(ws, file, rel, dir, doc, doc_id.to_owned(), "", adopt, secure)?;
             stored.blobs.untag_except(INCOMING_TAG.into(), Default::default())?;
             stored
         };
@@ -422,29 +451,107 @@ impl StoredDoc {
         self.doc.save(now)
     }
 
-    /// Apply changes from a peer with one Automerge call, store the new ones, and
-    /// write the file. Returns how many were new.
-    pub fn apply_remote(&mut self, changes: Vec<Change>, now: u64) -> Result<usize> {
-        match self.begin_remote(changes, now) {
-            Some(job) => self.finish_remote(job.run(), now),
-            None => Ok(0),
+    /// Apply envelopes from a peer (each checked: see [`Secure::open_remote`]) with
+    /// one Automerge call, store the new changes, and write the file. Returns how
+    /// many were new.
+    pub fn apply_remote(&mut self, envelopes: Vec<Vec<u8>>, now: u64) -> Result<usize> {
+        let (changes, vouched) = self.open_envelopes(envelopes)?;
+        let mut n = self.apply_vouched(vouched, now)?;
+        if let Some(job) = self.begin_remote(changes, now) {
+            n += self.finish_remote(job.run(), now)?;
         }
+        Ok(n)
+    }
+
+    /// Check and open envelopes from a peer: the changes with their envelopes, and
+    /// the changes of any snapshot among them (vouched for by the writer that sealed
+    /// it, with no envelope of their own). The first refused envelope refuses all.
+    pub fn open_envelopes(&mut self, envelopes: Vec<Vec<u8>>) -> Result<(Vec<(Change, Vec<u8>)>, Vec<Change>)> {
+        let mut changes = Vec::with_capacity(envelopes.len());
+        let mut vouched = Vec::new();
+        for (i, env) in envelopes.into_iter().enumerate() {
+            match self.secure.open_remote(&env) {
+                Ok(Plain::Change(c)) => changes.push((c, env)),
+                Ok(Plain::Snapshot(bytes)) => {
+                    let mut doc = Document::load(&bytes, vec![], self.doc.author().clone(), Default::default())
+                        .map_err(|e| crate::secure::denied(format!("a peer's snapshot does not load: {e}")))?;
+                    vouched.extend(doc.changes_since(&[]));
+                }
+                Err(e) => return Err(crate::secure::denied(format!("envelope {i} refused: {e}"))),
+            }
+        }
+        Ok((changes, vouched))
+    }
+
+    /// Apply changes that came without envelopes of their own (from a snapshot a
+    /// writer sealed), then fold them into a snapshot of this device's: nothing on
+    /// disk is ever unsealed.
+    pub fn apply_remote_vouched(&mut self, changes: Vec<Change>, now: u64) -> Result<usize> {
+        self.apply_vouched(changes, now)
+    }
+
+    fn apply_vouched(&mut self, changes: Vec<Change>, now: u64) -> Result<usize> {
+        let hashes: Vec<_> = changes.iter().map(|c| c.hash()).collect();
+        let missing = self.doc.missing(&hashes);
+        let fresh: Vec<Change> = changes.into_iter().filter(|c| missing.contains(&c.hash())).collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let n = fresh.len();
+        let job = RemoteApply { detached: self.doc.detach(fresh, now), fresh: Vec::new() };
+        self.finish_remote(job.run(), now)?;
+        self.compact()?;
+        Ok(n)
     }
 
     /// The first step of [`Self::apply_remote`] for callers that let the document be
     /// edited meanwhile: pick the changes this document lacks and take Automerge out
     /// to apply them ([`RemoteApply::run`], on any thread); `None` when all are known.
-    pub fn begin_remote(&mut self, changes: Vec<Change>, now: u64) -> Option<RemoteApply> {
-        let fresh: Vec<Change> = {
-            let hashes: Vec<_> = changes.iter().map(|c| c.hash()).collect();
-            let missing = self.doc.missing(&hashes);
-            changes.into_iter().filter(|c| missing.contains(&c.hash())).collect()
-        };
-        if fresh.is_empty() {
+    ///
+    /// Changes whose dependencies are neither in the document nor among the others
+    /// wait (bounded: [`MAX_PARKED`]) until those arrive; Automerge would queue them
+    /// without bound.
+    pub fn begin_remote(&mut self, changes: Vec<(Change, Vec<u8>)>, now: u64) -> Option<RemoteApply> {
+        let mut all = std::mem::take(&mut self.parked);
+        all.extend(changes);
+        let hashes: Vec<_> = all.iter().map(|(c, _)| c.hash()).collect();
+        let missing = self.doc.missing(&hashes);
+        let mut fresh: Vec<(Change, Vec<u8>)> =
+            all.into_iter().filter(|(c, _)| missing.contains(&c.hash())).collect();
+        // Ready: every dependency known, or itself ready (a fixpoint over the batch).
+        let mut ready: std::collections::HashSet<ChangeHash> = std::collections::HashSet::new();
+        loop {
+            let before = ready.len();
+            for (c, _) in &fresh {
+                if !ready.contains(&c.hash())
+                    && c.deps().iter().all(|d| ready.contains(d) || !missing.contains(d) && self.doc.missing(&[*d]).is_empty())
+                {
+                    ready.insert(c.hash());
+                }
+            }
+            if ready.len() == before {
+                break;
+            }
+        }
+        let (go, mut wait): (Vec<_>, Vec<_>) = fresh.drain(..).partition(|(c, _)| ready.contains(&c.hash()));
+        let mut bytes: usize = wait.iter().map(|(_, e)| e.len()).sum();
+        while wait.len() > MAX_PARKED || bytes > MAX_PARKED_BYTES {
+            let (c, e) = wait.remove(0);
+            bytes -= e.len();
+            tracing::warn!(file = %self.rel, change = %c.hash(), "dropping a change whose dependencies never came");
+        }
+        self.parked = wait;
+        if go.is_empty() {
             return None;
         }
-        let detached = self.doc.detach(fresh.clone(), now);
-        Some(RemoteApply { detached, fresh })
+        let changes: Vec<Change> = go.iter().map(|(c, _)| c.clone()).collect();
+        let detached = self.doc.detach(changes, now);
+        Some(RemoteApply { detached, fresh: go })
+    }
+
+    /// Remote changes waiting for their dependencies.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
     }
 
     /// The last step: put Automerge back, store the new changes, write the file.
@@ -456,9 +563,8 @@ impl StoredDoc {
             .map_err(|e| StoreError::Doc { path: self.file.clone(), source: e })?;
         // Local edits committed to make room for the remote ones go out too.
         let local = self.doc.take_local_changes();
-        self.persist(&local)?;
-        self.outbox.extend(local);
-        self.persist(&fresh)?;
+        self.persist_local(&local)?;
+        self.persist(fresh.iter().map(|(c, e)| (c, e.clone())))?;
         let n = fresh.len();
         self.file_stale = true;
         if now.saturating_sub(self.last_save_ms) >= REMOTE_SAVE_MS {
@@ -478,7 +584,7 @@ impl StoredDoc {
     }
 
     /// Local changes stored since the last call, for sending to peers.
-    pub fn take_outbox(&mut self) -> Vec<Change> {
+    pub fn take_outbox(&mut self) -> Vec<Vec<u8>> {
         std::mem::take(&mut self.outbox)
     }
 
@@ -489,12 +595,14 @@ impl StoredDoc {
         rel: String,
         author: Author,
         config: DocConfig,
+        keys: &Keys,
     ) -> Result<StoredDoc> {
         let state_path = dir.join(STATE);
         let state_bytes = fs::read(&state_path).map_err(StoreError::io(&state_path))?;
         let state: State = serde_json::from_slice(&state_bytes)
             .map_err(|e| StoreError::corrupt(&state_path, format!("unreadable state: {e}")))?;
         let blobs = BlobStore::open(&ws.blob_dir())?;
+        let secure = Secure::load(dir, &state.doc_id, keys)?;
         let index_path = dir.join(INDEX);
         let (index, index_bytes) = match Index::read(dir)? {
             Some(found) => found,
@@ -511,19 +619,24 @@ impl StoredDoc {
                 )
             })
         };
+        let unreadable =
+            |what: &str, e: String| StoreError::corrupt(&index_path, format!("{what} does not open: {e}"));
         let snapshot = match &index.snapshot {
-            Some(entry) => read_blob(entry, "the snapshot")?,
+            Some(entry) => match secure.open_stored(read_blob(entry, "the snapshot")?) {
+                Ok(Plain::Snapshot(bytes)) => bytes,
+                Ok(Plain::Change(_)) => return Err(unreadable("the snapshot", "it is a change".into())),
+                Err(e) => return Err(unreadable("the snapshot", e)),
+            },
             None => Vec::new(),
         };
         let mut changes = Vec::with_capacity(index.changes.len());
         for entry in &index.changes {
-            let bytes = read_blob(entry, "change")?;
-            changes.push(Change::from_bytes(bytes).map_err(|e| {
-                StoreError::corrupt(
-                    &index_path,
-                    format!("blob {} is not an Automerge change: {e}", entry.blob),
-                )
-            })?);
+            let what = format!("change blob {}", entry.blob);
+            match secure.open_stored(read_blob(entry, "change")?) {
+                Ok(Plain::Change(c)) => changes.push(c),
+                Ok(Plain::Snapshot(_)) => return Err(unreadable(&what, "it is not an Automerge change".into())),
+                Err(e) => return Err(unreadable(&what, e)),
+            }
         }
         let log_path = dir.join(LOG);
         let (log, contents) = ChangeLog::read(&log_path)?;
@@ -533,9 +646,13 @@ impl StoredDoc {
         }
         let mut pending = Vec::with_capacity(contents.records.len());
         for (i, bytes) in contents.records.into_iter().enumerate() {
-            let change = Change::from_bytes(bytes.clone()).map_err(|e| {
-                StoreError::corrupt(&log_path, format!("record {i} is not an Automerge change: {e}"))
-            })?;
+            let change = match secure.open_stored(bytes.clone()) {
+                Ok(Plain::Change(c)) => c,
+                Ok(Plain::Snapshot(_)) => {
+                    return Err(StoreError::corrupt(&log_path, format!("record {i} is not an Automerge change")));
+                }
+                Err(e) => return Err(StoreError::corrupt(&log_path, format!("record {i} does not open: {e}"))),
+            };
             pending.push(Pending {
                 entry: IndexEntry {
                     change: Some(change.hash().to_string()),
@@ -562,6 +679,8 @@ impl StoredDoc {
             index_hash: hash_hex(&index_bytes),
             pending,
             outbox: Vec::new(),
+            secure,
+            parked: Vec::new(),
             file_stale: false,
             last_save_ms: 0,
         })
@@ -623,8 +742,7 @@ impl StoredDoc {
     /// Commit pending edits and append the new local changes to the log, durably.
     pub fn commit(&mut self, now: u64) -> Result<Vec<Change>> {
         let changes = self.doc.commit(now);
-        self.persist(&changes)?;
-        self.outbox.extend(changes.iter().cloned());
+        self.persist_local(&changes)?;
         Ok(changes)
     }
 
@@ -632,16 +750,25 @@ impl StoredDoc {
     /// [`tandem_doc::Document::poll_commit`]), appending the change to the log.
     pub fn poll_commit(&mut self, now: u64) -> Result<Vec<Change>> {
         let changes = self.doc.poll_commit(now);
-        self.persist(&changes)?;
-        self.outbox.extend(changes.iter().cloned());
+        self.persist_local(&changes)?;
         Ok(changes)
     }
 
-    /// Append changes to the log (local ones from [`Self::commit`], or changes that
-    /// arrived from elsewhere and are already in the document).
-    pub fn persist(&mut self, changes: &[Change]) -> Result<()> {
+    /// Seal this device's own new changes, store them and queue them for peers.
+    fn persist_local(&mut self, changes: &[Change]) -> Result<()> {
+        let mut sealed = Vec::with_capacity(changes.len());
         for c in changes {
-            let bytes = c.raw_bytes();
+            sealed.push((c, self.secure.seal_change(c.raw_bytes())?));
+        }
+        self.outbox.extend(sealed.iter().map(|(_, e)| e.clone()));
+        self.persist(sealed)
+    }
+
+    /// Append changes, as envelopes, to the log and the blob store (this device's
+    /// own, or a peer's that are already in the document).
+    fn persist<'c>(&mut self, changes: impl IntoIterator<Item = (&'c Change, Vec<u8>)>) -> Result<()> {
+        for (c, envelope) in changes {
+            let bytes = &envelope[..];
             self.log.append(bytes)?;
             let hash = blob_hash(bytes);
             // Logged is committed: a failed put only means the checkpoint retries it.
@@ -795,7 +922,7 @@ impl StoredDoc {
     /// old snapshot and the folded changes are dropped. A crash before the index is
     /// replaced leaves the old history, whole; one after it, the new.
     pub fn compact(&mut self) -> Result<()> {
-        let bytes = self.doc.save(now_ms());
+        let bytes = self.secure.seal_snapshot(&self.doc.save(now_ms()))?;
         let doc_id = self.state.doc_id.clone();
         let len = bytes.len() as u64;
         let blob = self.blobs.put(snapshot_tag(&doc_id, &blob_hash(&bytes)), bytes)?;
@@ -848,6 +975,56 @@ impl StoredDoc {
         self.doc.settle();
         self.commit(now)?;
         self.write_text_cache_now()
+    }
+
+    /// The group and keys of this document.
+    pub fn secure(&self) -> &Secure {
+        &self.secure
+    }
+
+    pub fn secure_mut(&mut self) -> &mut Secure {
+        &mut self.secure
+    }
+
+    /// The envelopes a peer that has `known` lacks, oldest first: each change's own
+    /// envelope while the change still has one (it follows the snapshot); once any
+    /// of them was folded into a snapshot, a fresh snapshot of this device's instead,
+    /// which a peer takes only from a writer.
+    pub fn envelopes_since(&mut self, known: &[ChangeHash]) -> Result<Vec<Vec<u8>>> {
+        let needed = self.doc.changes_since(known);
+        if needed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let index_path = self.dir.join(INDEX);
+        let mut by_change: std::collections::HashMap<String, (&IndexEntry, Option<&Vec<u8>>)> = self
+            .index
+            .changes
+            .iter()
+            .map(|e| (e, None))
+            .chain(self.pending.iter().map(|p| (&p.entry, p.unstored.as_ref())))
+            .filter_map(|(e, bytes)| Some((e.change.clone()?, (e, bytes))))
+            .collect();
+        let mut out = Vec::with_capacity(needed.len());
+        for c in &needed {
+            let Some((entry, unstored)) = by_change.remove(&c.hash().to_string()) else {
+                out.clear();
+                break;
+            };
+            match unstored {
+                Some(bytes) => out.push(bytes.clone()),
+                None => {
+                    let hash = entry.blob_hash(&index_path)?;
+                    out.push(self.blobs.get(hash).map_err(|fault| {
+                        StoreError::corrupt(&index_path, format!("change blob {hash} is {fault}"))
+                    })?);
+                }
+            }
+        }
+        if out.len() == needed.len() {
+            return Ok(out);
+        }
+        // Folded already: send the whole document, sealed by this device.
+        self.secure.seal_snapshot(&self.doc.save(now_ms())).map(|s| vec![s])
     }
 
     /// Bytes of history: the blobs the index names, plus the log.

@@ -4,14 +4,37 @@
 use std::path::Path;
 
 use tandem_doc::{ActorId, Author, DocConfig};
-use tandem_store::{Opened, StoredDoc, Workspace, first_screen};
+use tandem_store::{Keys, Opened, StoredDoc, Workspace, first_screen};
 
 fn author() -> Author {
     Author::new("me", ActorId::from(vec![3u8; 16]))
 }
 
+/// This test process's device keys (made once, in a directory of their own).
+fn keys() -> Keys {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    Keys::load(HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()).unwrap()
+}
+
 fn open(ws: &Workspace, file: &Path) -> (StoredDoc, Opened) {
-    StoredDoc::open(ws, file, author(), DocConfig::default(), false).unwrap()
+    StoredDoc::open(ws, file, author(), DocConfig::default(), false, &keys()).unwrap()
+}
+
+/// A second device, added to `s`'s group as a writer: its keys (in `home`).
+fn writer(s: &mut StoredDoc, home: &Path) -> Keys {
+    let peer = Keys::load(home).unwrap();
+    let action = tandem_auth::group::Action::SetRole { member: peer.public(), role: tandem_auth::group::Role::Writer };
+    s.secure_mut().act(action, Some(&peer.age.recipient())).unwrap();
+    peer
+}
+
+/// `change` sealed by `peer` as it would send it (with the epoch key it was given).
+fn sealed_by(s: &StoredDoc, peer: &Keys, change: &tandem_doc::Change) -> Vec<u8> {
+    let group = s.secure().group();
+    let epoch = group.members().epoch;
+    let key = group.keys_for(&peer.public(), &peer.age).remove(&epoch).unwrap();
+    let doc = s.secure().doc();
+    tandem_auth::envelope::seal(&peer.device, &doc, tandem_auth::envelope::Kind::Change, epoch, &group.heads(), &key, change.raw_bytes())
 }
 
 #[test]
@@ -120,16 +143,21 @@ fn typing_goes_on_while_remote_changes_are_applied_and_both_are_kept() {
     let ws = Workspace::at(dir.path()).unwrap();
     let lock = ws.try_lock().unwrap().unwrap();
     let (mut s, _) = open(&ws, &file);
-    // A peer with the same history adds a line.
+    // A peer (a writer) with the same history adds a line.
+    let home = tempfile::tempdir().unwrap();
+    let keys = writer(&mut s, home.path());
     let mut peer = tandem_doc::Document::load(
         &s.doc.save(1),
         vec![],
-        Author::new("peer", ActorId::from(vec![9u8; 16])),
+        Author::new("peer", ActorId::from(keys.public().to_vec())),
         DocConfig::default(),
     )
     .unwrap();
     peer.splice(8, 0, "three\n", 2).unwrap();
-    let theirs = peer.commit(3);
+    let theirs: Vec<_> = peer.commit(3).into_iter().map(|c| {
+        let env = sealed_by(&s, &keys, &c);
+        (c, env)
+    }).collect();
     // Automerge goes out to apply it; meanwhile the user types at the front.
     let job = s.begin_remote(theirs, 4).unwrap();
     assert!(s.doc.is_detached());
@@ -171,6 +199,8 @@ fn a_second_history_of_one_document_in_a_workspace_is_refused() {
         tandem_store::Shared::Changes(changes),
         author(),
         DocConfig::default(),
+        &keys(),
+        &a.secure().ops(),
     )
     .err()
     .expect("a second history of the same document");
