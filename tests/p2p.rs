@@ -162,7 +162,17 @@ fn four_peers_converge_and_a_chain_forwards() {
         let a = share(root.path(), "a", "four\n", transport);
         let b = join(root.path(), "b", &a.ticket(), transport);
         let c = join(root.path(), "c", &a.ticket(), transport);
-        // d joins b only: a and d never connect, b forwards between them.
+        // d is let in by a (an admin's invite), then rejoins through b only: a and d
+        // are not connected, b forwards between them. b's own ticket holds no
+        // invite: it only lets members in.
+        let d = join(root.path(), "d", &a.ticket(), transport);
+        // b hears from a that d is a member (until then it would refuse d).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while d.role_in(&b.group()).is_none() {
+            assert!(Instant::now() < deadline, "{transport}: b never heard that d is a member");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(d);
         let d = join(root.path(), "d", &b.ticket(), transport);
         for (i, p) in [&a, &b, &c, &d].iter().enumerate() {
             p.edit(0, &format!("<{i}>"));
@@ -357,4 +367,134 @@ fn a_corrupt_blob_is_named_by_verify_and_repaired_from_a_peer() {
         stdout.contains(&blob) && stdout.contains("corrupt") && stdout.contains("NOT repaired"),
         "{stdout}"
     );
+}
+
+fn share_with(root: &Path, name: &str, content: &str, extra: &[&str]) -> Peer {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("doc.md"), content).unwrap();
+    let mut args = vec!["share", "doc.md", "--headless", "--json", "--listen", "127.0.0.1", "--transport", "quic"];
+    args.extend_from_slice(extra);
+    spawn(&dir, &root.join(format!("{name}-home")), name, &args, dir.join("doc.md"))
+}
+
+/// A join that must fail: its exit code and error.
+fn failed_join(root: &Path, name: &str, ticket: &str) -> String {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let home = root.join(format!("{name}-home"));
+    let args = ["join", ticket, ".", "--headless", "--json", "--listen", "127.0.0.1", "--transport", "quic"];
+    let mut child = tandem(&dir, &home, name, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name}: the join did not fail");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{name}: {err}");
+    assert!(!dir.join("doc.md").exists(), "{name}: a refused join wrote the file");
+    err
+}
+
+impl Peer {
+    fn group(&self) -> Value {
+        let out = tandem(&self.dir, &self.home, &self.name, &["group", "doc.md", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn peer_id(&self) -> String {
+        let out = tandem(&self.dir, &self.home, &self.name, &["id", "--json"]).output().unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["peer_id"].as_str().unwrap().to_owned()
+    }
+
+    fn role_in(&self, group: &Value) -> Option<String> {
+        let me = self.peer_id();
+        group["members"].as_array().unwrap().iter().find(|m| m["peer_id"] == me.as_str()).map(|m| m["role"].as_str().unwrap().to_owned())
+    }
+}
+
+/// Wait until `p`'s text contains `needle`.
+fn wait_for(p: &Peer, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.text().contains(needle) {
+        assert!(Instant::now() < deadline, "{}: no {needle:?} in {:?}", p.name, p.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `share --role reader --uses 1`: the joiner is a reader: it reads what the writer
+/// writes, its own changes are refused by the writer, and the ticket lets no second
+/// device in.
+#[test]
+fn a_reader_reads_and_its_changes_are_refused_and_a_used_invite_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let a = share_with(root.path(), "ada", "shared\n", &["--role", "reader", "--uses", "1"]);
+    let b = join(root.path(), "bob", &a.ticket(), "quic");
+    assert_eq!(b.text(), "shared\n");
+    assert_eq!(b.role_in(&a.group()).as_deref(), Some("reader"));
+    assert_eq!(a.role_in(&b.group()).as_deref(), Some("owner"), "the reader has the same log");
+    // A reader's edit is refused where it is made, saying why (the network
+    // refusal of a reader's change, made anyway, is tested in crates/net/tests/wire.rs).
+    let out = tandem(&b.dir, &b.home, "bob", &["edit", "doc.md", "--at", "0", "--insert", "READER "]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reader"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(b.text(), "shared\n", "the refused edit left nothing behind");
+    a.edit(0, "WRITER ");
+    wait_for(&b, "WRITER ");
+    assert!(!a.text().contains("READER"));
+    let err = failed_join(root.path(), "cy", &a.ticket());
+    assert!(err.contains("used up"), "{err}");
+}
+
+#[test]
+fn an_expired_invite_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let a = share_with(root.path(), "ada", "shared\n", &["--expires", "1s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let err = failed_join(root.path(), "bob", &a.ticket());
+    assert!(err.contains("expired"), "{err}");
+    let bad = tandem(root.path(), root.path(), "x", &["share", "doc.md", "--expires", "soon"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// An owner removes a member: the key rotates, the member is dropped and refused, it
+/// gets nothing written after, and what it writes is refused; the others go on.
+#[test]
+fn a_removed_member_is_dropped_and_gets_nothing_new() {
+    let root = tempfile::tempdir().unwrap();
+    let a = share_with(root.path(), "ada", "base\n", &[]);
+    let b = join(root.path(), "bob", &a.ticket(), "quic");
+    let c = join(root.path(), "cy", &a.ticket(), "quic");
+    converge(&[&a, &b, &c], &["base"]);
+    let bob = b.peer_id();
+    let out = tandem(&a.dir, &a.home, "ada", &["group", "doc.md", "remove", &bob, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let group: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(group["epoch"], 1);
+    assert_eq!(b.role_in(&group), None);
+    // cy hears of it and is given the new key.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.group()["epoch"] != 1 {
+        assert!(Instant::now() < deadline, "the removal did not reach cy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.edit(0, "after ");
+    c.edit(0, "cy ");
+    b.edit(0, "bob ");
+    converge(&[&a, &c], &["after", "cy", "base"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!b.text().contains("after"), "the removed member got a new change: {}", b.text());
+    assert!(!a.text().contains("bob"), "the removed member's change landed: {}", a.text());
+    // Only the owner and admins change the group: cy (a writer) cannot.
+    let out = tandem(&c.dir, &c.home, "cy", &["group", "doc.md", "remove", &a.peer_id()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -107,7 +107,9 @@ impl AgeIdentity {
             rfc3339_now(),
             identity.to_string().expose_secret()
         ));
-        let tmp = home.join(format!(".age.key.tmp-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = home.join(format!(".age.key.tmp-{}-{n}", std::process::id()));
         let written = write_private(&tmp, file.expose_secret().as_bytes()).map_err(io(&tmp));
         let stored = written.and_then(|()| match fs::hard_link(&tmp, path) {
             Ok(()) => Ok(true),

@@ -61,7 +61,12 @@ impl DeviceKey {
                 let bytes = keypair
                     .to_protobuf_encoding()
                     .map_err(|e| KeyError::Bad { path: path.clone(), detail: e.to_string() })?;
-                let tmp = home.join(".device.key.tmp");
+                // A name of its own, then linked into place only if no other process
+                // (or thread) made a key first: two first uses never end up with two
+                // keys, one of them lost.
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tmp = home.join(format!(".device.key.tmp-{}-{n}", std::process::id()));
                 let mut f = fs::OpenOptions::new()
                     .create(true)
                     .truncate(true)
@@ -69,8 +74,17 @@ impl DeviceKey {
                     .mode(0o600)
                     .open(&tmp)
                     .map_err(io(&tmp))?;
-                f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-                fs::rename(&tmp, &path).map_err(io(&path))?;
+                let written = f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(io(&tmp));
+                let linked = written.and_then(|()| match fs::hard_link(&tmp, &path) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    // A file system without hard links: a plain rename is still atomic.
+                    Err(_) => fs::rename(&tmp, &path).map(|()| true).map_err(io(&path)),
+                });
+                let _ = fs::remove_file(&tmp);
+                if !linked? {
+                    return Self::load_or_create(home);
+                }
                 Self::from_protobuf(&bytes).map_err(|detail| KeyError::Bad { path, detail })
             }
             Err(e) => Err(KeyError::Io { path, source: e }),

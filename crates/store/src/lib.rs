@@ -15,9 +15,10 @@
 //! # fn main() -> Result<(), tandem_store::StoreError> {
 //! let file = std::path::Path::new("notes.md");
 //! let author = tandem_store::load_author(&tandem_store::home_dir())?;
+//! let keys = tandem_store::Keys::load(&tandem_store::home_dir())?;
 //! let ws = Workspace::discover(file)?;
 //! let req = Request::Cat { file: file.to_owned(), at: None };
-//! let text = match access(ws, &author, &Default::default())? {
+//! let text = match access(ws, &author, &Default::default(), &keys)? {
 //!     Access::Remote(mut client) => client.call(&req)?,
 //!     Access::Local(service) => service.handle(&req)?,
 //! };

@@ -267,12 +267,18 @@ impl Secure {
     /// `change` (this device's own) sealed for the blob store and the wire. Only a
     /// writer can: a reader's edits stay on its screen, refused at the source.
     pub fn seal_change(&self, change: &[u8]) -> Result<Vec<u8>> {
+        self.check_writer()?;
+        self.seal(Kind::Change, change)
+    }
+
+    /// Ok when this device may change the document (writer, admin or owner).
+    pub fn check_writer(&self) -> Result<()> {
         let me = self.keys.public();
         if !self.members.can_write(&me) {
             let role = self.members.role(&me).map_or("not a member", Role::name);
-            return Err(denied(format!("this device may not change the document (its role: {role})")));
+            return Err(denied(format!("this device may not change the document (its role: {role}): it is read-only here")));
         }
-        self.seal(Kind::Change, change)
+        Ok(())
     }
 
     /// A snapshot (the document's compact form) sealed for the blob store. Any
@@ -316,15 +322,29 @@ impl Secure {
 
     /// A blob or log record of this device's own history. Histories written before
     /// envelopes existed hold bare Automerge chunks; those are read as they are.
-    pub fn open_stored(&self, bytes: Vec<u8>) -> std::result::Result<Plain, String> {
+    pub fn open_stored(&self, bytes: Vec<u8>) -> std::result::Result<Plain, EnvelopeError> {
         if !envelope::is_envelope(&bytes) {
             return match Change::from_bytes(bytes.clone()) {
                 Ok(c) => Ok(Plain::Change(c)),
                 Err(_) => Ok(Plain::Snapshot(bytes)),
             };
         }
-        let checked = envelope::check(&bytes, &self.doc).map_err(|e| e.to_string())?;
-        self.decrypt(&checked).map_err(|e| e.to_string())
+        let checked = envelope::check(&bytes, &self.doc)?;
+        self.decrypt(&checked)
+    }
+
+    /// The error for a history this device holds no key for (another device's
+    /// workspace, or a member since removed).
+    pub fn no_key(&self, file: &Path, epoch: u64) -> StoreError {
+        let me = tandem_auth::device::peer_id(&self.keys.public()).map(|p| p.to_string()).unwrap_or_default();
+        denied(format!(
+            "{}: this history is encrypted for its group's members, and this device ({me}) holds no key for \
+             its epoch {epoch}: it is not a member, or was removed. An admin or owner can add it: \
+             `tandem group {} add {me} writer --age {}`",
+            file.display(),
+            file.display(),
+            self.keys.age.recipient()
+        ))
     }
 
     /// An envelope from a peer: every check (see the module doc). A snapshot must

@@ -942,6 +942,8 @@ impl Service {
     fn apply(&self, s: &mut StoredDoc, edit: &ChangeSet, now: u64) -> Result<Value> {
         let changed = !edit.is_identity();
         if changed {
+            // Refused before it touches the document: it could not be stored or sent.
+            s.secure().check_writer()?;
             s.doc.edit(edit, now).map_err(|e| StoreError::Doc { path: s.file().to_owned(), source: e })?;
             s.save(now)?;
             self.publish(s);

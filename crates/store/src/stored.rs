@@ -106,6 +106,9 @@ pub struct Index {
     /// Changes after the snapshot, in commit order.
     pub changes: Vec<IndexEntry>,
     pub heads: Vec<String>,
+    /// The group epoch whose key sealed the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 impl Index {
@@ -619,12 +622,15 @@ impl StoredDoc {
                 )
             })
         };
-        let unreadable =
-            |what: &str, e: String| StoreError::corrupt(&index_path, format!("{what} does not open: {e}"));
+        let unreadable = |what: &str, e: tandem_auth::envelope::EnvelopeError| match e {
+            tandem_auth::envelope::EnvelopeError::NoKey(epoch) => secure.no_key(&file, epoch),
+            e => StoreError::corrupt(&index_path, format!("{what} does not open: {e}")),
+        };
+        let not = |what: &str, detail: &str| StoreError::corrupt(&index_path, format!("{what}: {detail}"));
         let snapshot = match &index.snapshot {
             Some(entry) => match secure.open_stored(read_blob(entry, "the snapshot")?) {
                 Ok(Plain::Snapshot(bytes)) => bytes,
-                Ok(Plain::Change(_)) => return Err(unreadable("the snapshot", "it is a change".into())),
+                Ok(Plain::Change(_)) => return Err(not("the snapshot", "it is a change")),
                 Err(e) => return Err(unreadable("the snapshot", e)),
             },
             None => Vec::new(),
@@ -634,7 +640,7 @@ impl StoredDoc {
             let what = format!("change blob {}", entry.blob);
             match secure.open_stored(read_blob(entry, "change")?) {
                 Ok(Plain::Change(c)) => changes.push(c),
-                Ok(Plain::Snapshot(_)) => return Err(unreadable(&what, "it is not an Automerge change".into())),
+                Ok(Plain::Snapshot(_)) => return Err(not(&what, "it is not an Automerge change")),
                 Err(e) => return Err(unreadable(&what, e)),
             }
         }
@@ -651,6 +657,7 @@ impl StoredDoc {
                 Ok(Plain::Snapshot(_)) => {
                     return Err(StoreError::corrupt(&log_path, format!("record {i} is not an Automerge change")));
                 }
+                Err(tandem_auth::envelope::EnvelopeError::NoKey(epoch)) => return Err(secure.no_key(&file, epoch)),
                 Err(e) => return Err(StoreError::corrupt(&log_path, format!("record {i} does not open: {e}"))),
             };
             pending.push(Pending {
@@ -922,6 +929,18 @@ impl StoredDoc {
     /// old snapshot and the folded changes are dropped. A crash before the index is
     /// replaced leaves the old history, whole; one after it, the new.
     pub fn compact(&mut self) -> Result<()> {
+        // Nothing new since the snapshot, sealed with the current key: a new one
+        // would differ only in its nonce, and leave the old one to collect.
+        let epoch = self.secure.members().epoch;
+        let heads: Vec<String> = self.doc.heads().iter().map(|h| h.to_string()).collect();
+        if self.index.snapshot.is_some()
+            && self.index.changes.is_empty()
+            && self.pending.is_empty()
+            && self.index.heads == heads
+            && self.index.epoch == Some(epoch)
+        {
+            return Ok(());
+        }
         let bytes = self.secure.seal_snapshot(&self.doc.save(now_ms()))?;
         let doc_id = self.state.doc_id.clone();
         let len = bytes.len() as u64;
@@ -934,6 +953,7 @@ impl StoredDoc {
             snapshot: Some(IndexEntry { change: None, blob: blob.to_string(), bytes: len }),
             changes: Vec::new(),
             heads: Vec::new(),
+            epoch: Some(epoch),
         };
         self.write_index(index)?;
         self.pending.clear();
@@ -1180,6 +1200,8 @@ fn migrate_legacy(dir: &Path, doc_id: &str, blobs: &BlobStore) -> Result<(Index,
         snapshot: Some(IndexEntry { change: None, blob: blob.to_string(), bytes: len }),
         changes: Vec::new(),
         heads: Vec::new(),
+        // Unsealed (from before envelopes): the next compaction seals it.
+        epoch: None,
     };
     let index_bytes = serde_json::to_vec_pretty(&index).expect("index serializes");
     write_atomic(&dir.join(INDEX), &index_bytes)?;
