@@ -130,6 +130,13 @@ impl Host for StoreHost {
         .ok()
     }
 
+    fn read_only(&mut self) -> Option<String> {
+        self.service
+            .with_open_live(&self.file, |s| Ok(s.secure().check_writer().err().map(|e| e.to_string())))
+            .ok()
+            .flatten()
+    }
+
     fn network(&mut self) -> Option<String> {
         let board = self.board.as_ref()?;
         board.lock().unwrap_or_else(|e| e.into_inner()).network.clone()

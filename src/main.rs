@@ -475,7 +475,11 @@ fn run(command: Command) -> Result<(), Failure> {
                     "{:<8} {}{}\n",
                     m["role"].as_str().unwrap_or_default(),
                     m["peer_id"].as_str().unwrap_or("?"),
-                    if m["has_key"].as_bool() == Some(false) && m["role"] != "relay" { "  (no key yet)" } else { "" }
+                    if m["has_key"].as_bool() == Some(false) && m["role"] != "relay" {
+                        "  (no key yet)"
+                    } else {
+                        ""
+                    }
                 );
             }
             out(&s)

@@ -388,11 +388,17 @@ fn blame_names_who_last_wrote_each_line() {
     env.ok(&["info", "b.txt"]);
     // Another device (its own TANDEM_HOME) reads nothing of the history until the
     // owner adds it to the group: the history is encrypted.
-    let ann = |args: &[&str]| env.cmd(args).env("TANDEM_NAME", "ann").env("TANDEM_HOME", env.path("ann-home")).output().unwrap();
+    let ann = |args: &[&str]| {
+        env.cmd(args).env("TANDEM_NAME", "ann").env("TANDEM_HOME", env.path("ann-home")).output().unwrap()
+    };
     let id: Value = serde_json::from_slice(&ann(&["id", "--json"]).stdout).unwrap();
     let denied = ann(&["cat", "b.txt"]);
     assert_eq!(denied.status.code(), Some(1));
-    assert!(stderr(&denied).contains("holds no key") && stderr(&denied).contains("tandem group"), "{}", stderr(&denied));
+    assert!(
+        stderr(&denied).contains("holds no key") && stderr(&denied).contains("tandem group"),
+        "{}",
+        stderr(&denied)
+    );
     let (peer, age) = (id["peer_id"].as_str().unwrap(), id["age_recipient"].as_str().unwrap());
     env.ok(&["group", "b.txt", "add", peer, "writer", "--age", age]);
     let out = env

@@ -373,7 +373,8 @@ fn share_with(root: &Path, name: &str, content: &str, extra: &[&str]) -> Peer {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("doc.md"), content).unwrap();
-    let mut args = vec!["share", "doc.md", "--headless", "--json", "--listen", "127.0.0.1", "--transport", "quic"];
+    let mut args =
+        vec!["share", "doc.md", "--headless", "--json", "--listen", "127.0.0.1", "--transport", "quic"];
     args.extend_from_slice(extra);
     spawn(&dir, &root.join(format!("{name}-home")), name, &args, dir.join("doc.md"))
 }
@@ -384,7 +385,8 @@ fn failed_join(root: &Path, name: &str, ticket: &str) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     let home = root.join(format!("{name}-home"));
     let args = ["join", ticket, ".", "--headless", "--json", "--listen", "127.0.0.1", "--transport", "quic"];
-    let mut child = tandem(&dir, &home, name, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        tandem(&dir, &home, name, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -417,7 +419,12 @@ impl Peer {
 
     fn role_in(&self, group: &Value) -> Option<String> {
         let me = self.peer_id();
-        group["members"].as_array().unwrap().iter().find(|m| m["peer_id"] == me.as_str()).map(|m| m["role"].as_str().unwrap().to_owned())
+        group["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["peer_id"] == me.as_str())
+            .map(|m| m["role"].as_str().unwrap().to_owned())
     }
 }
 
@@ -443,9 +450,15 @@ fn a_reader_reads_and_its_changes_are_refused_and_a_used_invite_is_refused() {
     assert_eq!(a.role_in(&b.group()).as_deref(), Some("owner"), "the reader has the same log");
     // A reader's edit is refused where it is made, saying why (the network
     // refusal of a reader's change, made anyway, is tested in crates/net/tests/wire.rs).
-    let out = tandem(&b.dir, &b.home, "bob", &["edit", "doc.md", "--at", "0", "--insert", "READER "]).output().unwrap();
+    let out = tandem(&b.dir, &b.home, "bob", &["edit", "doc.md", "--at", "0", "--insert", "READER "])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("reader"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reader"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(b.text(), "shared\n", "the refused edit left nothing behind");
     a.edit(0, "WRITER ");
     wait_for(&b, "WRITER ");
@@ -461,7 +474,8 @@ fn an_expired_invite_is_refused() {
     std::thread::sleep(Duration::from_millis(1500));
     let err = failed_join(root.path(), "bob", &a.ticket());
     assert!(err.contains("expired"), "{err}");
-    let bad = tandem(root.path(), root.path(), "x", &["share", "doc.md", "--expires", "soon"]).output().unwrap();
+    let bad =
+        tandem(root.path(), root.path(), "x", &["share", "doc.md", "--expires", "soon"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
 
@@ -475,7 +489,8 @@ fn a_removed_member_is_dropped_and_gets_nothing_new() {
     let c = join(root.path(), "cy", &a.ticket(), "quic");
     converge(&[&a, &b, &c], &["base"]);
     let bob = b.peer_id();
-    let out = tandem(&a.dir, &a.home, "ada", &["group", "doc.md", "remove", &bob, "--json"]).output().unwrap();
+    let out =
+        tandem(&a.dir, &a.home, "ada", &["group", "doc.md", "remove", &bob, "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let group: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(group["epoch"], 1);
@@ -496,5 +511,9 @@ fn a_removed_member_is_dropped_and_gets_nothing_new() {
     // Only the owner and admins change the group: cy (a writer) cannot.
     let out = tandem(&c.dir, &c.home, "cy", &["group", "doc.md", "remove", &a.peer_id()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("may not"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -150,9 +150,11 @@ pub fn parse_member(s: &str) -> Result<PublicKey, String> {
         }
         return Ok(out);
     }
-    let peer: libp2p_identity::PeerId =
-        s.parse().map_err(|_| format!("{s:?} is not a peer id; give the peer_id `tandem id` prints on that device"))?;
-    public_of(&peer).ok_or_else(|| format!("{s:?} is not the peer id of a tandem device (not an Ed25519 key)"))
+    let peer: libp2p_identity::PeerId = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a peer id; give the peer_id `tandem id` prints on that device"))?;
+    public_of(&peer)
+        .ok_or_else(|| format!("{s:?} is not the peer id of a tandem device (not an Ed25519 key)"))
 }
 
 /// True when `sig` is `public`'s signature of `msg`. A malformed key or signature is

@@ -26,9 +26,9 @@
 
 use crate::device::{DeviceKey, PublicKey, verify};
 use crate::epoch::{EpochKey, OVERHEAD};
-use crate::group::{Group, OpHash};
 #[cfg(test)]
 use crate::group::Op;
+use crate::group::{Group, OpHash};
 
 pub const VERSION: u8 = 2;
 /// Most membership heads an envelope may cite.
@@ -196,7 +196,8 @@ pub fn check<'a>(envelope: &'a [u8], doc: &DocId) -> Result<Checked<'a>, Envelop
     if !verify(&signer, &signed(unsigned), sig) {
         return Err(EnvelopeError::BadSignature);
     }
-    let heads = envelope[FIXED..header_len].chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect();
+    let heads =
+        envelope[FIXED..header_len].chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect();
     Ok(Checked {
         header: Header { kind, signer, epoch, heads },
         aad: &envelope[..header_len],
@@ -280,7 +281,10 @@ mod tests {
         let change = change_by(&key.public(), "hello");
         let env = sealed(&key, &ek, &change);
         let checked = check(&env, &DOC).unwrap();
-        assert_eq!(checked.header, Header { kind: Kind::Change, signer: key.public(), epoch: 0, heads: HEADS.to_vec() });
+        assert_eq!(
+            checked.header,
+            Header { kind: Kind::Change, signer: key.public(), epoch: 0, heads: HEADS.to_vec() }
+        );
         assert_eq!(checked.open_change(&ek).unwrap().raw_bytes(), &change[..]);
         // The change's bytes are nowhere in the clear.
         assert!(!env.windows(change.len()).any(|w| w == change), "the change is encrypted");
@@ -323,7 +327,10 @@ mod tests {
         // Signed garbage is not a change; a snapshot is not a change.
         assert!(matches!(open(&sealed(&key, &ek, b"garbage"), &DOC, &ek), Err(EnvelopeError::NotAChange(_))));
         let snap = seal(&key, &DOC, Kind::Snapshot, 0, &HEADS, &ek, &change);
-        assert_eq!(open(&snap, &DOC, &ek).unwrap_err(), EnvelopeError::WrongKind(Kind::Snapshot, Kind::Change));
+        assert_eq!(
+            open(&snap, &DOC, &ek).unwrap_err(),
+            EnvelopeError::WrongKind(Kind::Snapshot, Kind::Change)
+        );
         // Weak or malformed keys: all-zero and small-order points never verify.
         for weak in [[0u8; 32], {
             let mut p = [0u8; 32];

@@ -418,10 +418,16 @@ impl Group {
 
     /// A new group for `doc` owned by `owner` (whose age recipient is `recipient`), and
     /// its genesis op, which carries epoch 0's key wrapped to the owner.
-    pub fn create_keyed(owner: &DeviceKey, recipient: &str, doc: DocId) -> Result<(Group, Op, EpochKey), String> {
+    pub fn create_keyed(
+        owner: &DeviceKey,
+        recipient: &str,
+        doc: DocId,
+    ) -> Result<(Group, Op, EpochKey), String> {
         let key = EpochKey::generate();
-        let wraps = vec![Wrap { member: owner.public(), start: THIS_OP, sealed: key.wrap(&THIS_OP, recipient)? }];
-        let genesis = Op::sign_with(owner, vec![], Action::Genesis { doc }, Some(recipient.to_owned()), wraps);
+        let wraps =
+            vec![Wrap { member: owner.public(), start: THIS_OP, sealed: key.wrap(&THIS_OP, recipient)? }];
+        let genesis =
+            Op::sign_with(owner, vec![], Action::Genesis { doc }, Some(recipient.to_owned()), wraps);
         let mut group = Group::empty(doc);
         group.add(genesis.clone()).map_err(|e| e.to_string())?;
         Ok((group, genesis, key))
@@ -839,7 +845,9 @@ mod tests {
             (0..4).map(|i| AgeIdentity::load_or_create(&dir.path().join(i.to_string())).unwrap()).collect();
         let [owner, ada, bob, relay] = <[DeviceKey; 4]>::try_from(keys(4)).unwrap();
         let (mut g, _, k0) = Group::create_keyed(&owner, &ids[0].recipient(), DOC).unwrap();
-        for (k, id, role) in [(&ada, &ids[1], Role::Writer), (&bob, &ids[2], Role::Reader), (&relay, &ids[3], Role::Relay)] {
+        for (k, id, role) in
+            [(&ada, &ids[1], Role::Writer), (&bob, &ids[2], Role::Reader), (&relay, &ids[3], Role::Relay)]
+        {
             let op = g.set_role_op(&owner, k.public(), role, Some(&id.recipient()), Some(&k0)).unwrap();
             g.add(op).unwrap();
         }
@@ -878,10 +886,13 @@ mod tests {
         let [owner, admin, gone, new] = <[DeviceKey; 4]>::try_from(keys(4)).unwrap();
         let (mut g, _, k0) = Group::create_keyed(&owner, &ids[0].recipient(), DOC).unwrap();
         for (k, id, role) in [(&admin, &ids[1], Role::Admin), (&gone, &ids[2], Role::Writer)] {
-            g.add(g.set_role_op(&owner, k.public(), role, Some(&id.recipient()), Some(&k0)).unwrap()).unwrap();
+            g.add(g.set_role_op(&owner, k.public(), role, Some(&id.recipient()), Some(&k0)).unwrap())
+                .unwrap();
         }
         let (mut left, mut right) = (g.clone(), g.clone());
-        let add = left.set_role_op(&admin, new.public(), Role::Writer, Some(&ids[3].recipient()), Some(&k0)).unwrap();
+        let add = left
+            .set_role_op(&admin, new.public(), Role::Writer, Some(&ids[3].recipient()), Some(&k0))
+            .unwrap();
         left.add(add.clone()).unwrap();
         let (remove, _) = right.new_epoch_op(&owner, Action::Remove { member: gone.public() }).unwrap();
         right.add(remove.clone()).unwrap();

@@ -26,7 +26,8 @@ pub fn replay_like_editor(trace: &crate::Trace, dir: &Path, every_ms: u64) -> Re
     let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("workspace locked")?;
     let author = Author::new("bench", ActorId::from(vec![7u8; 16]));
     let (mut stored, _) =
-        StoredDoc::open(&ws, &file, author, DocConfig::default(), false, &crate::keys(dir)?).map_err(|e| e.to_string())?;
+        StoredDoc::open(&ws, &file, author, DocConfig::default(), false, &crate::keys(dir)?)
+            .map_err(|e| e.to_string())?;
     let mut last_sync = 0;
     for (i, txn) in trace.txns.iter().enumerate() {
         let now = 1_000_000 + i as u64 * every_ms;
@@ -75,8 +76,9 @@ pub fn operations(dir: &Path) -> Result<Value, String> {
     let ws = Workspace::at(dir).map_err(|e| e.to_string())?;
     let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("workspace locked")?;
     let author = Author::new("bench", ActorId::from(vec![7u8; 16]));
-    let (mut stored, _) = StoredDoc::open(&ws, &dir.join("trace.txt"), author, DocConfig::default(), false, &crate::keys(dir)?)
-        .map_err(|e| e.to_string())?;
+    let (mut stored, _) =
+        StoredDoc::open(&ws, &dir.join("trace.txt"), author, DocConfig::default(), false, &crate::keys(dir)?)
+            .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let log = stored.doc.change_log();
     let log_ms = ms(started);

@@ -121,8 +121,8 @@ pub fn bench_stored(name: &str, dir: &Path, file: &Path, keys: usize) -> Result<
     let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("locked")?;
     let author = Author::new("bench", ActorId::from(vec![9u8; 16]));
     let t = Instant::now();
-    let (mut stored, _) =
-        StoredDoc::open(&ws, file, author, DocConfig::default(), false, &crate::keys(dir)?).map_err(|e| e.to_string())?;
+    let (mut stored, _) = StoredDoc::open(&ws, file, author, DocConfig::default(), false, &crate::keys(dir)?)
+        .map_err(|e| e.to_string())?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let chars = stored.doc.len_chars();
     let changes = stored.doc.change_count();

@@ -160,7 +160,8 @@ pub fn replay_editor(
     let ws = Workspace::at(dir).map_err(|e| e.to_string())?;
     let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("workspace locked")?;
     let author = Author::new("bench", ActorId::from(vec![7u8; 16]));
-    let (mut stored, _) = StoredDoc::open(&ws, &file, author, config, false, &crate::keys(dir)?).map_err(|e| e.to_string())?;
+    let (mut stored, _) =
+        StoredDoc::open(&ws, &file, author, config, false, &crate::keys(dir)?).map_err(|e| e.to_string())?;
     let base = trace.txns.first().map_or(0, |t| t.time_ms);
     let mut changes = 0;
     let started = Instant::now();

@@ -67,7 +67,9 @@ fn own(dir: &Path, i: usize) -> Result<Arc<Service>, String> {
     let ws = Workspace::at(dir).map_err(|e| e.to_string())?;
     let keys = tandem_store::Keys::load(&dir.join("home")).map_err(|e| e.to_string())?;
     let author = Author::new(format!("peer{i}"), ActorId::from(keys.public().to_vec()));
-    Ok(Arc::new(Service::own(ws, author, DocConfig::default(), keys).map_err(|e| e.to_string())?.ok_or("locked")?))
+    Ok(Arc::new(
+        Service::own(ws, author, DocConfig::default(), keys).map_err(|e| e.to_string())?.ok_or("locked")?,
+    ))
 }
 
 fn doc_id(service: &Service, file: &Path) -> Result<[u8; 16], String> {
@@ -124,18 +126,26 @@ pub async fn join(
     // The sharer's invite, as `tandem share` puts it in the ticket.
     let invite = to
         .service
-        .handle(&tandem_store::Request::Invite { file: to.file.clone(), role: "writer".into(), expires_ms: None, uses: None })
+        .handle(&tandem_store::Request::Invite {
+            file: to.file.clone(),
+            role: "writer".into(),
+            expires_ms: None,
+            uses: None,
+        })
         .map_err(|e| e.to_string())?;
     let token = |k: &str| -> [u8; 16] {
         let hex = invite[k].as_str().unwrap_or_default();
-        std::array::from_fn(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0))
+        std::array::from_fn(|i| {
+            u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0)
+        })
     };
     let invite = Some((token("invite"), token("secret")));
     let started = Instant::now();
     let blobs_before = tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
     let store = service.blob_store().map_err(|e| e.to_string())?;
     let recipient = service.keys().age.recipient();
-    let (shared, group) = node::fetch(&mut swarm, to.id, &to.addrs, doc, transport, &store, invite, recipient).await?;
+    let (shared, group) =
+        node::fetch(&mut swarm, to.id, &to.addrs, doc, transport, &store, invite, recipient).await?;
     let fetch_ms = started.elapsed().as_secs_f64() * 1e3;
     let blob_bytes =
         tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed) - blobs_before;

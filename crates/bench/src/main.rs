@@ -266,7 +266,8 @@ fn open(dir: &Path) -> Result<(), String> {
     let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("workspace locked")?;
     let author = Author::new("bench", ActorId::from(vec![7u8; 16]));
     let (stored, _) =
-        StoredDoc::open(&ws, &file, author, DocConfig::default(), false, &tandem_bench::keys(&dir)?).map_err(|e| e.to_string())?;
+        StoredDoc::open(&ws, &file, author, DocConfig::default(), false, &tandem_bench::keys(&dir)?)
+            .map_err(|e| e.to_string())?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     if stored.doc.rope() != &rope {
         return Err("the first screen differs from the loaded document".into());
@@ -297,7 +298,8 @@ fn keystroke(paper: &Path, keys: usize, record: Option<&Path>) -> Result<(), Str
             let ws = Workspace::at(&dir).map_err(|e| e.to_string())?;
             let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("locked")?;
             let author = Author::new("bench", ActorId::from(vec![9u8; 16]));
-            StoredDoc::open(&ws, &file, author, DocConfig::default(), false, &tandem_bench::keys(&dir)?).map_err(|e| e.to_string())?;
+            StoredDoc::open(&ws, &file, author, DocConfig::default(), false, &tandem_bench::keys(&dir)?)
+                .map_err(|e| e.to_string())?;
         }
         results.push(bench_stored(name, &dir, &file, keys)?);
         let _ = std::fs::remove_dir_all(&dir);

@@ -574,7 +574,8 @@ impl Node {
             Err(_) => inbox
                 .into_iter()
                 .filter(|(from, envelopes)| {
-                    let one = self.service.apply_remote(&self.file, envelopes.clone()).map_err(|e| e.to_string());
+                    let one =
+                        self.service.apply_remote(&self.file, envelopes.clone()).map_err(|e| e.to_string());
                     match one {
                         Ok((fresh, _)) => fresh > 0,
                         Err(e) => {
@@ -996,7 +997,9 @@ impl Node {
             }
             Message::Join { invite, secret, recipient, .. } => {
                 let Some(key) = tandem_auth::device::public_of(&peer) else {
-                    return Message::Error { message: "a peer id without an Ed25519 key cannot be a member".into() };
+                    return Message::Error {
+                        message: "a peer id without an Ed25519 key cannot be a member".into(),
+                    };
                 };
                 match self.service.redeem_invite(&self.file, (invite, secret), key, &recipient) {
                     Ok(ops) => {
@@ -1059,8 +1062,6 @@ fn envelope_id(envelope: &[u8]) -> u64 {
     envelope.hash(&mut h);
     h.finish()
 }
-
-
 
 /// What a device sends to be enrolled: an invite (id, secret) from a ticket, or
 /// none for a device that is a member already.

@@ -302,7 +302,8 @@ pub fn decode_body(kind: u8, body: &[u8]) -> Result<Message, WireError> {
             if rest.len() > MAX_RECIPIENT {
                 return Err(WireError::Malformed("recipient too long"));
             }
-            let recipient = std::str::from_utf8(rest).map_err(|_| WireError::Malformed("recipient"))?.to_owned();
+            let recipient =
+                std::str::from_utf8(rest).map_err(|_| WireError::Malformed("recipient"))?.to_owned();
             Message::Join { doc, invite, secret, recipient }
         }
         ACK => Message::Ack { heads: r.hashes()? },

@@ -51,7 +51,9 @@ pub enum TicketError {
     TooLong(usize),
     #[error("damaged ticket ({0}); copy it again in one piece")]
     Damaged(&'static str),
-    #[error("ticket version {0} is not the one this tandem reads ({VERSION}); the older and newer tandem must match: update, and ask for a new ticket")]
+    #[error(
+        "ticket version {0} is not the one this tandem reads ({VERSION}); the older and newer tandem must match: update, and ask for a new ticket"
+    )]
     Version(u8),
 }
 

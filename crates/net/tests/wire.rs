@@ -7,13 +7,13 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
+use tandem_auth::envelope::{self, Kind};
+use tandem_auth::epoch::EpochKey;
+use tandem_auth::group::{Group, Op};
 use tandem_doc::{ActorId, Author, DocConfig};
 use tandem_net::blobs::{BlobRequest, BlobResponse};
 use tandem_net::node::{self, BehaviourEvent, Node, Transport};
 use tandem_net::protocol::{BlobRef, Message};
-use tandem_auth::envelope::{self, Kind};
-use tandem_auth::epoch::EpochKey;
-use tandem_auth::group::{Group, Op};
 use tandem_store::{BlobStore, Keys, Request, Service, Workspace};
 
 async fn ask(swarm: &mut libp2p::Swarm<node::Behaviour>, peer: libp2p::PeerId, msg: Message) -> Message {
@@ -128,7 +128,9 @@ async fn a_peer_serving_wrong_or_truncated_blobs_is_detected_and_dropped() {
         )
         .unwrap();
         let store = BlobStore::open(&joiner_dir.path().join("blobs")).unwrap();
-        let result = node::fetch(&mut joiner, liar_id, &addrs, doc, Transport::Quic, &store, None, String::new()).await;
+        let result =
+            node::fetch(&mut joiner, liar_id, &addrs, doc, Transport::Quic, &store, None, String::new())
+                .await;
         let err = match result {
             Err(e) => e,
             Ok(_) => panic!("{case}: a bad blob was accepted"),
@@ -144,7 +146,6 @@ async fn a_peer_serving_wrong_or_truncated_blobs_is_detected_and_dropped() {
         serving.abort();
     }
 }
-
 
 /// The sharer: a service owning a workspace with `doc.txt`, and a node serving it.
 struct Sharer {
@@ -215,7 +216,9 @@ async fn client(transport: Transport, to: &Sharer) -> Client {
         "127.0.0.1".parse().unwrap(),
     )
     .unwrap();
-    swarm.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(to.peer).addresses(to.addrs.clone()).build()).unwrap();
+    swarm
+        .dial(libp2p::swarm::dial_opts::DialOpts::peer_id(to.peer).addresses(to.addrs.clone()).build())
+        .unwrap();
     Client { _dir: dir, keys, swarm, group: None }
 }
 
@@ -227,9 +230,8 @@ impl Client {
     /// Enrol with `invite`; keeps the membership log it is sent.
     async fn enrol(&mut self, to: &Sharer, invite: ([u8; 16], [u8; 16])) -> Message {
         let recipient = self.keys.age.recipient();
-        let reply = self
-            .ask(to, Message::Join { doc: to.doc, invite: invite.0, secret: invite.1, recipient })
-            .await;
+        let reply =
+            self.ask(to, Message::Join { doc: to.doc, invite: invite.0, secret: invite.1, recipient }).await;
         if let Message::Group { ops, .. } = &reply {
             self.take_ops(to, ops);
         }
@@ -263,7 +265,15 @@ impl Client {
         d.splice(0, 0, text, 1).unwrap();
         let change = d.commit(2).remove(0);
         let (epoch, key, heads) = self.epoch();
-        let env = envelope::seal(&self.keys.device, &to.doc, Kind::Change, epoch, &heads, &key.unwrap(), change.raw_bytes());
+        let env = envelope::seal(
+            &self.keys.device,
+            &to.doc,
+            Kind::Change,
+            epoch,
+            &heads,
+            &key.unwrap(),
+            change.raw_bytes(),
+        );
         (change, env)
     }
 }
@@ -286,17 +296,27 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         // Not a member: no sync, no history, no blobs.
         for msg in [Message::Hello { doc, heads: vec![] }, Message::Need { doc, have: vec![] }] {
             let reply = c.ask(&sharer, msg).await;
-            assert!(matches!(reply, Message::Error { ref message } if message.contains("not a member")), "{reply:?}");
+            assert!(
+                matches!(reply, Message::Error { ref message } if message.contains("not a member")),
+                "{reply:?}"
+            );
         }
         let snapshot_blob = sharer.service.history_blobs(&sharer.file).unwrap()[0].0;
-        let reply = ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc, hash: *snapshot_blob.as_bytes() }).await;
+        let reply =
+            ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc, hash: *snapshot_blob.as_bytes() }).await;
         assert!(matches!(reply, BlobResponse::Refused(ref why) if why.contains("not a member")), "{reply:?}");
         // A wrong invite secret, an unknown invite.
         let (id, secret) = sharer.invite("writer", Some(1));
         let reply = c.enrol(&sharer, (id, [0xee; 16])).await;
-        assert!(matches!(reply, Message::Error { ref message } if message.contains("wrong invite secret")), "{reply:?}");
+        assert!(
+            matches!(reply, Message::Error { ref message } if message.contains("wrong invite secret")),
+            "{reply:?}"
+        );
         let reply = c.enrol(&sharer, ([5; 16], secret)).await;
-        assert!(matches!(reply, Message::Error { ref message } if message.contains("unknown invite")), "{reply:?}");
+        assert!(
+            matches!(reply, Message::Error { ref message } if message.contains("unknown invite")),
+            "{reply:?}"
+        );
         // The invite: enrolled as a writer, with the key.
         let reply = c.enrol(&sharer, (id, secret)).await;
         assert!(matches!(reply, Message::Group { .. }), "{reply:?}");
@@ -311,12 +331,18 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
         // Another document.
         let reply = c.ask(&sharer, Message::Need { doc: [9; 16], have: vec![] }).await;
-        assert!(matches!(reply, Message::Error { ref message } if message.contains("does not share")), "{reply:?}");
+        assert!(
+            matches!(reply, Message::Error { ref message } if message.contains("does not share")),
+            "{reply:?}"
+        );
         // Changes that are not envelopes (garbage, or a bare unsigned change).
         let (bare, _) = c.change(&sharer, &base(&sharer), "bare ");
         for junk in [b"garbage".to_vec(), bare.raw_bytes().to_vec()] {
             let reply = c.ask(&sharer, Message::Changes { doc, envelopes: vec![junk] }).await;
-            assert!(matches!(reply, Message::Error { ref message } if message.contains("not a signed envelope")), "{reply:?}");
+            assert!(
+                matches!(reply, Message::Error { ref message } if message.contains("not a signed envelope")),
+                "{reply:?}"
+            );
         }
         // A response sent as a request.
         let reply = c.ask(&sharer, Message::Ack { heads: vec![] }).await;
@@ -331,7 +357,8 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         };
         let plain = tandem_net::protocol::encode_live(&ActorId::from(c.keys.public().to_vec()), &live);
         let (epoch, key, heads) = c.epoch();
-        let envelope = envelope::seal(&c.keys.device, &doc, Kind::Live, epoch, &heads, key.as_ref().unwrap(), &plain);
+        let envelope =
+            envelope::seal(&c.keys.device, &doc, Kind::Live, epoch, &heads, key.as_ref().unwrap(), &plain);
         let reply = c.ask(&sharer, Message::Live { doc, envelope }).await;
         assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
         // The session is still good: the history's blobs are listed, snapshot first...
@@ -342,8 +369,12 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         };
         assert!(blobs[0].snapshot && blobs[0].size > 0, "{blobs:?}");
         // ...and served only for this document, and only blobs of its history.
-        let reply = ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc: [9; 16], hash: blobs[0].hash }).await;
-        assert!(matches!(reply, BlobResponse::Refused(ref why) if why.contains("does not share")), "{reply:?}");
+        let reply =
+            ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc: [9; 16], hash: blobs[0].hash }).await;
+        assert!(
+            matches!(reply, BlobResponse::Refused(ref why) if why.contains("does not share")),
+            "{reply:?}"
+        );
         let stranger = *blake3::hash(b"not in this history").as_bytes();
         let reply = ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc, hash: stranger }).await;
         assert!(matches!(reply, BlobResponse::Refused(ref why) if why.contains("not part of")), "{reply:?}");
@@ -400,14 +431,25 @@ async fn changes_that_are_not_a_writers_own_are_refused() {
     let (spoof_change, _) = reader.change(&sharer, &b, "spoof ");
     let (epoch, key, heads) = w.epoch();
     let key = key.unwrap();
-    let spoofed = envelope::seal(&w.keys.device, &doc, Kind::Change, epoch, &heads, &key, spoof_change.raw_bytes());
+    let spoofed =
+        envelope::seal(&w.keys.device, &doc, Kind::Change, epoch, &heads, &key, spoof_change.raw_bytes());
     // Replay into another document.
     let (good_change, good) = w.change(&sharer, &b, "good ");
-    let other_doc = envelope::seal(&w.keys.device, &[9; 16], Kind::Change, epoch, &heads, &key, good_change.raw_bytes());
+    let other_doc =
+        envelope::seal(&w.keys.device, &[9; 16], Kind::Change, epoch, &heads, &key, good_change.raw_bytes());
     // Sealed with a key that is not the epoch's (an old or made-up one).
-    let wrong_key = envelope::seal(&w.keys.device, &doc, Kind::Change, epoch, &heads, &EpochKey::generate(), good_change.raw_bytes());
+    let wrong_key = envelope::seal(
+        &w.keys.device,
+        &doc,
+        Kind::Change,
+        epoch,
+        &heads,
+        &EpochKey::generate(),
+        good_change.raw_bytes(),
+    );
     // Claims another epoch than the one at the heads it cites (a downgrade).
-    let downgraded = envelope::seal(&w.keys.device, &doc, Kind::Change, epoch + 1, &heads, &key, good_change.raw_bytes());
+    let downgraded =
+        envelope::seal(&w.keys.device, &doc, Kind::Change, epoch + 1, &heads, &key, good_change.raw_bytes());
     for (env, why) in [
         (forged, "signature does not verify"),
         (spoofed, "actor id is not its signer"),
@@ -457,7 +499,13 @@ async fn a_removed_member_is_refused_and_reads_nothing_new() {
     let peer_id = tandem_auth::device::peer_id(&w.keys.public()).unwrap().to_string();
     sharer
         .service
-        .handle(&Request::GroupChange { file: sharer.file.clone(), op: "remove".into(), member: Some(peer_id), role: None, recipient: None })
+        .handle(&Request::GroupChange {
+            file: sharer.file.clone(),
+            op: "remove".into(),
+            member: Some(peer_id),
+            role: None,
+            recipient: None,
+        })
         .unwrap();
     let err = sharer.service.apply_remote(&sharer.file, vec![backdated]).expect_err("backdated");
     assert!(err.to_string().contains("no longer a writer"), "{err}");
@@ -466,7 +514,11 @@ async fn a_removed_member_is_refused_and_reads_nothing_new() {
     while w.swarm.is_connected(&sharer.peer) && std::time::Instant::now() < deadline {
         let _ = tokio::time::timeout(Duration::from_millis(100), w.swarm.select_next_some()).await;
     }
-    w.swarm.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(sharer.peer).addresses(sharer.addrs.clone()).build()).unwrap();
+    w.swarm
+        .dial(
+            libp2p::swarm::dial_opts::DialOpts::peer_id(sharer.peer).addresses(sharer.addrs.clone()).build(),
+        )
+        .unwrap();
     let reply = w.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
     assert!(matches!(reply, Message::Error { ref message } if message.contains("not a member")), "{reply:?}");
     // What the sharer stores now is sealed with epoch 1's key, which the removed
@@ -508,7 +560,15 @@ async fn changes_with_unknown_parents_stay_bounded() {
         d.splice(0, 0, "x", i).unwrap();
         let c = d.commit(i + 1).remove(0);
         if i > 0 {
-            envs.push(envelope::seal(&w.keys.device, &sharer.doc, Kind::Change, epoch, &heads, &key, c.raw_bytes()));
+            envs.push(envelope::seal(
+                &w.keys.device,
+                &sharer.doc,
+                Kind::Change,
+                epoch,
+                &heads,
+                &key,
+                c.raw_bytes(),
+            ));
         }
     }
     for chunk in envs.chunks(500) {

@@ -134,7 +134,8 @@ impl Secure {
     /// This device must be a member that reads, holding the current epoch's key.
     pub fn join(dir: &Path, doc_id: &str, keys: &Keys, ops: &[Vec<u8>]) -> Result<Secure> {
         let path = dir.join(GROUP_LOG);
-        let doc = doc_bytes(doc_id).ok_or_else(|| StoreError::BadRequest(format!("bad document id {doc_id:?}")))?;
+        let doc =
+            doc_bytes(doc_id).ok_or_else(|| StoreError::BadRequest(format!("bad document id {doc_id:?}")))?;
         let group = build(doc, ops).map_err(denied)?;
         let secure = Secure::with_group(doc, keys, group, path);
         secure.readable()?;
@@ -228,9 +229,13 @@ impl Secure {
         let op = match &action {
             Action::SetRole { member, role } => {
                 let current = self.epoch_keys.get(&self.members.epoch);
-                self.group.set_role_op(&self.keys.device, *member, *role, recipient, current).map_err(denied)?
+                self.group
+                    .set_role_op(&self.keys.device, *member, *role, recipient, current)
+                    .map_err(denied)?
             }
-            Action::Remove { .. } | Action::Rotate => self.group.new_epoch_op(&self.keys.device, action.clone()).map_err(denied)?.0,
+            Action::Remove { .. } | Action::Rotate => {
+                self.group.new_epoch_op(&self.keys.device, action.clone()).map_err(denied)?.0
+            }
             Action::Genesis { .. } => return Err(denied("a group has one genesis")),
         };
         // Refuse here what every peer would void, so the user hears why.
@@ -276,7 +281,9 @@ impl Secure {
         let me = self.keys.public();
         if !self.members.can_write(&me) {
             let role = self.members.role(&me).map_or("not a member", Role::name);
-            return Err(denied(format!("this device may not change the document (its role: {role}): it is read-only here")));
+            return Err(denied(format!(
+                "this device may not change the document (its role: {role}): it is read-only here"
+            )));
         }
         Ok(())
     }
@@ -301,7 +308,8 @@ impl Secure {
             return Err(EnvelopeError::WrongKind(checked.header.kind, Kind::Live));
         }
         envelope::authorize(&self.group, &checked.header)?;
-        let key = self.epoch_keys.get(&checked.header.epoch).ok_or(EnvelopeError::NoKey(checked.header.epoch))?;
+        let key =
+            self.epoch_keys.get(&checked.header.epoch).ok_or(EnvelopeError::NoKey(checked.header.epoch))?;
         Ok((checked.header.signer, checked.decrypt(key)?))
     }
 
@@ -438,7 +446,10 @@ impl Secure {
     /// the joiner to the group.
     pub fn invite(&self, role: Role, expires_ms: Option<u64>, uses: Option<u32>) -> Result<InviteToken> {
         if !matches!(role, Role::Reader | Role::Writer) {
-            return Err(StoreError::BadRequest(format!("an invite is for a reader or a writer, not a {}", role.name())));
+            return Err(StoreError::BadRequest(format!(
+                "an invite is for a reader or a writer, not a {}",
+                role.name()
+            )));
         }
         let me = self.keys.public();
         if self.members.role(&me).is_none_or(|r| r < Role::Admin) {
@@ -484,7 +495,8 @@ impl Secure {
             return Ok(None);
         }
         tandem_auth::agekey::check_recipient(recipient).map_err(denied)?;
-        let role: Role = invite.role.parse().map_err(|e: String| StoreError::corrupt(&self.invites_path(), e))?;
+        let role: Role =
+            invite.role.parse().map_err(|e: String| StoreError::corrupt(&self.invites_path(), e))?;
         if let Some(n) = &mut invite.uses_left {
             *n -= 1;
         }

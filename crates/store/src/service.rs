@@ -300,8 +300,14 @@ impl Service {
                 stored
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                let (stored, opened) =
-                    StoredDoc::open(&self.ws, file, self.author.clone(), self.config.clone(), false, &self.keys)?;
+                let (stored, opened) = StoredDoc::open(
+                    &self.ws,
+                    file,
+                    self.author.clone(),
+                    self.config.clone(),
+                    false,
+                    &self.keys,
+                )?;
                 let stored = v.insert(stored);
                 if let Opened::MergedExternal(_) = opened {
                     stored.save(now_ms())?;

@@ -469,15 +469,21 @@ impl StoredDoc {
     /// Check and open envelopes from a peer: the changes with their envelopes, and
     /// the changes of any snapshot among them (vouched for by the writer that sealed
     /// it, with no envelope of their own). The first refused envelope refuses all.
-    pub fn open_envelopes(&mut self, envelopes: Vec<Vec<u8>>) -> Result<(Vec<(Change, Vec<u8>)>, Vec<Change>)> {
+    pub fn open_envelopes(
+        &mut self,
+        envelopes: Vec<Vec<u8>>,
+    ) -> Result<(Vec<(Change, Vec<u8>)>, Vec<Change>)> {
         let mut changes = Vec::with_capacity(envelopes.len());
         let mut vouched = Vec::new();
         for (i, env) in envelopes.into_iter().enumerate() {
             match self.secure.open_remote(&env) {
                 Ok(Plain::Change(c)) => changes.push((c, env)),
                 Ok(Plain::Snapshot(bytes)) => {
-                    let mut doc = Document::load(&bytes, vec![], self.doc.author().clone(), Default::default())
-                        .map_err(|e| crate::secure::denied(format!("a peer's snapshot does not load: {e}")))?;
+                    let mut doc =
+                        Document::load(&bytes, vec![], self.doc.author().clone(), Default::default())
+                            .map_err(|e| {
+                                crate::secure::denied(format!("a peer's snapshot does not load: {e}"))
+                            })?;
                     vouched.extend(doc.changes_since(&[]));
                 }
                 Err(e) => return Err(crate::secure::denied(format!("envelope {i} refused: {e}"))),
@@ -527,7 +533,9 @@ impl StoredDoc {
             let before = ready.len();
             for (c, _) in &fresh {
                 if !ready.contains(&c.hash())
-                    && c.deps().iter().all(|d| ready.contains(d) || !missing.contains(d) && self.doc.missing(&[*d]).is_empty())
+                    && c.deps().iter().all(|d| {
+                        ready.contains(d) || !missing.contains(d) && self.doc.missing(&[*d]).is_empty()
+                    })
                 {
                     ready.insert(c.hash());
                 }
@@ -655,10 +663,17 @@ impl StoredDoc {
             let change = match secure.open_stored(bytes.clone()) {
                 Ok(Plain::Change(c)) => c,
                 Ok(Plain::Snapshot(_)) => {
-                    return Err(StoreError::corrupt(&log_path, format!("record {i} is not an Automerge change")));
+                    return Err(StoreError::corrupt(
+                        &log_path,
+                        format!("record {i} is not an Automerge change"),
+                    ));
                 }
-                Err(tandem_auth::envelope::EnvelopeError::NoKey(epoch)) => return Err(secure.no_key(&file, epoch)),
-                Err(e) => return Err(StoreError::corrupt(&log_path, format!("record {i} does not open: {e}"))),
+                Err(tandem_auth::envelope::EnvelopeError::NoKey(epoch)) => {
+                    return Err(secure.no_key(&file, epoch));
+                }
+                Err(e) => {
+                    return Err(StoreError::corrupt(&log_path, format!("record {i} does not open: {e}")));
+                }
             };
             pending.push(Pending {
                 entry: IndexEntry {

@@ -23,7 +23,8 @@ fn open(ws: &Workspace, file: &Path) -> (StoredDoc, Opened) {
 /// A second device, added to `s`'s group as a writer: its keys (in `home`).
 fn writer(s: &mut StoredDoc, home: &Path) -> Keys {
     let peer = Keys::load(home).unwrap();
-    let action = tandem_auth::group::Action::SetRole { member: peer.public(), role: tandem_auth::group::Role::Writer };
+    let action =
+        tandem_auth::group::Action::SetRole { member: peer.public(), role: tandem_auth::group::Role::Writer };
     s.secure_mut().act(action, Some(&peer.age.recipient())).unwrap();
     peer
 }
@@ -34,7 +35,15 @@ fn sealed_by(s: &StoredDoc, peer: &Keys, change: &tandem_doc::Change) -> Vec<u8>
     let epoch = group.members().epoch;
     let key = group.keys_for(&peer.public(), &peer.age).remove(&epoch).unwrap();
     let doc = s.secure().doc();
-    tandem_auth::envelope::seal(&peer.device, &doc, tandem_auth::envelope::Kind::Change, epoch, &group.heads(), &key, change.raw_bytes())
+    tandem_auth::envelope::seal(
+        &peer.device,
+        &doc,
+        tandem_auth::envelope::Kind::Change,
+        epoch,
+        &group.heads(),
+        &key,
+        change.raw_bytes(),
+    )
 }
 
 #[test]
@@ -154,10 +163,14 @@ fn typing_goes_on_while_remote_changes_are_applied_and_both_are_kept() {
     )
     .unwrap();
     peer.splice(8, 0, "three\n", 2).unwrap();
-    let theirs: Vec<_> = peer.commit(3).into_iter().map(|c| {
-        let env = sealed_by(&s, &keys, &c);
-        (c, env)
-    }).collect();
+    let theirs: Vec<_> = peer
+        .commit(3)
+        .into_iter()
+        .map(|c| {
+            let env = sealed_by(&s, &keys, &c);
+            (c, env)
+        })
+        .collect();
     // Automerge goes out to apply it; meanwhile the user types at the front.
     let job = s.begin_remote(theirs, 4).unwrap();
     assert!(s.doc.is_detached());

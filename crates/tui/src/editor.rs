@@ -126,6 +126,8 @@ pub struct Editor {
     pub peers: Vec<Peer>,
     /// The network's state when it needs saying (see `Host::network`).
     pub network: Option<String>,
+    /// Why edits are refused, when they are (see `Host::read_only`).
+    pub read_only: Option<String>,
     /// Index into `peers` of the peer being followed.
     pub follow: Option<usize>,
     pub soft_wrap: bool,
@@ -172,6 +174,7 @@ impl Editor {
             dirty: false,
             peers: Vec::new(),
             network: None,
+            read_only: None,
             follow: None,
             history: None,
             blame: None,
@@ -485,6 +488,7 @@ impl Editor {
             }
             Indent => self.indent(doc, now_ms),
             Dedent => self.dedent(doc, now_ms),
+            Undo | Redo if self.refuse_edit() => {}
             Undo => {
                 if doc.undo(now_ms).is_none() {
                     self.info("nothing to undo");
@@ -663,7 +667,21 @@ impl Editor {
         if self.line_ending == "\n" { unified } else { unified.replace('\n', self.line_ending) }
     }
 
+    /// True (and says why) when this device may not edit.
+    fn refuse_edit(&mut self) -> bool {
+        match self.read_only.clone() {
+            Some(why) => {
+                self.error(why);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn replace_selection(&mut self, doc: &mut Document, text: &str, now_ms: u64) {
+        if self.refuse_edit() {
+            return;
+        }
         let sel = self.selection(doc);
         let len = doc.len_chars();
         let Some(edit) = ChangeSet::splice(len, sel.start(), sel.end() - sel.start(), text) else { return };
@@ -758,6 +776,9 @@ impl Editor {
     }
 
     fn apply_line_edit(&mut self, doc: &mut Document, edit: &ChangeSet, now_ms: u64) {
+        if self.refuse_edit() {
+            return;
+        }
         let sel = self.selection(doc);
         doc.break_undo_group();
         if let Err(e) = doc.edit(edit, now_ms) {
@@ -944,6 +965,9 @@ impl Editor {
     /// Bring the selected version back as a new local edit of the whole text: undoable,
     /// sent to peers and committed like typing, with every version before it kept.
     fn restore_version(&mut self, doc: &mut Document, now_ms: u64) {
+        if self.refuse_edit() {
+            return;
+        }
         let Some(view) = self.history.as_mut() else { return };
         view.prepare(doc, self.text_height);
         let (Some(shown), Some(version)) = (view.current(), view.version()) else {

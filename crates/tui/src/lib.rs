@@ -61,6 +61,11 @@ pub trait Host {
     fn network(&mut self) -> Option<String> {
         None
     }
+    /// Why this device may not change the document (a reader of a shared one), or
+    /// `None` when it may: the editor then refuses edits, saying why.
+    fn read_only(&mut self) -> Option<String> {
+        None
+    }
     /// Share the document (or show its ticket again): `Ok` says what happens next.
     fn share(&mut self) -> Result<String, String> {
         Err("sharing is not available here".into())
@@ -218,6 +223,7 @@ fn event_loop(
                 host.with_doc(&mut |doc| editor.sync_peers(doc, &views));
             }
             editor.network = host.network();
+            editor.read_only = host.read_only();
             if let Some((title, text)) = host.popup() {
                 editor.popup(title, &text);
             }

@@ -291,3 +291,24 @@ fn a_change_far_right_on_a_long_line_is_wrapped_into_view() {
     let x = s[last].chars().count() as u16 - 1;
     assert_eq!(term.backend().buffer()[(x, last as u16)].bg, Color::Rgb(35, 134, 54), "'!' is marked");
 }
+
+/// A reader's editor (the host says why it may not edit): typing, deleting, undo and
+/// restoring a version change nothing, and the message line says why.
+#[test]
+fn a_read_only_editor_refuses_every_edit_and_says_why() {
+    let mut d = three_versions();
+    let before = d.rope().to_string();
+    let mut e = Editor::new(Config::default(), "h.txt", &mut d);
+    e.read_only = Some("read-only here: this device is a reader".into());
+    key(&mut e, &mut d, KeyCode::Char('x'));
+    key(&mut e, &mut d, KeyCode::Backspace);
+    key(&mut e, &mut d, KeyCode::Enter);
+    press(&mut e, &mut d, KeyCode::Char('z'), KeyModifiers::CONTROL);
+    press(&mut e, &mut d, KeyCode::Char('h'), KeyModifiers::ALT);
+    key(&mut e, &mut d, KeyCode::Left);
+    draw(&mut e, &mut d, 60, 8, ColorDepth::None);
+    key(&mut e, &mut d, KeyCode::Enter);
+    assert_eq!(d.rope().to_string(), before);
+    let s = screen(&draw(&mut e, &mut d, 60, 8, ColorDepth::None));
+    assert!(s[7].contains("read-only"), "{}", s[7]);
+}
