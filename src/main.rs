@@ -178,6 +178,22 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Keep a document online without a screen. With --relay (the only mode so far;
+    /// `tandem share FILE --headless` serves a document you hold): store and forward
+    /// the document of --ticket for its members, holding no key. An admin makes this
+    /// device a relay first: `tandem group FILE add PEER_ID relay` (`tandem id` here
+    /// prints PEER_ID). State goes in DIR/.tandem/relay/.
+    Serve {
+        dir: Option<PathBuf>,
+        /// Relay (store and forward ciphertext; read nothing).
+        #[arg(long)]
+        relay: bool,
+        /// A ticket of the document (any member's), to enrol at and stay connected to.
+        #[arg(long, required = true)]
+        ticket: String,
+        #[command(flatten)]
+        peer: PeerOpts,
+    },
     /// Show this device's identity: its PeerId, its age recipient and its key files
     /// (created on first use; see keys/README.md).
     Id {
@@ -498,6 +514,16 @@ fn run(command: Command) -> Result<(), Failure> {
             sharing::join(&ticket, &dir.unwrap_or_else(|| PathBuf::from(".")), peer.headless, peer.json, net)
         }
         Command::Id { json } => id(json),
+        Command::Serve { dir, relay, ticket, peer } => {
+            if !relay {
+                return Err(Failure {
+                    message: "tandem serve keeps documents online as a relay (--relay); to serve a document you hold, use `tandem share FILE --headless`".into(),
+                    code: 2,
+                });
+            }
+            let net = sharing::Net::parse(&peer.transport, peer.listen)?;
+            sharing::relay(&ticket, &dir.unwrap_or_else(|| PathBuf::from(".")), peer.json, net)
+        }
     }
 }
 

@@ -158,23 +158,13 @@ pub async fn start_join(
     let cert = node::webrtc_certificate(&home_dir())?;
     let (mut swarm, listeners) = node::swarm(key.clone(), cert, net.transport, net.listen)?;
     let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
-    let store = service.blob_store().map_err(|e| e.to_string())?;
-    let recipient = service.keys().age.recipient();
-    let (shared, group) = node::fetch(
-        &mut swarm,
-        ticket.peer,
-        &ticket.addrs,
-        ticket.doc,
-        net.transport,
-        &store,
-        ticket.invite,
-        recipient,
-    )
-    .await
-    .map_err(|e| format!("joining {}: {e}", ticket.name))?;
-    service
-        .join(file, &hex(&ticket.doc), shared, &group)
-        .map_err(|e| format!("joining {}: {e}", ticket.name))?;
+    // A member rejoining (through any member's or a relay's ticket) already holds
+    // the document: it only reconnects, and the usual hellos catch it up.
+    let held = file.exists()
+        && service.with_doc(file, |s| Ok(s.doc_id().to_owned())).is_ok_and(|id| id == hex(&ticket.doc));
+    if !held {
+        fetch_and_join(service, &mut swarm, file, ticket, net).await?;
+    }
     let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), ticket.doc, net.transport);
     let connected = node.swarm.is_connected(&ticket.peer);
     node.keep_connected(ticket.peer, ticket.addrs.clone(), connected);
@@ -189,6 +179,34 @@ pub async fn start_join(
         invite: None,
     };
     Ok((node, own))
+}
+
+/// A fresh join: enrolment, then the history's blobs, stored as `file`.
+async fn fetch_and_join(
+    service: &Arc<Service>,
+    swarm: &mut node::NodeSwarm,
+    file: &Path,
+    ticket: &Ticket,
+    net: Net,
+) -> Result<(), String> {
+    let store = service.blob_store().map_err(|e| e.to_string())?;
+    let recipient = service.keys().age.recipient();
+    let (shared, group) = node::fetch(
+        swarm,
+        ticket.peer,
+        &ticket.addrs,
+        ticket.doc,
+        net.transport,
+        &store,
+        ticket.invite,
+        recipient,
+    )
+    .await
+    .map_err(|e| format!("joining {}: {e}", ticket.name))?;
+    service
+        .join(file, &hex(&ticket.doc), shared, &group)
+        .map_err(|e| format!("joining {}: {e}", ticket.name))?;
+    Ok(())
 }
 
 fn ticket_json(ticket: &Ticket, file: &Path) -> serde_json::Value {
@@ -264,5 +282,29 @@ pub fn join(ticket: &str, dir: &Path, headless: bool, json: bool, net: Net) -> R
         let (node, own_ticket) = start_join(&service, &file, &ticket, net).await.map_err(fail)?;
         print_ticket(&own_ticket, &file, json, false)?;
         node.serve().await.map_err(fail)
+    })
+}
+
+/// `tandem serve --relay --ticket TICKET [DIR]`: enrol as the document's relay at the
+/// ticket's peer, print this relay's own ticket (members add it to reach the relay),
+/// then store and forward for the members until stopped.
+pub fn relay(ticket: &str, dir: &Path, json: bool, net: Net) -> Result<(), Failure> {
+    let ticket: Ticket = ticket.parse().map_err(|e: tandem_net::TicketError| usage(e.to_string()))?;
+    let state = dir.join(".tandem").join("relay").join(hex(&ticket.doc));
+    let key = device_key(&home_dir()).map_err(fail)?;
+    runtime().map_err(fail)?.block_on(async {
+        let cert = node::webrtc_certificate(&home_dir()).map_err(fail)?;
+        let (mut swarm, listeners) =
+            node::swarm(key.clone(), cert, net.transport, net.listen).map_err(fail)?;
+        let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+        let ops = tandem_net::relay::enrol(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc)
+            .await
+            .map_err(|e| fail(format!("enrolling as the relay of {}: {e}", ticket.name)))?;
+        let mut relay = tandem_net::relay::Relay::new(swarm, ticket.doc, &ops, &state).map_err(fail)?;
+        relay.keep_connected(ticket.peer, ticket.addrs.clone());
+        let own = Ticket { peer: key.public().to_peer_id(), addrs, invite: None, ..ticket.clone() };
+        print_ticket(&own, &state, json, false)?;
+        relay.run().await;
+        Ok(())
     })
 }

@@ -517,3 +517,52 @@ fn a_removed_member_is_dropped_and_gets_nothing_new() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `tandem serve --relay`: a device the owner made a relay (it holds no key) keeps
+/// what the owner writes while the other member is away, and hands it over when that
+/// member comes back through the relay's ticket, the owner gone.
+#[test]
+fn a_relay_carries_edits_between_members_who_are_never_online_together() {
+    let root = tempfile::tempdir().unwrap();
+    let a = share_with(root.path(), "ada", "base\n", &[]);
+    let relay_dir = root.path().join("relay");
+    std::fs::create_dir_all(&relay_dir).unwrap();
+    let relay_home = root.path().join("relay-home");
+    let id = tandem(&relay_dir, &relay_home, "relay", &["id", "--json"]).output().unwrap();
+    let relay_id =
+        serde_json::from_slice::<Value>(&id.stdout).unwrap()["peer_id"].as_str().unwrap().to_owned();
+    let out =
+        tandem(&a.dir, &a.home, "ada", &["group", "doc.md", "add", &relay_id, "relay"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ticket = a.ticket();
+    let args = [
+        "serve",
+        "--relay",
+        "--ticket",
+        ticket.as_str(),
+        "--json",
+        "--listen",
+        "127.0.0.1",
+        "--transport",
+        "quic",
+    ];
+    let relay = spawn(&relay_dir, &relay_home, "relay", &args, relay_dir.join("none"));
+    let mut b = join(root.path(), "bob", &ticket, "quic");
+    converge(&[&a, &b], &["base"]);
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    a.edit(0, "while bob was away ");
+    // The relay keeps it (as ciphertext), then ada leaves.
+    let kept =
+        relay_dir.join(".tandem/relay").join(relay.info["doc_id"].as_str().unwrap()).join("envelopes.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&kept).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < deadline, "the relay kept nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!String::from_utf8_lossy(&std::fs::read(&kept).unwrap()).contains("while bob"));
+    drop(a);
+    drop(b);
+    let b = join(root.path(), "bob", relay.info["ticket"].as_str().unwrap(), "quic");
+    wait_for(&b, "while bob was away base");
+}

@@ -266,7 +266,7 @@ fn open(dir: &Path) -> Result<(), String> {
     let _lock = ws.try_lock().map_err(|e| e.to_string())?.ok_or("workspace locked")?;
     let author = Author::new("bench", ActorId::from(vec![7u8; 16]));
     let (stored, _) =
-        StoredDoc::open(&ws, &file, author, DocConfig::default(), false, &tandem_bench::keys(&dir)?)
+        StoredDoc::open(&ws, &file, author, DocConfig::default(), false, &tandem_bench::keys(dir)?)
             .map_err(|e| e.to_string())?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     if stored.doc.rope() != &rope {

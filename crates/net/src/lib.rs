@@ -5,6 +5,7 @@
 //! - [`ticket`]: the copy-pasteable string a sharer gives a joiner;
 //! - [`presence`]: `/tandem/presence/1`, who is here and where their cursor is;
 //! - [`identity`]: the device's Ed25519 key, whose public half is its PeerId;
+//! - [`relay`]: a keyless member that keeps and forwards ciphertext;
 //! - [`node`]: the swarm (QUIC, TCP + Noise + Yamux) and the sync logic, driving a
 //!   `tandem_store::Service` that owns the document on disk.
 //!
@@ -16,6 +17,7 @@ pub mod identity;
 pub mod node;
 pub mod presence;
 pub mod protocol;
+pub mod relay;
 pub mod ticket;
 
 pub use identity::device_key;

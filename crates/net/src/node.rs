@@ -171,6 +171,9 @@ impl request_response::Codec for SyncCodec {
     }
 }
 
+/// The swarm every tandem node runs.
+pub type NodeSwarm = Swarm<Behaviour>;
+
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     sync: request_response::Behaviour<SyncCodec>,
@@ -192,6 +195,11 @@ impl Behaviour {
     /// The blob protocol, likewise.
     pub fn blobs_mut(&mut self) -> &mut request_response::Behaviour<BlobCodec> {
         &mut self.blobs
+    }
+
+    /// The presence protocol, likewise.
+    pub fn presence_mut(&mut self) -> &mut request_response::Behaviour<PresenceCodec> {
+        &mut self.presence
     }
 }
 
@@ -455,6 +463,18 @@ impl Node {
         Ok(())
     }
 
+    /// Sync with `peer` if it is a member (it may send before its hello's answer
+    /// arrives here, as a relay does).
+    fn admit_if_member(&mut self, peer: &PeerId) -> Result<(), String> {
+        if !self.peers.contains(peer) {
+            if !self.is_member(peer) {
+                return Err(NOT_A_MEMBER.into());
+            }
+            self.admit(*peer);
+        }
+        Ok(())
+    }
+
     /// A peer that said hello for this document (and is a member): sync with it
     /// from now on, starting with the membership log.
     fn admit(&mut self, peer: PeerId) {
@@ -546,9 +566,7 @@ impl Node {
 
     /// Queue envelopes from a member for the next batch (the store checks each).
     fn receive(&mut self, from: PeerId, envelopes: Vec<Vec<u8>>) -> Result<(), String> {
-        if !self.peers.contains(&from) {
-            return Err(NOT_A_MEMBER.into());
-        }
+        self.admit_if_member(&from)?;
         if let Some(bad) = envelopes.iter().position(|e| !tandem_auth::envelope::is_envelope(e)) {
             return Err(format!("item {bad} is not a signed envelope (an old tandem, or a forged message)"));
         }
@@ -596,9 +614,7 @@ impl Node {
 
     /// A live edit from `from`: show it if it fits, and pass it on once.
     fn receive_live(&mut self, from: PeerId, envelope: Vec<u8>) -> Result<(), String> {
-        if !self.peers.contains(&from) {
-            return Err(NOT_A_MEMBER.into());
-        }
+        self.admit_if_member(&from)?;
         if !self.seen_live.insert(envelope_id(&envelope)) {
             return Ok(());
         }
@@ -975,8 +991,8 @@ impl Node {
                 }
             },
             Message::Group { ops, .. } => {
-                if !self.peers.contains(&peer) {
-                    return Message::Error { message: NOT_A_MEMBER.into() };
+                if let Err(e) = self.admit_if_member(&peer) {
+                    return Message::Error { message: e };
                 }
                 match self.receive_group(peer, ops) {
                     Ok(()) => Message::Ack { heads: vec![] },
@@ -1024,9 +1040,13 @@ impl Node {
     fn on_response(&mut self, peer: PeerId, response: Message, to_hello: bool) {
         match response {
             // The answer to a push or a live edit.
-            Message::Ack { heads } if heads.is_empty() => {}
+            // (A relay answers a hello with no heads: it has no document.)
+            Message::Ack { heads } if heads.is_empty() && !to_hello => {}
             Message::Ack { heads } => {
-                self.admit(peer);
+                if self.admit_if_member(&peer).is_err() {
+                    tracing::info!(peer = %peer, "not syncing with a peer that is not a member");
+                    return;
+                }
                 if to_hello {
                     self.need_if_missing(&peer, &heads);
                 }

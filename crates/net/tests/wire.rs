@@ -579,3 +579,138 @@ async fn changes_with_unknown_parents_stay_bounded() {
     assert_eq!(sharer.text(), "hello\n");
     sharer.running.abort();
 }
+
+/// A relay (a member with the relay role and no key) keeps what a writer pushes and
+/// hands it to a member that comes online after the writer left: the two never meet.
+/// It keeps only ciphertext, and refuses non-members and changes that are not a
+/// writer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
+    let transport = Transport::Quic;
+    let a = sharer(transport, "hello\n").await;
+    let doc = a.doc;
+
+    // The relay: made a relay by the owner (no age key needed), then enrolled.
+    let relay_dir = tempfile::tempdir().unwrap();
+    let relay_keys = Keys::load(&relay_dir.path().join("home")).unwrap();
+    let relay_peer = tandem_auth::device::peer_id(&relay_keys.public()).unwrap();
+    a.service
+        .handle(&Request::GroupChange {
+            file: a.file.clone(),
+            op: "add".into(),
+            member: Some(relay_peer.to_string()),
+            role: Some("relay".into()),
+            recipient: None,
+        })
+        .unwrap();
+    let (mut relay_swarm, listeners) = node::swarm(
+        relay_keys.device.keypair().clone(),
+        node::webrtc_certificate(relay_dir.path()).unwrap(),
+        transport,
+        "127.0.0.1".parse().unwrap(),
+    )
+    .unwrap();
+    let relay_addrs = node::listen_addrs(&mut relay_swarm, listeners.len()).await;
+    let ops = tandem_net::relay::enrol(&mut relay_swarm, a.peer, &a.addrs, doc).await.unwrap();
+    let state = relay_dir.path().join("state");
+    let mut relay = tandem_net::relay::Relay::new(relay_swarm, doc, &ops, &state).unwrap();
+    relay.keep_connected(a.peer, a.addrs.clone());
+    let relaying = tokio::spawn(relay.run());
+
+    // B joins with an invite (from A), then goes offline.
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_keys = Keys::load(&b_dir.path().join("home")).unwrap();
+    let b = Arc::new(
+        Service::own(
+            Workspace::at(b_dir.path()).unwrap(),
+            Author::new("b", ActorId::from(vec![2u8; 16])),
+            DocConfig::default(),
+            b_keys.clone(),
+        )
+        .unwrap()
+        .unwrap(),
+    );
+    let b_file = b_dir.path().join("doc.txt");
+    {
+        let (mut swarm, _) = node::swarm(
+            b_keys.device.keypair().clone(),
+            node::webrtc_certificate(b_dir.path()).unwrap(),
+            transport,
+            "127.0.0.1".parse().unwrap(),
+        )
+        .unwrap();
+        let store = b.blob_store().unwrap();
+        let invite = Some(a.invite("writer", Some(1)));
+        let (shared, group) =
+            node::fetch(&mut swarm, a.peer, &a.addrs, doc, transport, &store, invite, b_keys.age.recipient())
+                .await
+                .unwrap();
+        let hex: String = doc.iter().map(|x| format!("{x:02x}")).collect();
+        b.join(&b_file, &hex, shared, &group).unwrap();
+    }
+    assert_eq!(b.with_open(&b_file, |s| Ok(s.doc.rope().to_string())).unwrap(), "hello\n");
+
+    // A writes while B is away; the relay keeps it; A leaves.
+    a.service
+        .handle(&Request::Edit { file: a.file.clone(), at: 0, delete: 0, insert: "from A ".into() })
+        .unwrap();
+    let log = state.join("envelopes.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the relay kept nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.running.abort();
+    // The relay keeps ciphertext only.
+    let kept = std::fs::read(&log).unwrap();
+    assert!(!kept.windows(6).any(|w| w == b"from A"), "the relay's disk holds plaintext");
+
+    // B comes online, connected to the relay only: A's change arrives.
+    let (mut swarm, _) = node::swarm(
+        b_keys.device.keypair().clone(),
+        node::webrtc_certificate(b_dir.path()).unwrap(),
+        transport,
+        "127.0.0.1".parse().unwrap(),
+    )
+    .unwrap();
+    swarm
+        .dial(libp2p::swarm::dial_opts::DialOpts::peer_id(relay_peer).addresses(relay_addrs.clone()).build())
+        .unwrap();
+    let mut b_node = Node::new(swarm, Arc::clone(&b), b_file.clone(), doc, transport);
+    b_node.keep_connected(relay_peer, relay_addrs.clone(), false);
+    let b_running = tokio::spawn(b_node.serve().map(drop));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = b.with_open(&b_file, |s| Ok(s.doc.rope().to_string())).unwrap();
+        if text == "from A hello\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "B never got A's change through the relay: {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A stranger is refused by the relay.
+    let mut stranger = {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load(dir.path()).unwrap();
+        let (mut swarm, _) = node::swarm(
+            keys.device.keypair().clone(),
+            node::webrtc_certificate(dir.path()).unwrap(),
+            transport,
+            "127.0.0.1".parse().unwrap(),
+        )
+        .unwrap();
+        swarm
+            .dial(
+                libp2p::swarm::dial_opts::DialOpts::peer_id(relay_peer)
+                    .addresses(relay_addrs.clone())
+                    .build(),
+            )
+            .unwrap();
+        (swarm, dir)
+    };
+    let reply = ask(&mut stranger.0, relay_peer, Message::Hello { doc, heads: vec![] }).await;
+    assert!(matches!(reply, Message::Error { ref message } if message.contains("not a member")), "{reply:?}");
+    b_running.abort();
+    relaying.abort();
+}

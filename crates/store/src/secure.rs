@@ -63,7 +63,7 @@ impl Keys {
 
 /// What an envelope held.
 pub enum Plain {
-    Change(Change),
+    Change(Box<Change>),
     /// A document in Automerge's compact form.
     Snapshot(Vec<u8>),
 }
@@ -322,7 +322,7 @@ impl Secure {
         let epoch = checked.header.epoch;
         let key = self.epoch_keys.get(&epoch).ok_or(EnvelopeError::NoKey(epoch))?;
         Ok(match checked.header.kind {
-            Kind::Change => Plain::Change(checked.open_change(key)?),
+            Kind::Change => Plain::Change(Box::new(checked.open_change(key)?)),
             Kind::Snapshot => Plain::Snapshot(checked.decrypt(key)?),
             Kind::Live => return Err(EnvelopeError::WrongKind(Kind::Live, Kind::Change)),
         })
@@ -333,7 +333,7 @@ impl Secure {
     pub fn open_stored(&self, bytes: Vec<u8>) -> std::result::Result<Plain, EnvelopeError> {
         if !envelope::is_envelope(&bytes) {
             return match Change::from_bytes(bytes.clone()) {
-                Ok(c) => Ok(Plain::Change(c)),
+                Ok(c) => Ok(Plain::Change(Box::new(c))),
                 Err(_) => Ok(Plain::Snapshot(bytes)),
             };
         }

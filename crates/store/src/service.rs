@@ -604,11 +604,11 @@ impl Service {
     pub fn add_group_ops(&self, file: &Path, ops: &[Vec<u8>]) -> Result<usize> {
         self.with_open(file, |s| {
             let n = s.secure_mut().add_ops(ops)?;
-            if n > 0 {
-                if let Some(op) = s.secure_mut().heal()? {
-                    tracing::info!(file = %s.rel(), "rotated the epoch key (a member lacked it, or a removed one had it)");
-                    self.publish_ops(s.rel(), vec![op.encode()]);
-                }
+            if n > 0
+                && let Some(op) = s.secure_mut().heal()?
+            {
+                tracing::info!(file = %s.rel(), "rotated the epoch key (a member lacked it, or a removed one had it)");
+                self.publish_ops(s.rel(), vec![op.encode()]);
             }
             Ok(n)
         })

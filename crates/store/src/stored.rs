@@ -159,6 +159,10 @@ pub enum Opened {
     MergedExternal(ChangeSet),
 }
 
+/// Envelopes opened: changes with their envelopes, and changes vouched for by a
+/// snapshot (see [`StoredDoc::open_envelopes`]).
+pub type OpenedEnvelopes = (Vec<(Change, Vec<u8>)>, Vec<Change>);
+
 /// Remote changes being applied with Automerge out of the document (see
 /// [`StoredDoc::begin_remote`]).
 pub struct RemoteApply {
@@ -207,6 +211,7 @@ fn read_shared(
         let refused = |e: String| crate::secure::denied(format!("fetched blob {hash} refused: {e}"));
         match secure.open_remote(&bytes).map_err(|e| refused(e.to_string()))? {
             Plain::Change(change) => {
+                let change = *change;
                 index.changes.push(IndexEntry {
                     change: Some(change.hash().to_string()),
                     blob: hash.to_string(),
@@ -469,15 +474,12 @@ impl StoredDoc {
     /// Check and open envelopes from a peer: the changes with their envelopes, and
     /// the changes of any snapshot among them (vouched for by the writer that sealed
     /// it, with no envelope of their own). The first refused envelope refuses all.
-    pub fn open_envelopes(
-        &mut self,
-        envelopes: Vec<Vec<u8>>,
-    ) -> Result<(Vec<(Change, Vec<u8>)>, Vec<Change>)> {
+    pub fn open_envelopes(&mut self, envelopes: Vec<Vec<u8>>) -> Result<OpenedEnvelopes> {
         let mut changes = Vec::with_capacity(envelopes.len());
         let mut vouched = Vec::new();
         for (i, env) in envelopes.into_iter().enumerate() {
             match self.secure.open_remote(&env) {
-                Ok(Plain::Change(c)) => changes.push((c, env)),
+                Ok(Plain::Change(c)) => changes.push((*c, env)),
                 Ok(Plain::Snapshot(bytes)) => {
                     let mut doc =
                         Document::load(&bytes, vec![], self.doc.author().clone(), Default::default())
@@ -647,7 +649,7 @@ impl StoredDoc {
         for entry in &index.changes {
             let what = format!("change blob {}", entry.blob);
             match secure.open_stored(read_blob(entry, "change")?) {
-                Ok(Plain::Change(c)) => changes.push(c),
+                Ok(Plain::Change(c)) => changes.push(*c),
                 Ok(Plain::Snapshot(_)) => return Err(not(&what, "it is not an Automerge change")),
                 Err(e) => return Err(unreadable(&what, e)),
             }
@@ -661,7 +663,7 @@ impl StoredDoc {
         let mut pending = Vec::with_capacity(contents.records.len());
         for (i, bytes) in contents.records.into_iter().enumerate() {
             let change = match secure.open_stored(bytes.clone()) {
-                Ok(Plain::Change(c)) => c,
+                Ok(Plain::Change(c)) => *c,
                 Ok(Plain::Snapshot(_)) => {
                     return Err(StoreError::corrupt(
                         &log_path,
