@@ -912,4 +912,29 @@ mod tests {
             assert_eq!(left.keys_for(&gone.public(), &ids[2]).get(&2), None);
         }
     }
+
+    /// Oversized parts of an op (wrap lists, wrapped keys, recipients) are refused
+    /// before anything is allocated for them; so is a log over its limit.
+    #[test]
+    fn oversized_ops_are_refused() {
+        let owner = DeviceKey::generate();
+        let (g, _) = Group::create(&owner, DOC);
+        let wrap = |n: usize| Wrap { member: [1; 32], start: THIS_OP, sealed: vec![0; n] };
+        let too_many = Op::sign_with(
+            &owner,
+            g.heads(),
+            Action::Rotate,
+            None,
+            (0..MAX_WRAPS + 1).map(|_| wrap(1)).collect(),
+        );
+        assert_eq!(Op::decode(&too_many.encode()), Err(GroupError::Malformed("too many wrapped keys")));
+        let too_big = Op::sign_with(&owner, g.heads(), Action::Rotate, None, vec![wrap(MAX_WRAP + 1)]);
+        assert_eq!(Op::decode(&too_big.encode()), Err(GroupError::Malformed("wrapped key too large")));
+        let long =
+            Op::sign_with(&owner, g.heads(), Action::Rotate, Some("a".repeat(MAX_RECIPIENT + 1)), vec![]);
+        assert_eq!(Op::decode(&long.encode()), Err(GroupError::Malformed("recipient too long")));
+        let mut many_parents = Op::sign(&owner, vec![[1; 32]; 2], Action::Rotate).encode();
+        many_parents[1] = (MAX_PARENTS + 1) as u8;
+        assert_eq!(Op::decode(&many_parents), Err(GroupError::Malformed("too many parents")));
+    }
 }

@@ -464,13 +464,17 @@ async fn changes_that_are_not_a_writers_own_are_refused() {
     }
     // The good change lands; the same author and sequence number with other
     // content is refused.
-    let reply = w.ask(&sharer, Message::Changes { doc, envelopes: vec![good] }).await;
+    let reply = w.ask(&sharer, Message::Changes { doc, envelopes: vec![good.clone()] }).await;
     assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while sharer.text() != "good hello\n" && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sharer.text(), "good hello\n", "only the writer's good change landed");
+    // Replayed into the same document: known, so nothing happens.
+    let (fresh, _) = sharer.service.apply_remote(&sharer.file, vec![good]).unwrap();
+    assert_eq!(fresh, 0);
+    assert_eq!(sharer.text(), "good hello\n");
     let (twin, twin_env) = w.change(&sharer, &b, "evil ");
     assert_eq!((twin.actor_id(), twin.seq()), (good_change.actor_id(), good_change.seq()));
     let err = sharer.service.apply_remote(&sharer.file, vec![twin_env]).expect_err("same author and seq");
