@@ -618,7 +618,11 @@ impl Node {
         if !self.seen_live.insert(envelope_id(&envelope)) {
             return Ok(());
         }
-        let (signer, plain) = self.service.open_live(&self.file, &envelope).map_err(|e| e.to_string())?;
+        // The connection proves who `from` is: its own keystrokes need no signature
+        // check here (those it forwards do).
+        let sender = tandem_auth::device::public_of(&from);
+        let (signer, plain) =
+            self.service.open_live(&self.file, &envelope, sender.as_ref()).map_err(|e| e.to_string())?;
         let (actor, live) = protocol::decode_live(&plain).map_err(|e| e.to_string())?;
         if actor.to_bytes() != signer {
             return Err("a live edit whose actor is not its signer".into());

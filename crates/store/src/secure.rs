@@ -302,8 +302,17 @@ impl Secure {
 
     /// A live edit from a peer: checked like a change (a writer's, at heads it
     /// cites); returns its signer and the encoded edit.
-    pub fn open_live(&self, bytes: &[u8]) -> std::result::Result<(PublicKey, Vec<u8>), EnvelopeError> {
-        let checked = envelope::check(bytes, &self.doc)?;
+    /// `sender` is the peer it came from (its signature is not checked again when
+    /// it is the signer: see [`envelope::check_from`]).
+    pub fn open_live(
+        &self,
+        bytes: &[u8],
+        sender: Option<&PublicKey>,
+    ) -> std::result::Result<(PublicKey, Vec<u8>), EnvelopeError> {
+        let checked = match sender {
+            Some(s) => envelope::check_from(bytes, &self.doc, s)?,
+            None => envelope::check(bytes, &self.doc)?,
+        };
         if checked.header.kind != Kind::Live {
             return Err(EnvelopeError::WrongKind(checked.header.kind, Kind::Live));
         }

@@ -621,8 +621,13 @@ impl Service {
 
     /// A peer's live edit of the open `file`, checked and opened: its signer and the
     /// encoded edit.
-    pub fn open_live(&self, file: &Path, envelope: &[u8]) -> Result<([u8; 32], Vec<u8>)> {
-        self.with_open_live(file, |s| s.secure().open_live(envelope).map_err(crate::secure::denied))
+    pub fn open_live(
+        &self,
+        file: &Path,
+        envelope: &[u8],
+        sender: Option<&[u8; 32]>,
+    ) -> Result<([u8; 32], Vec<u8>)> {
+        self.with_open_live(file, |s| s.secure().open_live(envelope, sender).map_err(crate::secure::denied))
     }
 
     /// The role of device `peer` (its public key) in the open `file`'s group.
