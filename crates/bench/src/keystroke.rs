@@ -22,7 +22,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         return 0.0;
     }
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    (sorted[i] * 10.0).round() / 10.0
+    (sorted[i] * 100.0).round() / 100.0
 }
 
 pub fn stats(mut v: Vec<f64>) -> Value {
