@@ -278,6 +278,17 @@ impl Client {
     }
 }
 
+/// A device enrolled by `to` with `role` (an invite of its own), that said hello.
+async fn member(transport: Transport, to: &Sharer, role: &str) -> Client {
+    let mut c = client(transport, to).await;
+    let invite = to.invite(role, None);
+    let reply = c.enrol(to, invite).await;
+    assert!(matches!(reply, Message::Group { .. }), "{reply:?}");
+    let reply = c.ask(to, Message::Hello { doc: to.doc, heads: vec![] }).await;
+    assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
+    c
+}
+
 /// The sharer's document as of now, in Automerge's form (what a member has).
 fn base(to: &Sharer) -> Vec<u8> {
     to.service.snapshot(&to.file).unwrap()
@@ -406,23 +417,15 @@ async fn changes_that_are_not_a_writers_own_are_refused() {
     let sharer = sharer(Transport::Quic, "hello\n").await;
     let doc = sharer.doc;
     // A reader: enrolled, holds the key, reads; its changes are refused.
-    let mut reader = client(Transport::Quic, &sharer).await;
-    let invite = sharer.invite("reader", None);
-    reader.enrol(&sharer, invite).await;
+    let mut reader = member(Transport::Quic, &sharer, "reader").await;
     assert!(reader.epoch().1.is_some(), "a reader holds the key");
-    let reply = reader.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
-    assert!(matches!(reply, Message::Ack { .. }));
     let (_, env) = reader.change(&sharer, &base(&sharer), "reader was here ");
     let err = sharer.service.apply_remote(&sharer.file, vec![env.clone()]).expect_err("a reader's change");
     assert!(err.to_string().contains("not a writer"), "{err}");
     // Pushed, it is queued, then refused when applied (a push is answered at once).
     reader.ask(&sharer, Message::Changes { doc, envelopes: vec![env] }).await;
 
-    let mut w = client(Transport::Quic, &sharer).await;
-    let invite = sharer.invite("writer", None);
-    w.enrol(&sharer, invite).await;
-    let reply = w.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
-    assert!(matches!(reply, Message::Ack { .. }));
+    let mut w = member(Transport::Quic, &sharer, "writer").await;
     let b = base(&sharer);
     // Forged: the reader's envelope relabelled as the writer's.
     let (_, mut forged) = reader.change(&sharer, &b, "forged ");
@@ -493,11 +496,7 @@ async fn changes_that_are_not_a_writers_own_are_refused() {
 async fn a_removed_member_is_refused_and_reads_nothing_new() {
     let sharer = sharer(Transport::Quic, "hello\n").await;
     let doc = sharer.doc;
-    let mut w = client(Transport::Quic, &sharer).await;
-    let invite = sharer.invite("writer", None);
-    w.enrol(&sharer, invite).await;
-    let reply = w.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
-    assert!(matches!(reply, Message::Ack { .. }));
+    let mut w = member(Transport::Quic, &sharer, "writer").await;
     let b = base(&sharer);
     let (_, backdated) = w.change(&sharer, &b, "after removal ");
     let peer_id = tandem_auth::device::peer_id(&w.keys.public()).unwrap().to_string();
@@ -546,9 +545,7 @@ async fn a_removed_member_is_refused_and_reads_nothing_new() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_with_unknown_parents_stay_bounded() {
     let sharer = sharer(Transport::Quic, "hello\n").await;
-    let mut w = client(Transport::Quic, &sharer).await;
-    let invite = sharer.invite("writer", None);
-    w.enrol(&sharer, invite).await;
+    let w = member(Transport::Quic, &sharer, "writer").await;
     let (epoch, key, heads) = w.epoch();
     let key = key.unwrap();
     // A chain of 5,000 changes on the document; the first is never sent.

@@ -503,7 +503,7 @@ impl StoredDoc {
 
     fn apply_vouched(&mut self, changes: Vec<Change>, now: u64) -> Result<usize> {
         let hashes: Vec<_> = changes.iter().map(|c| c.hash()).collect();
-        let missing = self.doc.missing(&hashes);
+        let missing: std::collections::HashSet<ChangeHash> = self.doc.missing(&hashes).into_iter().collect();
         let fresh: Vec<Change> = changes.into_iter().filter(|c| missing.contains(&c.hash())).collect();
         if fresh.is_empty() {
             return Ok(0);
@@ -526,7 +526,7 @@ impl StoredDoc {
         let mut all = std::mem::take(&mut self.parked);
         all.extend(changes);
         let hashes: Vec<_> = all.iter().map(|(c, _)| c.hash()).collect();
-        let missing = self.doc.missing(&hashes);
+        let missing: std::collections::HashSet<ChangeHash> = self.doc.missing(&hashes).into_iter().collect();
         let mut fresh: Vec<(Change, Vec<u8>)> =
             all.into_iter().filter(|(c, _)| missing.contains(&c.hash())).collect();
         // Ready: every dependency known, or itself ready (a fixpoint over the batch).
