@@ -57,7 +57,12 @@ fn ticket_popup(ticket: &tandem_net::Ticket) -> (String, String) {
     // Blank lines above and below: the code's quiet zone, white like the box.
     let text = sharing::qr(ticket)
         .map_or_else(|| "(the ticket is too long for a QR code)".into(), |code| format!("\n{code}\n "));
-    ("ticket: scan it, or paste it from the clipboard; any key closes".into(), text)
+    let title = if ticket.invite.is_some() {
+        "ticket: scan it, or paste it from the clipboard; any key closes"
+    } else {
+        "this device's ticket, for members (no invite); any key closes"
+    };
+    (title.into(), text)
 }
 
 impl StoreHost {
@@ -109,9 +114,14 @@ impl Host for StoreHost {
             let doc = &s.doc;
             let pos = |p: usize| Pos { index: p as u64, stable: doc.stable_position(p) };
             let mut b = board.lock().unwrap_or_else(|e| e.into_inner());
-            // The node fills in the origin.
-            let origin = Vec::new();
-            b.set_local(Presence { origin, name, anchor: pos(me.anchor), head: pos(me.head), top: pos(top) });
+            // The node fills in the origin and signs it.
+            b.set_local(Presence {
+                name,
+                anchor: pos(me.anchor),
+                head: pos(me.head),
+                top: pos(top),
+                ..Presence::default()
+            });
             let len = doc.len_chars();
             let resolve = |p: &Pos| doc.resolve_position(&p.stable).unwrap_or((p.index as usize).min(len));
             let now = now_ms();
@@ -151,6 +161,14 @@ impl Host for StoreHost {
             let ticket: tandem_net::Ticket =
                 text.parse().map_err(|e| format!("{}: {e}; share again to renew it", saved.display()))?;
             push(&self.popups, ticket_popup(&ticket));
+            if ticket.invite.is_none() {
+                // A joiner's own ticket: where members reach this device, no invite.
+                push(&self.notices, (
+                    "this ticket lets members reconnect through this device; it invites no one (the owner's `tandem share` does); copied".to_owned(),
+                    Some(ticket.to_string()),
+                ));
+                return Ok("showing this device's ticket".into());
+            }
             push(&self.notices, ("ticket copied to the clipboard".to_owned(), Some(ticket.to_string())));
             return Ok("showing the ticket".into());
         }
@@ -260,8 +278,23 @@ fn run(
         popups,
         net,
     };
-    tandem_tui::run(&mut host, config, &name, preview)
-        .map_err(|e| Failure { message: e.to_string(), code: 1 })
+    let result = tandem_tui::run(&mut host, config, &name, preview)
+        .map_err(|e| Failure { message: e.to_string(), code: 1 });
+    if let Some(board) = &host.board {
+        leave(board);
+    }
+    result
+}
+
+/// Let the node leave the session (the others see this device go at once), waiting
+/// at most a second for it.
+fn leave(board: &SharedBoard) {
+    let lock = || board.lock().unwrap_or_else(|e| e.into_inner());
+    lock().quitting = true;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while lock().running && !lock().left && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The file checked, made absolute, and its workspace owned (serving scripts).
@@ -305,12 +338,19 @@ fn serve_node(
                 let _ = ctx.loaded.set(Ok(()));
                 let text = ticket.to_string();
                 let saved = ctx.service.workspace().store_dir().join("ticket");
-                let _ = tandem_store::write_atomic(&saved, format!("{text}\n").as_bytes());
-                let msg = format!("sharing: ticket copied to the clipboard and saved in {}", saved.display());
+                // It may hold an invite (a secret): readable by this user only.
+                let _ = tandem_store::write_private(&saved, format!("{text}\n").as_bytes());
+                let msg = if ticket.invite.is_some() {
+                    format!("sharing: ticket copied to the clipboard and saved in {}", saved.display())
+                } else {
+                    "joined: editing together (Alt-S shows this device's address ticket, for members only)"
+                        .to_owned()
+                };
                 if ctx.qr {
                     push(&ctx.popups, ticket_popup(&ticket));
                 }
-                push(&ctx.notices, (msg, Some(text)));
+                // Only a ticket with an invite is worth the clipboard: it lets someone in.
+                push(&ctx.notices, (msg, ticket.invite.is_some().then_some(text)));
                 if let Err(e) = node.serve().await {
                     ctx.notices
                         .lock()

@@ -268,7 +268,49 @@ impl From<AgeKeyError> for Failure {
     }
 }
 
+/// A mistyped command (`tandem lgo notes.md`) is taken by clap for a file to open,
+/// then refused for its extra argument: say which command was meant instead.
+fn mistyped_command() -> Option<String> {
+    use clap::CommandFactory;
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let first = args.first()?;
+    let cli = Cli::command();
+    let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+    if names.contains(&first.as_str()) || Path::new(first).exists() {
+        return None;
+    }
+    let close = names
+        .iter()
+        .copied()
+        .filter(|n| edit_distance(n, first) <= 2)
+        .min_by_key(|n| edit_distance(n, first))?;
+    // `tandem notes` alone may be a new file; with more words it is a command.
+    (args.len() > 1 || edit_distance(close, first) <= 1 && !first.contains(['.', '/'])).then(|| {
+        format!("unknown command {first:?}: did you mean `tandem {close}`? (`tandem --help` lists them)")
+    })
+}
+
+/// Levenshtein distance (command names are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
 fn main() -> ExitCode {
+    if let Some(message) = mistyped_command() {
+        eprintln!("tandem: {message}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let result = match (cli.command, cli.file) {
         (Some(command), _) => {
@@ -300,30 +342,51 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, except in the editor, where they would tear the screen: there
-/// they go to `$TANDEM_HOME/tandem.log`.
+/// tandem's own crates: what a headless peer's stderr shows by default.
+const OWN_CRATES: [&str; 7] =
+    ["tandem", "tandem_net", "tandem_store", "tandem_doc", "tandem_auth", "tandem_tui", "tandem_bench"];
+
+/// Logs. By default stderr shows tandem's own messages only (warnings and errors;
+/// `-v` adds information and every dependency's messages, `-q` keeps errors), and
+/// everything at warning level, dependencies included, goes to
+/// `$TANDEM_HOME/tandem.log`. In the editor nothing goes to stderr (it would tear
+/// the screen): all of it goes to the log file. `RUST_LOG` replaces the stderr filter.
 fn init_logging(quiet: bool, verbose: u8, editor: bool) {
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "info",
-        _ => "debug",
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, fmt};
+    let own = |level: &str| {
+        EnvFilter::new(OWN_CRATES.iter().map(|c| format!("{c}={level}")).collect::<Vec<_>>().join(","))
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if editor {
-        let home = home_dir();
-        let file = std::fs::create_dir_all(&home).and_then(|_| {
-            std::fs::OpenOptions::new().create(true).append(true).open(home.join("tandem.log"))
-        });
-        match file {
-            Ok(f) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init(),
-            Err(_) => builder.with_writer(std::io::sink).init(),
-        }
-    } else {
-        builder.with_writer(std::io::stderr).init();
-    }
+    let stderr_filter = match EnvFilter::try_from_default_env() {
+        Ok(from_env) => from_env,
+        Err(_) => match (quiet, verbose) {
+            (true, _) => own("error"),
+            (_, 0) => own("warn"),
+            (_, 1) => EnvFilter::new("info"),
+            _ => EnvFilter::new("debug"),
+        },
+    };
+    let home = home_dir();
+    let file = std::fs::create_dir_all(&home)
+        .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(home.join("tandem.log")))
+        .ok();
+    // The editor's log file is what stderr would have shown, dependencies included.
+    let file_filter = match std::env::var("RUST_LOG") {
+        Ok(env) if editor => env,
+        _ if editor && verbose > 0 => if verbose == 1 { "info" } else { "debug" }.to_owned(),
+        _ => "warn".to_owned(),
+    };
+    let file_layer = file.map(|f| {
+        fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .with_filter(EnvFilter::new(file_filter))
+    });
+    let stderr_layer =
+        (!editor).then(|| fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter));
+    tracing_subscriber::registry().with(file_layer).with(stderr_layer).init();
 }
 
 fn run(command: Command) -> Result<(), Failure> {

@@ -129,7 +129,7 @@ pub async fn start_share(service: &Arc<Service>, file: &Path, net: Net) -> Resul
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let cert = node::webrtc_certificate(&home_dir())?;
     let (mut swarm, listeners) = node::swarm(key, cert, net.transport, net.listen)?;
-    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
     let opts = net.invite;
     let role = match opts.role {
         Role::Reader => "reader",
@@ -157,11 +157,23 @@ pub async fn start_join(
     let key = device_key(&home_dir())?;
     let cert = node::webrtc_certificate(&home_dir())?;
     let (mut swarm, listeners) = node::swarm(key.clone(), cert, net.transport, net.listen)?;
-    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
     // A member rejoining (through any member's or a relay's ticket) already holds
     // the document: it only reconnects, and the usual hellos catch it up.
-    let held = file.exists()
-        && service.with_doc(file, |s| Ok(s.doc_id().to_owned())).is_ok_and(|id| id == hex(&ticket.doc));
+    let held = if file.exists() {
+        // Peek without creating a history for a plain file that happens to be here.
+        let id = tandem_store::doc_id_of(service.workspace(), file);
+        if id.as_deref().is_some_and(|id| id != hex(&ticket.doc)) || id.is_none() {
+            return Err(format!(
+                "{} already exists here and is another document; join into another directory: `tandem join TICKET DIR`",
+                file.display()
+            ));
+        }
+        service.with_doc(file, |_| Ok(())).map_err(|e| e.to_string())?;
+        true
+    } else {
+        false
+    };
     if !held {
         fetch_and_join(service, &mut swarm, file, ticket, net).await?;
     }
@@ -268,18 +280,63 @@ pub fn share(file: &Path, headless: bool, json: bool, qr: bool, net: Net) -> Res
     })
 }
 
+/// What a join is about to create (DIR, its `.tandem/`), so that a join that fails
+/// before the document arrives leaves the directory as it found it.
+pub struct JoinLeftovers {
+    dir: Option<PathBuf>,
+    store: Option<PathBuf>,
+    file: PathBuf,
+}
+
+impl JoinLeftovers {
+    pub fn before(dir: &Path, ws: &Workspace, file: &Path) -> JoinLeftovers {
+        JoinLeftovers {
+            dir: (!dir.exists()).then(|| dir.to_owned()),
+            store: (!ws.store_dir().exists()).then(|| ws.store_dir()),
+            file: file.to_owned(),
+        }
+    }
+
+    /// Remove what the join created, unless the document arrived.
+    pub fn remove_unless_joined(self) {
+        if self.file.exists() {
+            return;
+        }
+        if let Some(store) = self.store {
+            let _ = std::fs::remove_dir_all(store);
+        }
+        if let Some(dir) = self.dir {
+            let _ = std::fs::remove_dir(dir); // only if empty
+        }
+    }
+}
+
 /// `tandem join TICKET [DIR]`: fetch the document into DIR, then keep it in sync.
 pub fn join(ticket: &str, dir: &Path, headless: bool, json: bool, net: Net) -> Result<(), Failure> {
     let ticket: Ticket = ticket.parse().map_err(|e: tandem_net::TicketError| usage(e.to_string()))?;
+    let probe = Workspace::at(dir)?;
+    let leftovers = JoinLeftovers::before(dir, &probe, &probe.root().join(&ticket.name));
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
     let ws = Workspace::at(dir)?;
     let file: PathBuf = ws.root().join(&ticket.name);
     if !headless {
-        return crate::editor::join(ws, file, ticket, net);
+        let result = crate::editor::join(ws, file, ticket, net);
+        leftovers.remove_unless_joined();
+        return result;
     }
     let service = own(&ws)?;
-    runtime().map_err(fail)?.block_on(async {
-        let (node, own_ticket) = start_join(&service, &file, &ticket, net).await.map_err(fail)?;
+    // One runtime for both: the node's sockets belong to the one they were made in.
+    let runtime = runtime().map_err(fail)?;
+    let joined = runtime.block_on(async { start_join(&service, &file, &ticket, net).await.map_err(fail) });
+    let (node, own_ticket) = match joined {
+        Ok(j) => j,
+        Err(e) => {
+            drop(service);
+            leftovers.remove_unless_joined();
+            return Err(e);
+        }
+    };
+    runtime.block_on(async {
         print_ticket(&own_ticket, &file, json, false)?;
         node.serve().await.map_err(fail)
     })
@@ -296,7 +353,7 @@ pub fn relay(ticket: &str, dir: &Path, json: bool, net: Net) -> Result<(), Failu
         let cert = node::webrtc_certificate(&home_dir()).map_err(fail)?;
         let (mut swarm, listeners) =
             node::swarm(key.clone(), cert, net.transport, net.listen).map_err(fail)?;
-        let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+        let addrs = node::listen_addrs(&mut swarm, listeners.len()).await.map_err(fail)?;
         let ops = tandem_net::relay::enrol(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc)
             .await
             .map_err(|e| fail(format!("enrolling as the relay of {}: {e}", ticket.name)))?;

@@ -1,5 +1,8 @@
-//! Live sharing between real processes on 127.0.0.1: `tandem share` and `tandem join`
-//! peers, edited through the scripting CLI, over QUIC and over TCP.
+//! Live sharing between real processes: `tandem share` and `tandem join` peers, edited
+//! through the scripting CLI, run with the flags a user types (every interface, mDNS
+//! on, every transport), each on a host of its own: a network namespace on a LAN of
+//! the test's own (tests/common/lan.rs; as root, which CI is). Only the tests of a
+//! forced transport pass `--transport`; none narrows where tandem listens.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
+use common::lan::{Lan, command_on};
 use common::noise;
 
 const TRANSPORTS: [&str; 3] = ["quic", "webrtc", "tcp"];
@@ -29,30 +33,21 @@ impl Drop for Peer {
     }
 }
 
+/// `tandem ARGS` here (scripting commands reach a peer through its control socket,
+/// which is a file: no network namespace needed).
 fn tandem(dir: &Path, home: &Path, name: &str, args: &[&str]) -> Command {
-    tandem_in(None, dir, home, name, args)
+    tandem_on(None, dir, home, name, args)
 }
 
-/// `tandem ARGS`, inside network namespace `netns` when given.
-fn tandem_in(netns: Option<&str>, dir: &Path, home: &Path, name: &str, args: &[&str]) -> Command {
-    let mut c = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_tandem")]);
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_tandem")),
-    };
+/// `tandem ARGS` on `host` (a LAN host's namespace), or here.
+fn tandem_on(host: Option<&str>, dir: &Path, home: &Path, name: &str, args: &[&str]) -> Command {
+    let mut c = command_on(host, env!("CARGO_BIN_EXE_tandem"));
     c.args(args).current_dir(dir).env("TANDEM_HOME", home).env("TANDEM_NAME", name).env("RUST_LOG", "info");
     c
 }
 
-fn spawn(dir: &Path, home: &Path, name: &str, args: &[&str], file: PathBuf) -> Peer {
-    spawn_in(None, dir, home, name, args, file)
-}
-
-fn spawn_in(netns: Option<&str>, dir: &Path, home: &Path, name: &str, args: &[&str], file: PathBuf) -> Peer {
-    let mut child = tandem_in(netns, dir, home, name, args)
+fn spawn_on(host: Option<&str>, dir: &Path, home: &Path, name: &str, args: &[&str], file: PathBuf) -> Peer {
+    let mut child = tandem_on(host, dir, home, name, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()))
         .spawn()
@@ -68,20 +63,28 @@ fn spawn_in(netns: Option<&str>, dir: &Path, home: &Path, name: &str, args: &[&s
     Peer { name: name.into(), dir: dir.into(), home: home.into(), file, child, info }
 }
 
-fn share(root: &Path, name: &str, content: &str, transport: &str) -> Peer {
+/// `--transport T` when a test forces one; nothing (every transport) for "any".
+fn transport_flag(transport: &str) -> Vec<&str> {
+    if transport == "any" { vec![] } else { vec!["--transport", transport] }
+}
+
+/// `tandem share doc.md --headless --json EXTRA` on `host`, in `root/name`.
+fn share_on(host: Option<&str>, root: &Path, name: &str, content: &str, extra: &[&str]) -> Peer {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("doc.md"), content).unwrap();
-    let args = ["share", "doc.md", "--headless", "--json", "--listen", "127.0.0.1", "--transport", transport];
-    spawn(&dir, &root.join(format!("{name}-home")), name, &args, dir.join("doc.md"))
+    let mut args = vec!["share", "doc.md", "--headless", "--json"];
+    args.extend_from_slice(extra);
+    spawn_on(host, &dir, &root.join(format!("{name}-home")), name, &args, dir.join("doc.md"))
 }
 
-fn join(root: &Path, name: &str, ticket: &str, transport: &str) -> Peer {
+/// `tandem join TICKET . --headless --json EXTRA` on `host`, in `root/name`.
+fn join_on(host: Option<&str>, root: &Path, name: &str, ticket: &str, extra: &[&str]) -> Peer {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let args =
-        ["join", ticket, ".", "--headless", "--json", "--listen", "127.0.0.1", "--transport", transport];
-    spawn(&dir, &root.join(format!("{name}-home")), name, &args, dir.join("doc.md"))
+    let mut args = vec!["join", ticket, ".", "--headless", "--json"];
+    args.extend_from_slice(extra);
+    spawn_on(host, &dir, &root.join(format!("{name}-home")), name, &args, dir.join("doc.md"))
 }
 
 impl Peer {
@@ -136,15 +139,17 @@ fn converge(peers: &[&Peer], needles: &[&str]) -> String {
     }
 }
 
+/// One test per transport that forces it: sharer and joiner on two hosts of a LAN.
 #[test]
-fn two_peers_converge_on_concurrent_edits() {
+fn two_peers_converge_on_concurrent_edits_over_each_transport() {
     for transport in TRANSPORTS {
+        let lan = Lan::new(2);
         let root = tempfile::tempdir().unwrap();
         // ~60 KB that does not compress: the join's frame is far over one WebRTC
         // data-channel message.
         let start = format!("shared text\n{}", noise(1000));
-        let a = share(root.path(), "alice", &start, transport);
-        let b = join(root.path(), "bob", &a.ticket(), transport);
+        let a = share_on(lan.host(0), root.path(), "alice", &start, &transport_flag(transport));
+        let b = join_on(lan.host(1), root.path(), "bob", &a.ticket(), &transport_flag(transport));
         assert_eq!(b.text(), start, "{transport}: the joiner got the document");
         a.edit(0, "A1 ");
         b.edit(0, "B1 ");
@@ -155,38 +160,66 @@ fn two_peers_converge_on_concurrent_edits() {
     }
 }
 
+/// The README's two commands with nothing added, a fresh device joining each time:
+/// across two hosts of a LAN, and on one host with a real interface (where the
+/// sharer's mDNS finds the joiner before the joiner dials: the join failed every
+/// time, "dial condition was configured to only happen when both disconnected").
 #[test]
-fn four_peers_converge_and_a_chain_forwards() {
-    for transport in TRANSPORTS {
-        let root = tempfile::tempdir().unwrap();
-        let a = share(root.path(), "a", "four\n", transport);
-        let b = join(root.path(), "b", &a.ticket(), transport);
-        let c = join(root.path(), "c", &a.ticket(), transport);
-        // d is let in by a (an admin's invite), then rejoins through b only: a and d
-        // are not connected, b forwards between them. b's own ticket holds no
-        // invite: it only lets members in.
-        let d = join(root.path(), "d", &a.ticket(), transport);
-        // b hears from a that d is a member (until then it would refuse d).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while d.role_in(&b.group()).is_none() {
-            assert!(Instant::now() < deadline, "{transport}: b never heard that d is a member");
-            std::thread::sleep(Duration::from_millis(100));
+fn plain_share_and_join_work_for_fresh_devices_on_a_lan_and_on_one_host() {
+    let lan = Lan::new(2);
+    let root = tempfile::tempdir().unwrap();
+    let a = share_on(lan.host(0), root.path(), "ada", "plain\n", &[]);
+    let addrs = a.info["addrs"].as_array().unwrap();
+    if lan.isolated() {
+        assert!(
+            addrs.iter().all(|a| !a.as_str().unwrap().contains("/127.0.0.1/")),
+            "no loopback address in a ticket when the host has another: {addrs:?}"
+        );
+    }
+    for round in 0..3 {
+        for (host, place) in [(lan.host(1), "lan"), (lan.host(0), "same-host")] {
+            let name = format!("{place}{round}");
+            let b = join_on(host, root.path(), &name, &a.ticket(), &[]);
+            assert!(b.text().ends_with("plain\n"), "{name}: {}", b.text());
+            b.edit(0, &format!("[{name}]"));
+            wait_for(&a, &format!("[{name}]"));
+            let log = std::fs::read_to_string(b.dir.join(format!("{name}.log"))).unwrap();
+            assert!(!log.contains("Debug"), "{name}: {log}");
         }
-        drop(d);
-        let d = join(root.path(), "d", &b.ticket(), transport);
-        for (i, p) in [&a, &b, &c, &d].iter().enumerate() {
-            p.edit(0, &format!("<{i}>"));
-        }
-        converge(&[&a, &b, &c, &d], &["<0>", "<1>", "<2>", "<3>", "four"]);
     }
 }
 
 #[test]
-fn a_killed_peer_that_edited_offline_catches_up_and_loses_nothing() {
-    let transport = "quic";
+fn four_peers_converge_and_a_chain_forwards() {
+    let lan = Lan::new(4);
     let root = tempfile::tempdir().unwrap();
-    let a = share(root.path(), "a", "base\n", transport);
-    let mut b = join(root.path(), "b", &a.ticket(), transport);
+    let a = share_on(lan.host(0), root.path(), "a", "four\n", &[]);
+    let b = join_on(lan.host(1), root.path(), "b", &a.ticket(), &[]);
+    let c = join_on(lan.host(2), root.path(), "c", &a.ticket(), &[]);
+    // d is let in by a (an admin's invite), then rejoins through b only: b
+    // forwards between a and d. b's own ticket holds no invite: it only lets
+    // members in.
+    let d = join_on(lan.host(3), root.path(), "d", &a.ticket(), &[]);
+    // b hears from a that d is a member (until then it would refuse d).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.role_in(&b.group()).is_none() {
+        assert!(Instant::now() < deadline, "b never heard that d is a member");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(d);
+    let d = join_on(lan.host(3), root.path(), "d", &b.ticket(), &[]);
+    for (i, p) in [&a, &b, &c, &d].iter().enumerate() {
+        p.edit(0, &format!("<{i}>"));
+    }
+    converge(&[&a, &b, &c, &d], &["<0>", "<1>", "<2>", "<3>", "four"]);
+}
+
+#[test]
+fn a_killed_peer_that_edited_offline_catches_up_and_loses_nothing() {
+    let lan = Lan::new(2);
+    let root = tempfile::tempdir().unwrap();
+    let a = share_on(lan.host(0), root.path(), "a", "base\n", &[]);
+    let mut b = join_on(lan.host(1), root.path(), "b", &a.ticket(), &[]);
     b.edit(0, "before-kill ");
     converge(&[&a, &b], &["before-kill"]);
     // SIGKILL mid-session, then both sides edit while apart.
@@ -196,9 +229,61 @@ fn a_killed_peer_that_edited_offline_catches_up_and_loses_nothing() {
     a.edit(0, "online-a ");
     let ticket = a.ticket();
     drop(b);
-    let b = join(root.path(), "b", &ticket, transport);
+    let b = join_on(lan.host(1), root.path(), "b", &ticket, &[]);
     let text = converge(&[&a, &b], &["before-kill", "offline-b", "online-a", "base"]);
     assert_eq!(text.matches("before-kill").count(), 1, "{text}");
+}
+
+/// A joiner that cannot reach its sharer says so in a sentence, with what to check,
+/// and leaves nothing behind; a stopped peer leaves the session at once.
+#[test]
+fn a_failed_join_says_why_and_leaves_no_trace() {
+    let lan = Lan::new(2);
+    let root = tempfile::tempdir().unwrap();
+    let mut a = share_on(lan.host(0), root.path(), "ada", "x\n", &[]);
+    let ticket = a.ticket();
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let dir = root.path().join("bob");
+    let home = root.path().join("bob-home");
+    let out = tandem_on(lan.host(1), root.path(), &home, "bob", &["join", &ticket, "bob", "--headless"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("tandem share") && err.contains("still running"), "{err}");
+    assert!(err.len() < 600 && !err.contains("Failed to negotiate"), "a wall of libp2p text: {err}");
+    assert!(!err.contains(" WARN ") && !err.contains(" ERROR "), "dependency logs on stderr: {err}");
+    assert!(!dir.exists(), "a failed join left {} behind", dir.display());
+    // Into a directory that exists: it stays, without a .tandem/.
+    std::fs::create_dir_all(&dir).unwrap();
+    let out =
+        tandem_on(lan.host(1), &dir, &home, "bob", &["join", &ticket, ".", "--headless"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(dir.exists() && !dir.join(".tandem").exists());
+}
+
+/// Ctrl-C (SIGINT) on a headless peer: it leaves, and the other side sees it go
+/// within a second or two rather than when the connection times out (10-20 s).
+#[test]
+fn a_peer_that_stops_cleanly_leaves_the_session_at_once() {
+    let lan = Lan::new(2);
+    let root = tempfile::tempdir().unwrap();
+    let a = share_on(lan.host(0), root.path(), "ada", "x\n", &[]);
+    let b = join_on(lan.host(1), root.path(), "bob", &a.ticket(), &[]);
+    converge(&[&a, &b], &["x"]);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(b.child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let log = a.dir.join("ada.log");
+    while !std::fs::read_to_string(&log).unwrap().contains("disconnected") {
+        assert!(started.elapsed() < Duration::from_secs(5), "ada did not see bob leave");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut b = b;
+    let status = b.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
@@ -212,64 +297,19 @@ fn bad_tickets_are_usage_errors() {
     }
 }
 
-/// Two network namespaces joined by a veth pair: a LAN of two hosts, 10.99.0.1 and
-/// 10.99.0.2, with nothing else on it. Removed on drop.
-struct Lan {
-    ns: [String; 2],
-}
-
-impl Lan {
-    fn new() -> Option<Lan> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipping: network namespaces need root (CI runs as root)");
-            return None;
-        }
-        let id = std::process::id() % 100_000;
-        let lan = Lan { ns: [format!("tdm{id}a"), format!("tdm{id}b")] };
-        let run = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().expect("ip (iproute2) is installed");
-            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let (a, b) = (lan.ns[0].as_str(), lan.ns[1].as_str());
-        let (va, vb) = (format!("tdv{id}a"), format!("tdv{id}b"));
-        run(&["netns", "add", a]);
-        run(&["netns", "add", b]);
-        run(&["link", "add", &va, "netns", a, "type", "veth", "peer", "name", &vb, "netns", b]);
-        for (ns, dev, ip) in [(a, &va, "10.99.0.1/24"), (b, &vb, "10.99.0.2/24")] {
-            run(&["-n", ns, "addr", "add", ip, "dev", dev]);
-            run(&["-n", ns, "link", "set", dev, "up", "multicast", "on"]);
-            run(&["-n", ns, "link", "set", "lo", "up"]);
-            run(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", dev]);
-        }
-        Some(lan)
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for ns in &self.ns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
 #[test]
 fn on_a_lan_a_ticket_without_addresses_finds_the_sharer_by_mdns() {
-    let Some(lan) = Lan::new() else { return };
+    let lan = Lan::new(2);
+    if !lan.isolated() {
+        eprintln!("skipping: this machine's own network may not carry mDNS between two processes");
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
-    let (a_dir, b_dir) = (root.path().join("a"), root.path().join("b"));
-    std::fs::create_dir_all(&a_dir).unwrap();
-    std::fs::create_dir_all(&b_dir).unwrap();
-    std::fs::write(a_dir.join("doc.md"), "found by mdns\n").unwrap();
-    let args = ["share", "doc.md", "--headless", "--json", "--listen", "10.99.0.1"];
-    let a = spawn_in(Some(&lan.ns[0]), &a_dir, &root.path().join("a-home"), "a", &args, a_dir.join("doc.md"));
+    let a = share_on(lan.host(0), root.path(), "a", "found by mdns\n", &[]);
     // The ticket names the document and the sharer, but no address at all.
     let mut ticket: tandem_net::Ticket = a.ticket().parse().unwrap();
     ticket.addrs.clear();
-    let ticket = ticket.to_string();
-    let args = ["join", ticket.as_str(), ".", "--headless", "--json", "--listen", "10.99.0.2"];
-    let b = spawn_in(Some(&lan.ns[1]), &b_dir, &root.path().join("b-home"), "b", &args, b_dir.join("doc.md"));
+    let b = join_on(lan.host(1), root.path(), "b", &ticket.to_string(), &[]);
     assert_eq!(b.text(), "found by mdns\n");
     // And they stay in sync.
     a.edit(0, "LAN ");
@@ -281,16 +321,12 @@ fn on_a_lan_a_ticket_without_addresses_finds_the_sharer_by_mdns() {
 fn share_qr_prints_the_ticket_and_its_qr_code() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("doc.md"), "qr\n").unwrap();
-    let mut child = tandem(
-        root.path(),
-        &root.path().join("home"),
-        "q",
-        &["share", "doc.md", "--headless", "--qr", "--listen", "127.0.0.1"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child =
+        tandem(root.path(), &root.path().join("home"), "q", &["share", "doc.md", "--headless", "--qr"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut lines = Vec::new();
     for _ in 0..12 {
@@ -326,8 +362,9 @@ fn a_corrupt_blob_is_named_by_verify_and_repaired_from_a_peer() {
     let root = tempfile::tempdir().unwrap();
     // Large enough that the snapshot blob is a file of its own (not inline in the db).
     let content = noise(1000);
-    let a = share(root.path(), "ada", &content, "quic");
-    let b = join(root.path(), "bob", &a.ticket(), "quic");
+    let lan = Lan::new(2);
+    let a = share_on(lan.host(0), root.path(), "ada", &content, &[]);
+    let b = join_on(lan.host(1), root.path(), "bob", &a.ticket(), &[]);
     converge(&[&a, &b], &[]);
     // A fresh join adopts the sharer's blobs as they are.
     let (blob, data) = snapshot_blob(&b.dir);
@@ -369,24 +406,17 @@ fn a_corrupt_blob_is_named_by_verify_and_repaired_from_a_peer() {
     );
 }
 
-fn share_with(root: &Path, name: &str, content: &str, extra: &[&str]) -> Peer {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("doc.md"), content).unwrap();
-    let mut args =
-        vec!["share", "doc.md", "--headless", "--json", "--listen", "127.0.0.1", "--transport", "quic"];
-    args.extend_from_slice(extra);
-    spawn(&dir, &root.join(format!("{name}-home")), name, &args, dir.join("doc.md"))
-}
-
 /// A join that must fail: its exit code and error.
-fn failed_join(root: &Path, name: &str, ticket: &str) -> String {
+fn failed_join(host: Option<&str>, root: &Path, name: &str, ticket: &str) -> String {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let home = root.join(format!("{name}-home"));
-    let args = ["join", ticket, ".", "--headless", "--json", "--listen", "127.0.0.1", "--transport", "quic"];
-    let mut child =
-        tandem(&dir, &home, name, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let args = ["join", ticket, ".", "--headless", "--json"];
+    let mut child = tandem_on(host, &dir, &home, name, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -443,8 +473,9 @@ fn wait_for(p: &Peer, needle: &str) {
 #[test]
 fn a_reader_reads_and_its_changes_are_refused_and_a_used_invite_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    let a = share_with(root.path(), "ada", "shared\n", &["--role", "reader", "--uses", "1"]);
-    let b = join(root.path(), "bob", &a.ticket(), "quic");
+    let lan = Lan::new(3);
+    let a = share_on(lan.host(0), root.path(), "ada", "shared\n", &["--role", "reader", "--uses", "1"]);
+    let b = join_on(lan.host(1), root.path(), "bob", &a.ticket(), &[]);
     assert_eq!(b.text(), "shared\n");
     assert_eq!(b.role_in(&a.group()).as_deref(), Some("reader"));
     assert_eq!(a.role_in(&b.group()).as_deref(), Some("owner"), "the reader has the same log");
@@ -463,16 +494,17 @@ fn a_reader_reads_and_its_changes_are_refused_and_a_used_invite_is_refused() {
     a.edit(0, "WRITER ");
     wait_for(&b, "WRITER ");
     assert!(!a.text().contains("READER"));
-    let err = failed_join(root.path(), "cy", &a.ticket());
+    let err = failed_join(lan.host(2), root.path(), "cy", &a.ticket());
     assert!(err.contains("used up"), "{err}");
 }
 
 #[test]
 fn an_expired_invite_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    let a = share_with(root.path(), "ada", "shared\n", &["--expires", "1s"]);
+    let lan = Lan::new(3);
+    let a = share_on(lan.host(0), root.path(), "ada", "shared\n", &["--expires", "1s"]);
     std::thread::sleep(Duration::from_millis(1500));
-    let err = failed_join(root.path(), "bob", &a.ticket());
+    let err = failed_join(lan.host(1), root.path(), "bob", &a.ticket());
     assert!(err.contains("expired"), "{err}");
     let bad =
         tandem(root.path(), root.path(), "x", &["share", "doc.md", "--expires", "soon"]).output().unwrap();
@@ -484,9 +516,10 @@ fn an_expired_invite_is_refused() {
 #[test]
 fn a_removed_member_is_dropped_and_gets_nothing_new() {
     let root = tempfile::tempdir().unwrap();
-    let a = share_with(root.path(), "ada", "base\n", &[]);
-    let b = join(root.path(), "bob", &a.ticket(), "quic");
-    let c = join(root.path(), "cy", &a.ticket(), "quic");
+    let lan = Lan::new(3);
+    let a = share_on(lan.host(0), root.path(), "ada", "base\n", &[]);
+    let b = join_on(lan.host(1), root.path(), "bob", &a.ticket(), &[]);
+    let c = join_on(lan.host(2), root.path(), "cy", &a.ticket(), &[]);
     converge(&[&a, &b, &c], &["base"]);
     let bob = b.peer_id();
     let out =
@@ -524,7 +557,8 @@ fn a_removed_member_is_dropped_and_gets_nothing_new() {
 #[test]
 fn a_relay_carries_edits_between_members_who_are_never_online_together() {
     let root = tempfile::tempdir().unwrap();
-    let a = share_with(root.path(), "ada", "base\n", &[]);
+    let lan = Lan::new(3);
+    let a = share_on(lan.host(0), root.path(), "ada", "base\n", &[]);
     let relay_dir = root.path().join("relay");
     std::fs::create_dir_all(&relay_dir).unwrap();
     let relay_home = root.path().join("relay-home");
@@ -535,19 +569,9 @@ fn a_relay_carries_edits_between_members_who_are_never_online_together() {
         tandem(&a.dir, &a.home, "ada", &["group", "doc.md", "add", &relay_id, "relay"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ticket = a.ticket();
-    let args = [
-        "serve",
-        "--relay",
-        "--ticket",
-        ticket.as_str(),
-        "--json",
-        "--listen",
-        "127.0.0.1",
-        "--transport",
-        "quic",
-    ];
-    let relay = spawn(&relay_dir, &relay_home, "relay", &args, relay_dir.join("none"));
-    let mut b = join(root.path(), "bob", &ticket, "quic");
+    let args = ["serve", "--relay", "--ticket", ticket.as_str(), "--json"];
+    let relay = spawn_on(lan.host(2), &relay_dir, &relay_home, "relay", &args, relay_dir.join("none"));
+    let mut b = join_on(lan.host(1), root.path(), "bob", &ticket, &[]);
     converge(&[&a, &b], &["base"]);
     b.child.kill().unwrap();
     b.child.wait().unwrap();
@@ -563,6 +587,6 @@ fn a_relay_carries_edits_between_members_who_are_never_online_together() {
     assert!(!String::from_utf8_lossy(&std::fs::read(&kept).unwrap()).contains("while bob"));
     drop(a);
     drop(b);
-    let b = join(root.path(), "bob", relay.info["ticket"].as_str().unwrap(), "quic");
+    let b = join_on(lan.host(1), root.path(), "bob", relay.info["ticket"].as_str().unwrap(), &[]);
     wait_for(&b, "while bob was away base");
 }

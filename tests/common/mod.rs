@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+pub mod lan;
+
 /// A temporary directory to work in, and a device whose home (`TANDEM_HOME`) is
 /// `home` inside it.
 pub struct Env {

@@ -152,12 +152,10 @@ pub fn run(tandem: &Path, work: &Path, kills: usize, seed: u64) -> Result<CrashR
         std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
     }
     std::fs::write(sharer_dir.join("doc.md"), "# crash test\n").map_err(|e| e.to_string())?;
-    let share_args =
-        ["share", "doc.md", "--headless", "--json", "--listen", "127.0.0.1", "--transport", "quic"];
+    let share_args = ["share", "doc.md", "--headless", "--json", "--transport", "quic"];
     let sharer = spawn(tandem, &sharer_dir, "sharer", &share_args)?;
     let ticket = sharer.first_line["ticket"].as_str().ok_or("the sharer printed no ticket")?.to_owned();
-    let join_args =
-        ["join", &ticket, ".", "--headless", "--json", "--listen", "127.0.0.1", "--transport", "quic"];
+    let join_args = ["join", &ticket, ".", "--headless", "--json", "--transport", "quic"];
 
     let mut rng = Rng(seed | 1);
     let mut report = CrashReport::default();

@@ -88,7 +88,7 @@ async fn swarm(
     let id = key.public().to_peer_id();
     let cert = node::webrtc_certificate(&dir.join("home"))?;
     let (mut swarm, listeners) = node::swarm(key, cert, transport, "127.0.0.1".parse().expect("ip"))?;
-    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
     Ok((swarm, id, addrs))
 }
 

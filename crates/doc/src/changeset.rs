@@ -185,6 +185,23 @@ impl ChangeSet {
         out
     }
 
+    /// Where the last thing this edit changes ends, in the new document: after its
+    /// last insertion, or where its last deletion was. `None` for an identity.
+    pub fn end_of_last_change(&self) -> Option<usize> {
+        let (mut new, mut last) = (0usize, None);
+        for op in &self.ops {
+            match op {
+                Op::Retain(n) => new += n,
+                Op::Delete(_) => last = Some(new),
+                Op::Insert(s) => {
+                    new += char_len(s);
+                    last = Some(new);
+                }
+            }
+        }
+        last
+    }
+
     /// Where a position of the old document is in the new one.
     pub fn map_pos(&self, pos: usize, assoc: Assoc) -> usize {
         let (mut old, mut new) = (0usize, 0usize);

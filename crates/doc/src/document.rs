@@ -78,6 +78,8 @@ pub enum DocError {
     Corrupt(String),
     /// A well-formed Automerge document that is not a tandem text document.
     NotText(String),
+    /// A version id that names no version (malformed, unknown or ambiguous).
+    BadVersion(String),
 }
 
 impl std::fmt::Display for DocError {
@@ -86,6 +88,7 @@ impl std::fmt::Display for DocError {
             DocError::BadEdit(m) => write!(f, "invalid edit: {m}"),
             DocError::Corrupt(m) => write!(f, "corrupt document data: {m}"),
             DocError::NotText(m) => write!(f, "not a tandem text document: {m}"),
+            DocError::BadVersion(m) => write!(f, "{m}"),
         }
     }
 }
@@ -771,7 +774,10 @@ impl Document {
         let after_sel = self.cursor(CursorId::LOCAL).unwrap_or_default();
         self.apply_edit(&edit, Origin::Redo, now_ms);
         self.history.applied_redo(&edit, inverse, after_sel);
-        self.set_cursor(CursorId::LOCAL, selection);
+        // After the redone text, as it was when it was typed (the selection saved
+        // with the step is where the cursor was when it was undone).
+        let cursor = edit.end_of_last_change().map_or(selection, Selection::caret);
+        self.set_cursor(CursorId::LOCAL, cursor);
         Some(edit)
     }
 
@@ -909,7 +915,7 @@ impl Document {
     pub fn resolve_version(&mut self, id: &str) -> Result<ChangeHash, DocError> {
         let id = id.trim().to_ascii_lowercase();
         if id.len() < 6 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(DocError::BadEdit(format!(
+            return Err(DocError::BadVersion(format!(
                 "version {id:?}: a version is 6 to 64 hex digits, as `tandem log` prints them"
             )));
         }
@@ -921,10 +927,10 @@ impl Document {
             .collect();
         match found.as_slice() {
             [one] => Ok(*one),
-            [] => {
-                Err(DocError::BadEdit(format!("no version {id} in this document; `tandem log` lists them")))
-            }
-            _ => Err(DocError::BadEdit(format!(
+            [] => Err(DocError::BadVersion(format!(
+                "no version {id} in this document; `tandem log` lists them"
+            ))),
+            _ => Err(DocError::BadVersion(format!(
                 "version {id} is ambiguous ({} match); give more digits",
                 found.len()
             ))),

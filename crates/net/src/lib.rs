@@ -14,6 +14,7 @@
 
 pub mod blobs;
 pub mod identity;
+pub mod links;
 pub mod node;
 pub mod presence;
 pub mod protocol;

@@ -30,7 +30,9 @@ use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts};
+use libp2p::swarm::{
+    DialError, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts,
+};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use tandem_doc::{ActorId, ChangeHash, LiveEdit};
 use tandem_store::{BlobFetch, BlobHash, BlobStore, ImportError, Service, Shared};
@@ -64,7 +66,7 @@ impl std::str::FromStr for Transport {
 }
 
 impl Transport {
-    fn of(addr: &Multiaddr) -> Transport {
+    pub(crate) fn of(addr: &Multiaddr) -> Transport {
         use libp2p::multiaddr::Protocol;
         if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
             Transport::Quic
@@ -184,6 +186,8 @@ pub struct Behaviour {
     /// Peers on the same LAN, found with no address given (off when listening on
     /// loopback only).
     mdns: Toggle<mdns::tokio::Behaviour>,
+    /// How each connected peer is reached.
+    links: crate::links::Links,
 }
 
 impl Behaviour {
@@ -195,6 +199,11 @@ impl Behaviour {
     /// The blob protocol, likewise.
     pub fn blobs_mut(&mut self) -> &mut request_response::Behaviour<BlobCodec> {
         &mut self.blobs
+    }
+
+    /// How each connected peer is reached (`quic`, `webrtc`, `tcp`).
+    pub fn links(&self) -> &crate::links::Links {
+        &self.links
     }
 
     /// The presence protocol, likewise.
@@ -267,6 +276,7 @@ pub fn swarm(
                     .map_err(|e| tracing::warn!("no LAN discovery (mDNS): {e}"))
                     .ok()
             }),
+            links: crate::links::Links::default(),
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -279,39 +289,65 @@ pub fn swarm(
     ] {
         let addr: Multiaddr = a.parse().expect("valid listen address");
         if transport.allows(&addr) {
-            listeners.push(swarm.listen_on(addr).map_err(|e| e.to_string())?);
+            listeners.push(swarm.listen_on(addr).map_err(|e| cannot_listen(ip, &e.to_string()))?);
         }
     }
     Ok((swarm, listeners))
 }
 
-/// Wait until the swarm reports its listen addresses (one per listener).
-pub async fn listen_addrs(swarm: &mut Swarm<Behaviour>, listeners: usize) -> Vec<Multiaddr> {
+/// Why `--listen IP` failed, with what to do about it.
+fn cannot_listen(ip: std::net::Ipv4Addr, why: &str) -> String {
+    let why = if why.trim().is_empty() { "refused".to_owned() } else { why.to_owned() };
+    format!(
+        "cannot listen on {ip}: {why}; is it an address of this host? (`ip addr` lists them; leave --listen out to listen on all)"
+    )
+}
+
+/// Wait until the swarm reports its listen addresses (one per listener), QUIC first.
+/// Loopback addresses are left out when there are others (a joiner on this machine
+/// reaches those too, and a ticket stays short enough for a QR code). A listener that
+/// fails (an address this host does not have) is an error that says so.
+pub async fn listen_addrs(swarm: &mut Swarm<Behaviour>, listeners: usize) -> Result<Vec<Multiaddr>, String> {
     let mut addrs = Vec::new();
     let mut seen = HashSet::new();
     let deadline = tokio::time::sleep(Duration::from_millis(500));
     tokio::pin!(deadline);
+    let give_up = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(give_up);
     loop {
         tokio::select! {
-            ev = swarm.select_next_some() => {
-                if let SwarmEvent::NewListenAddr { listener_id, address } = ev {
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
                     seen.insert(listener_id);
                     addrs.push(address);
                 }
-            }
+                SwarmEvent::ListenerClosed { addresses, reason: Err(e), .. } => {
+                    let at: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+                    return Err(format!("cannot listen on {}: {e}", at.join(", ")));
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(format!("cannot listen: {error}"));
+                }
+                _ => {}
+            },
             _ = &mut deadline, if seen.len() >= listeners => break,
+            _ = &mut give_up => {
+                return Err("the network did not come up within 10 s (no listen address)".into());
+            }
         }
     }
-    // QUIC, then WebRTC, then TCP; loopback last (a joiner on this machine still finds it).
-    addrs.sort_by_key(|a| {
-        let rank = match Transport::of(a) {
-            Transport::Quic => 0,
-            Transport::Webrtc => 1,
-            _ => 2,
-        };
-        (rank, a.to_string().contains("/127."))
+    let is_loopback = |a: &Multiaddr| {
+        a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_loopback()))
+    };
+    if addrs.iter().any(|a| !is_loopback(a)) {
+        addrs.retain(|a| !is_loopback(a));
+    }
+    addrs.sort_by_key(|a| match Transport::of(a) {
+        Transport::Quic => 0,
+        Transport::Webrtc => 1,
+        _ => 2,
     });
-    addrs
+    Ok(addrs)
 }
 
 fn hashes(h: &[ChangeHash]) -> Vec<Hash> {
@@ -349,6 +385,8 @@ pub struct Node {
     hellos: HashSet<OutboundRequestId>,
     /// Blobs being fetched for the store (repairs), with the peers not yet asked.
     fetching: HashMap<OutboundRequestId, (BlobFetch, Vec<PeerId>)>,
+    /// Some peer was synced with since this node started.
+    had_peers: bool,
 }
 
 /// Why a peer is not synced with.
@@ -373,7 +411,7 @@ impl Node {
         transport: Transport,
     ) -> Node {
         let actor = service.actor();
-        Node {
+        let mut node = Node {
             swarm,
             service,
             file,
@@ -390,13 +428,24 @@ impl Node {
             synced: HashMap::new(),
             hellos: HashSet::new(),
             fetching: HashMap::new(),
-        }
+            had_peers: false,
+        };
+        node.sync_links();
+        node
     }
 
     /// Share presence through `board` (the editor writes ours and reads the others').
     pub fn with_presence(mut self, board: SharedBoard) -> Node {
         self.board = board;
+        self.sync_links();
         self
+    }
+
+    /// Show on the board how each connected peer is reached (connections made before
+    /// this node existed, by the join, included).
+    fn sync_links(&mut self) {
+        let links = self.swarm.behaviour().links.all().collect();
+        self.board().links = links;
     }
 
     fn board(&self) -> std::sync::MutexGuard<'_, presence::Board> {
@@ -420,6 +469,8 @@ impl Node {
         } else if self.bootstrap.is_some() {
             let secs = self.redial.1.saturating_duration_since(tokio::time::Instant::now()).as_secs();
             Some(format!("offline, retrying in {} s", secs.max(1)))
+        } else if self.had_peers {
+            Some("sharing, no peers connected".to_owned())
         } else {
             Some("sharing, no peers yet".to_owned())
         };
@@ -479,6 +530,7 @@ impl Node {
     /// from now on, starting with the membership log.
     fn admit(&mut self, peer: PeerId) {
         if self.peers.insert(peer) {
+            self.had_peers = true;
             tracing::info!(peer = %peer, "syncing with peer");
             match self.service.group_ops(&self.file) {
                 Ok(ops) => {
@@ -487,8 +539,8 @@ impl Node {
                 Err(e) => tracing::error!("{e}"),
             }
             let mine = self.board().local();
-            if let Some(mut p) = mine {
-                p.origin = self.swarm.local_peer_id().to_bytes();
+            if let Some(p) = mine {
+                let p = presence::sign(p, &self.service.keys().device);
                 self.swarm.behaviour_mut().presence.send_request(&peer, p);
             }
             self.report_network();
@@ -521,7 +573,8 @@ impl Node {
             return Err(format!("the ticket has no {:?} address", self.transport));
         }
         // With no address, mDNS supplies what it found on the LAN.
-        self.swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build()).map_err(|e| e.to_string())
+        dial_unless_connected(&mut self.swarm, peer, addrs.clone())
+            .map_err(|e| unreachable(&peer, &addrs, &e))
     }
 
     fn send(&mut self, peer: &PeerId, msg: Message) -> OutboundRequestId {
@@ -662,8 +715,57 @@ impl Node {
         let live = bridge(self.service.subscribe_live(&self.file).map_err(|e| e.to_string())?);
         let fetches = bridge(self.service.subscribe_blob_fetch(&self.file).map_err(|e| e.to_string())?);
         let group = bridge(self.service.subscribe_group(&self.file).map_err(|e| e.to_string())?);
+        // Ctrl-C or a SIGTERM: leave the session cleanly (see `leave`), then return.
+        let board = Arc::clone(&self.board);
+        tokio::spawn(async move {
+            stopped().await;
+            board.lock().unwrap_or_else(|e| e.into_inner()).quitting = true;
+        });
         self.run_with(local, live, Some(fetches), Some(group)).await;
         Ok(())
+    }
+
+    /// Leave the session: every peer hears that this device goes (and passes it on,
+    /// so peers not connected to it hear it too), then the connections are closed, so
+    /// the others see it leave at once instead of when the connection times out.
+    pub async fn leave(&mut self) {
+        let name = self.board().local().map(|p| p.name).unwrap_or_default();
+        let bye = presence::sign(
+            presence::Presence { name, leaving: true, ..presence::Presence::default() },
+            &self.service.keys().device,
+        );
+        let peers: Vec<PeerId> = self.peers.iter().copied().collect();
+        let mut waiting: HashSet<OutboundRequestId> =
+            peers.iter().map(|p| self.swarm.behaviour_mut().presence.send_request(p, bye.clone())).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while !waiting.is_empty() {
+            let Ok(ev) = tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await else {
+                break;
+            };
+            match ev {
+                SwarmEvent::Behaviour(BehaviourEvent::Presence(request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, .. },
+                    ..
+                }))
+                | SwarmEvent::Behaviour(BehaviourEvent::Presence(
+                    request_response::Event::OutboundFailure { request_id, .. },
+                )) => {
+                    waiting.remove(&request_id);
+                }
+                _ => {}
+            }
+        }
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for p in connected {
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        while self.swarm.connected_peers().next().is_some() {
+            if tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await.is_err() {
+                break;
+            }
+        }
+        tracing::info!("left the session");
     }
 
     /// Ask the first of `peers` for the blob `fetch` wants (see [`Self::on_blob_response`]).
@@ -723,6 +825,7 @@ impl Node {
         mut fetches: Option<UnboundedReceiver<BlobFetch>>,
         mut group: Option<UnboundedReceiver<Vec<Vec<u8>>>>,
     ) {
+        self.board().running = true;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Presence goes out at most 20 times a second, and only when it changed.
         let mut presence_tick = tokio::time::interval(Duration::from_millis(50));
@@ -732,9 +835,14 @@ impl Node {
                     if let Err(e) = self.service.save_if_stale(&self.file) {
                         tracing::error!("writing {}: {e}", self.file.display());
                     }
+                    if self.board().quitting {
+                        self.leave().await;
+                        self.board().left = true;
+                        return;
+                    }
                     let unsent = self.board().take_unsent();
-                    if let Some(mut p) = unsent {
-                        p.origin = self.swarm.local_peer_id().to_bytes();
+                    if let Some(p) = unsent {
+                        let p = presence::sign(p, &self.service.keys().device);
                         let peers: Vec<PeerId> = self.peers.iter().copied().collect();
                         for peer in peers {
                             self.swarm.behaviour_mut().presence.send_request(&peer, p.clone());
@@ -794,8 +902,7 @@ impl Node {
         match ev {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                let link = Transport::of(endpoint.get_remote_address()).name();
-                self.board().links.insert(peer_id, link);
+                self.sync_links();
                 // It becomes a peer once it says hello for this document.
                 if !self.peers.contains(&peer_id) {
                     self.hello(&peer_id);
@@ -805,10 +912,8 @@ impl Node {
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
                 self.synced.remove(&peer_id);
-                let mut board = self.board();
-                board.links.remove(&peer_id);
-                board.remove(&peer_id);
-                drop(board);
+                self.sync_links();
+                self.board().remove(&peer_id);
                 self.report_network();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
@@ -821,9 +926,14 @@ impl Node {
                     if !known.contains(&addr) {
                         known.push(addr.clone());
                     }
-                    if !self.swarm.is_connected(&peer) {
+                    // Only members are worth a connection: every other tandem (or
+                    // libp2p program) on the LAN answers mDNS too, and a joiner dials
+                    // its sharer itself.
+                    let ours =
+                        self.is_member(&peer) || self.bootstrap.as_ref().is_some_and(|(p, _)| *p == peer);
+                    if ours && !self.swarm.is_connected(&peer) {
                         tracing::info!(peer = %peer, addr = %addr, "found on the LAN");
-                        let _ = self.swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                        let _ = dial_unless_connected(&mut self.swarm, peer, vec![addr]);
                     }
                 }
             }
@@ -840,11 +950,24 @@ impl Node {
                 ..
             })) => {
                 let _ = self.swarm.behaviour_mut().presence.send_response(channel, ());
-                let origin = PeerId::from_bytes(&request.origin).unwrap_or(peer);
-                if !self.peers.contains(&peer) || origin == *self.swarm.local_peer_id() {
+                if !self.peers.contains(&peer) {
                     return;
                 }
-                if self.board().update(origin, request.clone()) {
+                // Only the origin's own signature makes a presence its: a member
+                // cannot show a cursor (or a departure) under another's id.
+                let Some(origin) = presence::verified_origin(&request) else {
+                    tracing::debug!(peer = %peer, "a presence not signed by its origin; ignored");
+                    return;
+                };
+                if origin == *self.swarm.local_peer_id() || !self.is_member(&origin) {
+                    return;
+                }
+                let changed = if request.leaving {
+                    self.board().remove(&origin)
+                } else {
+                    self.board().update(origin, request.clone())
+                };
+                if changed {
                     // Forward, so peers who are not connected to each other still meet.
                     let others: Vec<PeerId> =
                         self.peers.iter().filter(|p| **p != peer && **p != origin).copied().collect();
@@ -903,7 +1026,9 @@ impl Node {
                 ..
             })) => {
                 self.hellos.remove(&request_id);
-                tracing::warn!(peer = %peer, "request failed: {error}");
+                // A peer still joining, or going away, drops requests: the next
+                // hello catches up; nothing for the user to act on.
+                tracing::info!(peer = %peer, "request failed: {error}");
             }
             _ => {}
         }
@@ -1067,6 +1192,27 @@ impl Node {
 }
 
 /// Move what a service channel yields onto an async channel for the node.
+/// Ctrl-C or SIGTERM.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 fn bridge<T: Send + 'static>(rx: std::sync::mpsc::Receiver<T>) -> tokio::sync::mpsc::UnboundedReceiver<T> {
     let (tx, out) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -1115,14 +1261,13 @@ pub async fn fetch(
     if addrs.is_empty() && !lan {
         return Err(format!("the ticket has no address for --transport {transport:?}"));
     }
+    // The sharer may be connected already (it found us on the LAN first, or a dial is
+    // under way): that is a success, not a dial error.
     if !addrs.is_empty() {
-        swarm
-            .dial(DialOpts::peer_id(peer).addresses(addrs).build())
-            .map_err(|e| format!("dialing the sharer: {e}"))?;
+        dial_unless_connected(swarm, peer, addrs.clone()).map_err(|e| unreachable(&peer, &addrs, &e))?;
     }
     let wait = if lan { 30 } else { 60 };
-    let timeout = tokio::time::sleep(Duration::from_secs(wait));
-    tokio::pin!(timeout);
+    let mut deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let mut asked = None;
     let mut last_error = None;
     // mDNS may have found the sharer already (while the listeners came up): a dial
@@ -1132,32 +1277,40 @@ pub async fn fetch(
         tokio::select! {
             _ = retry.tick(), if asked.is_none() => {
                 if swarm.is_connected(&peer) {
-                    // Connected already (the sharer found us on the LAN first).
                     asked = Some(swarm.behaviour_mut().sync.send_request(&peer, join.clone()));
                     continue;
                 }
                 let known = swarm.behaviour().mdns.as_ref().is_some_and(|m| m.discovered_nodes().any(|p| *p == peer));
                 if known {
-                    let _ = swarm.dial(DialOpts::peer_id(peer).build());
+                    let _ = dial_unless_connected(swarm, peer, vec![]);
                 }
             }
-            ev = swarm.select_next_some() => match ev {
+            ev = swarm.select_next_some() => {
+                match ev {
                 SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer && asked.is_none() => {
                     asked = Some(swarm.behaviour_mut().sync.send_request(&peer, join.clone()));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) if asked.is_none() => {
                     let addrs: Vec<Multiaddr> =
                         found.into_iter().filter(|(p, a)| *p == peer && transport.allows(a)).map(|(_, a)| a).collect();
-                    if !addrs.is_empty() && !swarm.is_connected(&peer) {
+                    if !addrs.is_empty() {
                         tracing::info!(peer = %peer, "found the sharer on the LAN");
-                        let _ = swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build());
+                        let _ = dial_unless_connected(swarm, peer, addrs);
                     }
                 }
                 SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == peer => {
-                    if !lan {
-                        return Err(format!("cannot reach the sharer: {error}"));
+                    tracing::info!(peer = %peer, "dialing the sharer failed: {error}");
+                    // Another connection (the sharer's own dial, or mDNS's) may be up.
+                    if swarm.is_connected(&peer) {
+                        continue;
                     }
-                    last_error = Some(error.to_string());
+                    if !lan {
+                        return Err(unreachable(&peer, &addrs, &error));
+                    }
+                    // mDNS answers within a second or two on a LAN: a little longer
+                    // for it, not the whole wait.
+                    last_error = Some(unreachable(&peer, &addrs, &error));
+                    deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(5));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, response }, ..
@@ -1181,17 +1334,70 @@ pub async fn fetch(
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
                     request_id, error, ..
                 })) if Some(request_id) == asked => {
-                    return Err(format!("fetching the document failed: {error}"));
+                    tracing::info!(peer = %peer, "the join request failed: {error}");
+                    return Err(match error {
+                        request_response::OutboundFailure::UnsupportedProtocols => format!(
+                            "{peer} answered but does not speak tandem's sync protocol: the ticket names another program's node"
+                        ),
+                        request_response::OutboundFailure::Timeout => {
+                            "the sharer took too long to answer: try again".to_owned()
+                        }
+                        _ => format!(
+                            "the connection to the sharer {peer} broke during the join: is `tandem share` still running there?"
+                        ),
+                    });
                 }
                 _ => {}
-            },
-            _ = &mut timeout => {
+            }},
+            _ = tokio::time::sleep_until(deadline), if asked.is_none() => {
                 return Err(match last_error {
-                    Some(e) => format!("cannot reach the sharer (nor find it on this LAN by mDNS within {wait} s): {e}"),
-                    None if lan => format!("the sharer was not found on this LAN by mDNS within {wait} s, and the ticket has no address that answers"),
-                    None => format!("the sharer did not answer within {wait} s"),
+                    Some(e) => format!("{e} (nor was it found on this LAN by mDNS)"),
+                    None if lan => format!("the sharer {peer} was not found on this LAN by mDNS within {wait} s, and the ticket has no address that answers: is `tandem share` still running there?"),
+                    None => format!("the sharer {peer} did not answer within {wait} s: is `tandem share` still running there?"),
                 });
             }
+        }
+    }
+}
+
+/// Dial `peer` (at `addrs`, or where mDNS found it) unless a connection is up or
+/// being dialed; that is not an error.
+pub fn dial_unless_connected(
+    swarm: &mut Swarm<Behaviour>,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+) -> Result<(), DialError> {
+    if swarm.is_connected(&peer) {
+        return Ok(());
+    }
+    // Addresses mDNS found are added to those given (`addresses()` alone turns that off).
+    let opts = DialOpts::peer_id(peer).addresses(addrs).extend_addresses_through_behaviour().build();
+    match swarm.dial(opts) {
+        Err(DialError::DialPeerConditionFalse(_)) => Ok(()),
+        other => other,
+    }
+}
+
+/// A failed dial of `peer` at `addrs`, said for people: who could not be reached and
+/// what to check (libp2p's own account, every address with every transport's error,
+/// goes to the log).
+pub fn unreachable(peer: &PeerId, addrs: &[Multiaddr], error: &DialError) -> String {
+    match error {
+        DialError::LocalPeerId { .. } => {
+            "the ticket names this device itself: join from another device (or another TANDEM_HOME)"
+                .to_owned()
+        }
+        DialError::WrongPeerId { obtained, .. } => format!(
+            "the ticket's address answers as another device ({obtained}, not {peer}): the ticket is stale; ask for a new one"
+        ),
+        DialError::NoAddresses => format!("the ticket has no address for {peer}"),
+        _ => {
+            let shown: Vec<String> = addrs.iter().take(3).map(|a| a.to_string()).collect();
+            let more = if addrs.len() > 3 { format!(" and {} more", addrs.len() - 3) } else { String::new() };
+            format!(
+                "the sharer {peer} is not reachable (tried {}{more}): is `tandem share` still running there, and is its network reachable from here?",
+                shown.join(", ")
+            )
         }
     }
 }

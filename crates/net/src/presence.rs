@@ -8,9 +8,13 @@
 //! Positions travel twice: as a char index, and as an Automerge cursor (stable
 //! across concurrent edits) that the receiver prefers when it can resolve it.
 //!
-//! Frame: `len: u32 BE | version: u8 | name_len: u8 | name | 3 x position`, where a
-//! position is `index: u64 BE | stable_len: u8 | stable`. The three positions are the
-//! selection's anchor and head and the first char of the viewport.
+//! Frame: `len: u32 BE | body | signature (64)`, the body being `version: u8 | flags:
+//! u8 | origin_len: u8 | origin | name_len: u8 | name | 3 x position`, where a position
+//! is `index: u64 BE | stable_len: u8 | stable`. The three positions are the
+//! selection's anchor and head and the first char of the viewport; flag 1 says the
+//! origin is leaving. The signature is the origin's device key over the body, so a
+//! forwarded presence is the origin's own: nobody shows a cursor under another
+//! member's name.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,15 +23,19 @@ use std::time::Instant;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, StreamProtocol};
+use tandem_auth::device::DeviceKey;
 
 pub const PROTOCOL: &str = "/tandem/presence/1";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Largest presence frame.
 pub const MAX_PRESENCE: usize = 2048;
+/// Longest name sent, in bytes (cut at a character boundary).
+pub const MAX_NAME: usize = 64;
 /// How often an unchanged presence is sent again.
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a presence lives without being refreshed.
 pub const EXPIRE: std::time::Duration = std::time::Duration::from_secs(20);
+const LEAVING: u8 = 1;
 
 /// One position in the document.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,28 +53,64 @@ pub struct Presence {
     pub anchor: Pos,
     pub head: Pos,
     pub top: Pos,
+    /// The origin is going away (its last presence).
+    pub leaving: bool,
+    /// The origin's signature over the body (empty until [`sign`]ed).
+    pub signature: Vec<u8>,
 }
 
-pub fn encode(p: &Presence) -> Vec<u8> {
-    let mut body = vec![VERSION];
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The signed part of a frame.
+fn body(p: &Presence) -> Vec<u8> {
+    let mut body = vec![VERSION, if p.leaving { LEAVING } else { 0 }];
     let origin = &p.origin[..p.origin.len().min(64)];
     body.push(origin.len() as u8);
     body.extend_from_slice(origin);
-    let name = &p.name.as_bytes()[..p.name.len().min(64)];
+    let name = cut(&p.name, MAX_NAME);
     body.push(name.len() as u8);
-    body.extend_from_slice(name);
+    body.extend_from_slice(name.as_bytes());
     for pos in [&p.anchor, &p.head, &p.top] {
         body.extend_from_slice(&pos.index.to_be_bytes());
         let stable = &pos.stable[..pos.stable.len().min(255)];
         body.push(stable.len() as u8);
         body.extend_from_slice(stable);
     }
+    body
+}
+
+/// Make `p` this device's own: its origin, and its signature.
+pub fn sign(mut p: Presence, key: &DeviceKey) -> Presence {
+    p.origin = key.keypair().public().to_peer_id().to_bytes();
+    p.name = cut(&p.name, MAX_NAME).to_owned();
+    p.signature = key.sign(&body(&p)).to_vec();
+    p
+}
+
+/// The origin of `p` when its signature is the origin's.
+pub fn verified_origin(p: &Presence) -> Option<PeerId> {
+    let origin = PeerId::from_bytes(&p.origin).ok()?;
+    let public = tandem_auth::device::public_of(&origin)?;
+    tandem_auth::device::verify(&public, &body(p), &p.signature).then_some(origin)
+}
+
+pub fn encode(p: &Presence) -> Vec<u8> {
+    let mut body = body(p);
+    body.extend_from_slice(&p.signature);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
     frame
 }
 
-/// Decode a frame body (after the length prefix).
+/// Decode a frame body (after the length prefix). The signature is read, not
+/// checked: see [`verified_origin`].
 pub fn decode(body: &[u8]) -> Result<Presence, &'static str> {
     let mut r = body;
     let mut take = |n: usize| -> Result<&[u8], &'static str> {
@@ -80,6 +124,10 @@ pub fn decode(body: &[u8]) -> Result<Presence, &'static str> {
     if take(1)?[0] != VERSION {
         return Err("unknown presence version");
     }
+    let flags = take(1)?[0];
+    if flags & !LEAVING != 0 {
+        return Err("unknown presence flags");
+    }
     let n = take(1)?[0] as usize;
     let origin = take(n)?.to_vec();
     let n = take(1)?[0] as usize;
@@ -90,10 +138,11 @@ pub fn decode(body: &[u8]) -> Result<Presence, &'static str> {
         Ok(Pos { index, stable: take(n)?.to_vec() })
     };
     let (anchor, head, top) = (pos()?, pos()?, pos()?);
+    let signature = take(64)?.to_vec();
     if !take(0)?.is_empty() || !r.is_empty() {
         return Err("trailing bytes in presence");
     }
-    Ok(Presence { origin, name, anchor, head, top })
+    Ok(Presence { origin, name, anchor, head, top, leaving: flags & LEAVING != 0, signature })
 }
 
 /// The codec: a presence frame out, nothing back.
@@ -159,6 +208,12 @@ pub struct Board {
     pub links: HashMap<PeerId, &'static str>,
     /// The network's state when it needs saying (offline, waiting for peers).
     pub network: Option<String>,
+    /// A node is running with this board.
+    pub running: bool,
+    /// Set by the editor when it quits: the node leaves the session...
+    pub quitting: bool,
+    /// ...and sets this when it has.
+    pub left: bool,
 }
 
 pub type SharedBoard = Arc<Mutex<Board>>;
@@ -203,8 +258,9 @@ impl Board {
         }
     }
 
-    pub fn remove(&mut self, peer: &PeerId) {
-        self.remote.remove(peer);
+    /// Forget `peer`'s presence; true when there was one.
+    pub fn remove(&mut self, peer: &PeerId) -> bool {
+        self.remote.remove(peer).is_some()
     }
 
     /// Every remote peer heard from lately: id, presence, how long since it changed,
@@ -232,23 +288,59 @@ impl Board {
 mod tests {
     use super::*;
 
-    #[test]
-    fn presence_round_trips_and_bad_frames_are_refused() {
-        let p = Presence {
-            origin: vec![1, 2],
+    fn ada() -> Presence {
+        Presence {
             name: "ada".into(),
             anchor: Pos { index: 3, stable: vec![1, 2, 3] },
             head: Pos { index: 9, stable: vec![] },
             top: Pos { index: 0, stable: vec![7; 40] },
-        };
+            ..Presence::default()
+        }
+    }
+
+    #[test]
+    fn presence_round_trips_and_bad_frames_are_refused() {
+        let key = DeviceKey::generate();
+        let p = sign(ada(), &key);
         let frame = encode(&p);
-        assert_eq!(decode(&frame[4..]), Ok(p));
+        assert_eq!(decode(&frame[4..]), Ok(p.clone()));
+        assert_eq!(verified_origin(&p), Some(key.keypair().public().to_peer_id()));
         for cut in 4..frame.len() {
             assert!(decode(&frame[4..cut]).is_err());
         }
         let mut bad = frame[4..].to_vec();
-        bad[0] = 2;
+        bad[0] = 1;
         assert_eq!(decode(&bad), Err("unknown presence version"));
+    }
+
+    /// A member cannot show a cursor under another member's id: a presence whose
+    /// origin was changed, or whose fields were, no longer verifies.
+    #[test]
+    fn a_presence_is_attributable_to_its_origin_only() {
+        let (ada_key, eve_key) = (DeviceKey::generate(), DeviceKey::generate());
+        let mut forged = sign(ada(), &eve_key);
+        forged.origin = ada_key.keypair().public().to_peer_id().to_bytes();
+        assert_eq!(verified_origin(&forged), None, "eve's signature under ada's id");
+        let mut moved = sign(ada(), &ada_key);
+        moved.head.index = 1000;
+        assert_eq!(verified_origin(&moved), None, "a cursor moved by a forwarder");
+        let unsigned = Presence { origin: ada_key.keypair().public().to_peer_id().to_bytes(), ..ada() };
+        assert_eq!(verified_origin(&unsigned), None);
+    }
+
+    /// Names are cut at a character boundary, so a long name in any script still
+    /// decodes (a cut inside a character made the frame fail and the peer vanish).
+    #[test]
+    fn long_names_are_cut_at_a_character_boundary() {
+        let key = DeviceKey::generate();
+        for name in ["é".repeat(40), "日本語".repeat(10), "👩‍💻".repeat(9), "a".repeat(63) + "é"]
+        {
+            let p = sign(Presence { name: name.clone(), ..ada() }, &key);
+            let back = decode(&encode(&p)[4..]).unwrap();
+            assert!(back.name.len() <= MAX_NAME && name.starts_with(&back.name), "{name}");
+            assert!(!back.name.is_empty());
+            assert!(verified_origin(&back).is_some());
+        }
     }
 
     #[test]

@@ -23,14 +23,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::{SwarmEvent, dial_opts::DialOpts};
+use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tandem_auth::device::{PublicKey, public_of};
 use tandem_auth::envelope::{self, Kind};
 use tandem_auth::group::{Group, Op, Role};
 
 use crate::blobs::BlobResponse;
-use crate::node::{Behaviour, BehaviourEvent};
+use crate::node::{self, Behaviour, BehaviourEvent};
 use crate::protocol::{DocId, Message};
 
 /// Most bytes of envelopes a relay keeps for one document.
@@ -308,7 +308,7 @@ impl Relay {
                 _ = tick.tick() => {
                     if let Some((peer, addrs)) = self.bootstrap.clone() {
                         if !self.swarm.is_connected(&peer) {
-                            let _ = self.swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build());
+                            let _ = node::dial_unless_connected(&mut self.swarm, peer, addrs);
                         } else if !self.peers.contains(&peer) {
                             // Connected while enrolling, before this loop ran.
                             self.hello(peer);
@@ -371,19 +371,28 @@ pub async fn enrol(
     addrs: &[Multiaddr],
     doc: DocId,
 ) -> Result<Vec<Vec<u8>>, String> {
-    swarm.dial(DialOpts::peer_id(peer).addresses(addrs.to_vec()).build()).map_err(|e| e.to_string())?;
+    // The peer may have connected to us first (it found this relay on the LAN).
+    node::dial_unless_connected(swarm, peer, addrs.to_vec())
+        .map_err(|e| node::unreachable(&peer, addrs, &e))?;
     let deadline = tokio::time::sleep(Duration::from_secs(60));
     tokio::pin!(deadline);
     let mut asked = None;
+    let mut check = tokio::time::interval(Duration::from_millis(250));
+    let join = Message::Join { doc, invite: [0; 16], secret: [0; 16], recipient: String::new() };
     loop {
         tokio::select! {
+            _ = check.tick(), if asked.is_none() && swarm.is_connected(&peer) => {
+                asked = Some(swarm.behaviour_mut().sync_mut().send_request(&peer, join.clone()));
+            }
             ev = swarm.select_next_some() => match ev {
                 SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer && asked.is_none() => {
-                    let join = Message::Join { doc, invite: [0; 16], secret: [0; 16], recipient: String::new() };
-                    asked = Some(swarm.behaviour_mut().sync_mut().send_request(&peer, join));
+                    asked = Some(swarm.behaviour_mut().sync_mut().send_request(&peer, join.clone()));
                 }
                 SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == peer => {
-                    return Err(format!("cannot reach the peer: {error}"));
+                    tracing::info!(peer = %peer, "dialing failed: {error}");
+                    if !swarm.is_connected(&peer) {
+                        return Err(node::unreachable(&peer, addrs, &error));
+                    }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, response }, ..

@@ -2,9 +2,11 @@
 //! to reach it, and what the holder may do.
 //!
 //! Format: `tandem1` followed by lowercase RFC 4648 base32 (no padding) of
-//! `version: u8 = 2 | name_len: u8 | name | doc: [u8; 16] | role: u8 | peer_len: u8 |
+//! `version: u8 = 3 | name_len: u8 | name | doc: [u8; 16] | role: u8 | peer_len: u8 |
 //! peer id | n: u8 | n x (addr_len: u16 BE | multiaddr bytes) | invite: u8 (0 none,
-//! 1 then id: [u8; 16] | secret: [u8; 16])`.
+//! 1 then id: [u8; 16] | secret: [u8; 16]) | check: [u8; 4]`, where `check` is the
+//! start of the BLAKE3 hash of everything before it: a mistyped or mangled ticket is
+//! "damaged" at once, instead of a dial to a peer that does not exist.
 //!
 //! The invite is what lets a new device in: the sharer enrols the device that
 //! presents it with the ticket's role, while the invite is valid (`--expires`,
@@ -18,8 +20,9 @@ use libp2p::{Multiaddr, PeerId};
 use crate::protocol::DocId;
 
 const PREFIX: &str = "tandem1";
-/// 2 added the invite.
-const VERSION: u8 = 2;
+/// 2 added the invite, 3 the checksum.
+const VERSION: u8 = 3;
+const CHECK: usize = 4;
 /// Longest ticket accepted (a pasted novel is not a ticket).
 pub const MAX_TICKET: usize = 4096;
 
@@ -122,6 +125,8 @@ impl fmt::Display for Ticket {
             }
             None => b.push(0),
         }
+        let check = checksum(&b);
+        b.extend_from_slice(&check);
         write!(f, "{PREFIX}{}", base32(&b))
     }
 }
@@ -136,7 +141,18 @@ impl FromStr for Ticket {
         }
         let body = s.strip_prefix(PREFIX).ok_or(TicketError::Prefix)?;
         let bytes = unbase32(body)?;
-        let mut r = bytes.as_slice();
+        if bytes.len() <= CHECK {
+            return Err(TicketError::Damaged("it ends too early"));
+        }
+        let (bytes, check) = bytes.split_at(bytes.len() - CHECK);
+        if checksum(bytes) != check {
+            // Tickets from an older tandem had no checksum: say so, not "damaged".
+            return Err(match bytes[0] {
+                v @ (1 | 2) => TicketError::Version(v),
+                _ => TicketError::Damaged("its checksum does not match: a character is wrong or missing"),
+            });
+        }
+        let mut r = bytes;
         let mut take = |n: usize| -> Result<&[u8], TicketError> {
             if r.len() < n {
                 return Err(TicketError::Damaged("it ends too early"));
@@ -182,6 +198,10 @@ impl FromStr for Ticket {
         }
         Ok(Ticket { name, doc, peer, addrs, role, invite })
     }
+}
+
+fn checksum(bytes: &[u8]) -> [u8; CHECK] {
+    blake3::hash(bytes).as_bytes()[..CHECK].try_into().expect("4 bytes")
 }
 
 /// A file name a joiner may create: no directories, no `..`, nothing hidden or odd.
@@ -234,8 +254,16 @@ mod tests {
             Err(TicketError::TooLong(_))
         ));
         let mut bytes = unbase32(&s[7..]).unwrap();
+        bytes.truncate(bytes.len() - CHECK);
         bytes[0] = 9;
+        let check = checksum(&bytes);
+        bytes.extend_from_slice(&check);
         assert_eq!(format!("tandem1{}", base32(&bytes)).parse::<Ticket>(), Err(TicketError::Version(9)));
+        // A version 2 ticket (no checksum) is called old, not damaged.
+        let mut old = unbase32(&s[7..]).unwrap();
+        old.truncate(old.len() - CHECK);
+        old[0] = 2;
+        assert_eq!(format!("tandem1{}", base32(&old)).parse::<Ticket>(), Err(TicketError::Version(2)));
         for evil in ["../../etc/passwd", "/abs", ".hidden", "", "a\u{0}b"] {
             let mut t = ticket();
             t.name = evil.into();
@@ -243,6 +271,21 @@ mod tests {
                 matches!(t.to_string().parse::<Ticket>(), Err(TicketError::Damaged(_))),
                 "{evil:?} accepted"
             );
+        }
+        // One mistyped character anywhere is caught (the last one may carry only
+        // padding bits, which change nothing).
+        let t: Ticket = s.parse().unwrap();
+        for i in 7..s.len() {
+            for c in ALPHABET.iter().map(|&c| c as char).filter(|&c| s.as_bytes()[i] as char != c) {
+                let typo = format!("{}{c}{}", &s[..i], &s[i + 1..]);
+                match typo.parse::<Ticket>() {
+                    Err(TicketError::Damaged(_)) => {}
+                    // The first two characters hold the version byte.
+                    Err(TicketError::Version(_)) if i <= 8 => {}
+                    Ok(same) if same == t && i == s.len() - 1 => {}
+                    other => panic!("{typo} at {i}: {other:?}"),
+                }
+            }
         }
         // Every truncation fails cleanly.
         for cut in 7..s.len() {

@@ -86,7 +86,7 @@ async fn a_peer_serving_wrong_or_truncated_blobs_is_detected_and_dropped() {
             "127.0.0.1".parse().unwrap(),
         )
         .unwrap();
-        let addrs = node::listen_addrs(&mut liar, listeners.len()).await;
+        let addrs = node::listen_addrs(&mut liar, listeners.len()).await.unwrap();
         let liar_id = *liar.local_peer_id();
         let size = real.len() as u64;
         let serving = tokio::spawn(async move {
@@ -172,7 +172,7 @@ async fn sharer(transport: Transport, text: &str) -> Sharer {
     let cert = node::webrtc_certificate(dir.path()).unwrap();
     let (mut swarm, listeners) =
         node::swarm(keys.device.keypair().clone(), cert, transport, "127.0.0.1".parse().unwrap()).unwrap();
-    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await;
+    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await.unwrap();
     let peer = *swarm.local_peer_id();
     let node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
     let running = tokio::spawn(node.serve().map(drop));
@@ -611,7 +611,7 @@ async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
         "127.0.0.1".parse().unwrap(),
     )
     .unwrap();
-    let relay_addrs = node::listen_addrs(&mut relay_swarm, listeners.len()).await;
+    let relay_addrs = node::listen_addrs(&mut relay_swarm, listeners.len()).await.unwrap();
     let ops = tandem_net::relay::enrol(&mut relay_swarm, a.peer, &a.addrs, doc).await.unwrap();
     let state = relay_dir.path().join("state");
     let mut relay = tandem_net::relay::Relay::new(relay_swarm, doc, &ops, &state).unwrap();

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ pub struct BlobStore {
     /// GC runs asked for by [`BlobStore::gc`] and not yet started by the store.
     gc_wanted: Arc<AtomicUsize>,
     gc_done: Arc<(Mutex<usize>, std::sync::Condvar)>,
+    /// A collection is under way: closing the store waits for it (shut down under
+    /// it, iroh-blobs logs `error during gc run: Error::Io` and stops collecting).
+    gc_running: Arc<AtomicBool>,
     /// A small runtime of our own to drive the store's client futures.
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -103,22 +106,25 @@ impl BlobStore {
         let mut options = Options::new(dir);
         // GC only runs when asked: the callback lets a run through while
         // `gc_wanted` is set and counts the runs that finished.
-        let (wanted, done) = (gc_wanted.clone(), gc_done.clone());
+        let gc_running = Arc::new(AtomicBool::new(false));
+        let (wanted, done, running) = (gc_wanted.clone(), gc_done.clone(), gc_running.clone());
         options.gc = Some(GcConfig {
             interval: Duration::from_millis(50),
             add_protected: Some(Arc::new(move |_live| {
-                let (wanted, done) = (wanted.clone(), done.clone());
+                let (wanted, done, running) = (wanted.clone(), done.clone(), running.clone());
                 Box::pin(async move {
                     // The previous run (if any) has finished by the time this is called.
                     let (count, cvar) = &*done;
-                    *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                    cvar.notify_all();
-                    if wanted.load(Ordering::SeqCst) > 0 {
+                    let mut count = count.lock().unwrap_or_else(|e| e.into_inner());
+                    *count += 1;
+                    let go = wanted.load(Ordering::SeqCst) > 0;
+                    if go {
                         wanted.fetch_sub(1, Ordering::SeqCst);
-                        ProtectOutcome::Continue
-                    } else {
-                        ProtectOutcome::Abort
                     }
+                    running.store(go, Ordering::SeqCst);
+                    drop(count);
+                    cvar.notify_all();
+                    if go { ProtectOutcome::Continue } else { ProtectOutcome::Abort }
                 })
             })),
         });
@@ -137,7 +143,8 @@ impl BlobStore {
                 return Err(StoreError::corrupt(&db, format!("the blob store cannot be opened: {e}")));
             }
         };
-        let store = Arc::new(BlobStore { dir: dir.to_owned(), store, gc_wanted, gc_done, rt: Some(rt) });
+        let store =
+            Arc::new(BlobStore { dir: dir.to_owned(), store, gc_wanted, gc_done, gc_running, rt: Some(rt) });
         open.insert(dir.to_owned(), Arc::downgrade(&store));
         Ok(store)
     }
@@ -447,6 +454,16 @@ impl Drop for BlobStore {
         if let Err(e) = self.flush() {
             tracing::warn!(error = %e, "blob store not flushed on close");
         }
+        // No new collection, and the one under way (a background one a checkpoint
+        // asked for, on a short command's first write) finishes first.
+        self.gc_wanted.store(0, Ordering::SeqCst);
+        let (count, cvar) = &*self.gc_done;
+        let mut runs = count.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.gc_running.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            runs = cvar.wait_timeout(runs, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        drop(runs);
         let store = self.store.clone();
         let _ = self.block(async move { store.shutdown().await });
         if let Some(rt) = self.rt.take() {

@@ -11,12 +11,37 @@ use crate::error::{Result, StoreError};
 /// either the old or the new content, never a mix. Permissions of an existing file
 /// are kept.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_as(path, bytes, None)
+}
+
+/// [`write_atomic`] for a secret (a ticket with its invite): readable by its owner
+/// only (0600), from the first byte written.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_as(path, bytes, Some(0o600))
+}
+
+fn write_atomic_as(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tandem-tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = File::create(&tmp).map_err(StoreError::io(&tmp))?;
-        if let Ok(meta) = fs::metadata(path) {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if let Some(mode) = mode {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(mode);
+        }
+        let mut f = options.open(&tmp).map_err(StoreError::io(&tmp))?;
+        #[cfg(unix)]
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            // A temp file left by a crash keeps its old mode otherwise.
+            f.set_permissions(fs::Permissions::from_mode(mode)).map_err(StoreError::io(&tmp))?;
+        }
+        if mode.is_none()
+            && let Ok(meta) = fs::metadata(path)
+        {
             f.set_permissions(meta.permissions()).map_err(StoreError::io(&tmp))?;
         }
         f.write_all(bytes).map_err(StoreError::io(&tmp))?;

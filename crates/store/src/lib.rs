@@ -38,9 +38,11 @@ mod workspace;
 
 pub use blobs::{BlobFault, BlobHash, BlobStore, ImportError, blob_hash};
 pub use error::{Result, StoreError};
-pub use fsutil::{dir_bytes, read_text, text_from_bytes, write_atomic};
+pub use fsutil::{dir_bytes, read_text, text_from_bytes, write_atomic, write_private};
 pub use identity::{home_dir, load_author};
 pub use secure::Keys;
 pub use service::{Access, BlobFetch, Client, Request, Service, access};
-pub use stored::{BadBlob, INCOMING_TAG, Index, IndexEntry, Opened, Shared, StoredDoc, first_screen, now_ms};
+pub use stored::{
+    BadBlob, INCOMING_TAG, Index, IndexEntry, Opened, Shared, StoredDoc, doc_id_of, first_screen, now_ms,
+};
 pub use workspace::{Lock, STORE_DIR, Workspace, absolute};

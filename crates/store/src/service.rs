@@ -894,6 +894,7 @@ impl Service {
                         )));
                     }
                 };
+                refuse_losing_the_last_owner(s.secure().group().members(), self.keys.public(), &action, s.rel())?;
                 let op = s.secure_mut().act(action, recipient)?;
                 self.publish_ops(s.rel(), vec![op.encode()]);
                 // A new epoch: what is stored from now on is sealed with its key;
@@ -1175,4 +1176,34 @@ pub fn access(ws: Workspace, author: &Author, config: &DocConfig, keys: &Keys) -
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A group change that would leave the document with no owner (removing or demoting
+/// the only one) is refused before anything is written: nobody could manage the
+/// group again, and a removed sole owner cannot even read what comes next.
+fn refuse_losing_the_last_owner(
+    members: tandem_auth::group::Members,
+    me: [u8; 32],
+    action: &tandem_auth::group::Action,
+    file: &str,
+) -> Result<()> {
+    use tandem_auth::group::{Action, Role};
+    // Only an owner can remove or demote an owner; anyone else is refused by the
+    // group itself, with the reason.
+    if members.role(&me) != Some(Role::Owner) {
+        return Ok(());
+    }
+    let member = match action {
+        Action::Remove { member } => member,
+        Action::SetRole { member, role } if *role != Role::Owner => member,
+        _ => return Ok(()),
+    };
+    let owners = members.roles.values().filter(|r| **r == Role::Owner).count();
+    if members.role(member) == Some(Role::Owner) && owners == 1 {
+        return Err(StoreError::BadRequest(format!(
+            "{} is the only owner of {file}: make another member an owner first (`tandem group {file} role PEER_ID owner`)",
+            tandem_auth::device::peer_id(member).map_or_else(|| "that member".to_owned(), |p| p.to_string())
+        )));
+    }
+    Ok(())
 }

@@ -392,14 +392,15 @@ impl StoredDoc {
         let now = now_ms();
         let mut stored = if dir.join(STATE).exists() {
             let mut stored = Self::load(ws, &dir, file.clone(), rel, author.clone(), config.clone(), keys)?;
-            stored.secure.add_ops(group)?;
+            // Before the group: another document's log is not this one's.
             if stored.doc_id() != doc_id {
                 return Err(StoreError::BadRequest(format!(
-                    "{}: this file already has the history of another document ({}); join into another directory",
+                    "{}: this file already has the history of another document ({}); join into another directory (`tandem join TICKET DIR`)",
                     file.display(),
                     stored.doc_id()
                 )));
             }
+            stored.secure.add_ops(group)?;
             let changes = match shared {
                 Shared::Changes(changes) => changes,
                 Shared::Snapshot(bytes) => { Document::load(&bytes, vec![], author, config) }
@@ -1157,6 +1158,14 @@ pub(crate) fn verify_dir(dir: &Path, blobs: &BlobStore) -> Result<(usize, Vec<(B
 }
 
 /// The workspace-relative path of the document of `ws` whose id is `doc_id`.
+/// The document id of `file`'s history in `ws`, read without loading it; `None`
+/// when the file has no history (or it cannot be read).
+pub fn doc_id_of(ws: &Workspace, file: &Path) -> Option<String> {
+    let rel = ws.relative(file).ok()?;
+    let bytes = fs::read(ws.doc_dir(&rel).join(STATE)).ok()?;
+    serde_json::from_slice::<State>(&bytes).ok().map(|s| s.doc_id)
+}
+
 fn document_with_id(ws: &Workspace, doc_id: &str) -> Result<Option<String>> {
     let Ok(entries) = fs::read_dir(ws.store_dir().join("docs")) else { return Ok(None) };
     for entry in entries.flatten() {

@@ -121,6 +121,9 @@ pub struct Editor {
     pub name: String,
     pub mode: Mode,
     pub message: Option<Message>,
+    /// While searching: which match is selected and how many there are (`3 of 7`);
+    /// the count stops at [`MAX_COUNTED`].
+    pub search_count: Option<(usize, usize)>,
     /// True when the document differs from the file (set by the program each loop).
     pub dirty: bool,
     pub peers: Vec<Peer>,
@@ -162,7 +165,8 @@ pub struct Editor {
 impl Editor {
     pub fn new(config: Config, name: impl Into<String>, doc: &mut Document) -> Editor {
         let view_anchor = doc.add_cursor(Selection::caret(0));
-        doc.set_cursor(CursorId::LOCAL, Selection::caret(0));
+        let first = usize::from(doc.rope().get_char(0) == Some('\u{feff}'));
+        doc.set_cursor(CursorId::LOCAL, Selection::caret(first));
         let line_ending = if doc.rope().line(0).to_string().ends_with("\r\n") { "\r\n" } else { "\n" };
         Editor {
             soft_wrap: config.soft_wrap,
@@ -171,6 +175,7 @@ impl Editor {
             name: name.into(),
             mode: Mode::Edit,
             message: None,
+            search_count: None,
             dirty: false,
             peers: Vec::new(),
             network: None,
@@ -314,6 +319,9 @@ impl Editor {
     }
 
     fn set_selection(&mut self, doc: &mut Document, sel: Selection) {
+        // Nothing goes in front of a byte-order mark: the cursor starts after it.
+        let first = usize::from(doc.rope().get_char(0) == Some('\u{feff}'));
+        let sel = Selection { anchor: sel.anchor.max(first), head: sel.head.max(first) };
         doc.set_cursor(CursorId::LOCAL, sel);
     }
 
@@ -540,6 +548,7 @@ impl Editor {
             Find => {
                 let origin = self.selection(doc);
                 self.mode = Mode::Search { query: String::new(), origin };
+                self.search_count = None;
             }
             FindNext | FindPrev => self.find_again(doc, cmd == FindNext),
             GotoLine => self.mode = Mode::Goto { input: String::new() },
@@ -685,9 +694,11 @@ impl Editor {
         let sel = self.selection(doc);
         let len = doc.len_chars();
         let Some(edit) = ChangeSet::splice(len, sel.start(), sel.end() - sel.start(), text) else { return };
-        self.set_selection(doc, Selection::caret(sel.start()));
-        if let Err(e) = doc.edit(&edit, now_ms) {
-            self.error(e.to_string());
+        // The selection stays as it was until the edit (undo brings it back), and
+        // the caret then goes after what was typed or pasted.
+        match doc.edit(&edit, now_ms) {
+            Ok(()) => self.set_selection(doc, Selection::caret(sel.start() + text.chars().count())),
+            Err(e) => self.error(e.to_string()),
         }
     }
 
@@ -824,15 +835,16 @@ impl Editor {
             (Mode::Goto { input }, KeyCode::Enter) => {
                 let input = input.clone();
                 self.mode = Mode::Edit;
-                match input.trim().parse::<usize>() {
-                    Ok(n) if n >= 1 => {
-                        let line = (n - 1).min(doc.rope().len_lines().saturating_sub(1));
-                        let pos = doc.rope().line_to_char(line);
+                match parse_goto(&input) {
+                    Some((n, col)) => {
+                        let rope = doc.rope();
+                        let line = (n - 1).min(rope.len_lines().saturating_sub(1));
+                        let pos = rope.line_to_char(line) + (col - 1).min(line_len(rope, line));
                         self.set_selection(doc, Selection::caret(pos));
                         doc.break_undo_group();
                         self.scroll_to_cursor(doc);
                     }
-                    _ => self.error(format!("{input:?} is not a line number")),
+                    None => self.error(format!("{input:?} is not a line (give LINE or LINE:COLUMN, from 1)")),
                 }
             }
             (Mode::Search { query, .. } | Mode::Goto { input: query }, KeyCode::Backspace) => {
@@ -866,6 +878,7 @@ impl Editor {
                     None => self.set_selection(doc, origin),
                 }
             }
+            self.count_matches(doc, &query);
             self.scroll_to_cursor(doc);
         }
     }
@@ -895,10 +908,22 @@ impl Editor {
                     self.info("search wrapped around");
                 }
                 self.set_selection(doc, Selection { anchor: s, head: e });
+                self.count_matches(doc, &query);
                 self.scroll_to_cursor(doc);
             }
             None => self.error(format!("{query:?} not found")),
         }
+    }
+
+    /// Count the matches of `query` for the prompt, and which one is selected.
+    fn count_matches(&mut self, doc: &Document, query: &str) {
+        self.search_count = (!query.is_empty()).then(|| {
+            let at = self.selection(doc).start();
+            let starts = match_starts(doc.rope(), query, MAX_COUNTED);
+            let index = starts.iter().take_while(|&&s| s < at).count();
+            let current = if starts.get(index) == Some(&at) { index + 1 } else { 0 };
+            (current, starts.len())
+        });
     }
 
     /// The mode the overlays (help, a popup, the quit question) go back to.
@@ -1172,27 +1197,63 @@ fn smart_home(rope: &Rope, pos: usize) -> usize {
     if pos == start + indent { start } else { start + indent }
 }
 
+/// Most matches the search prompt counts (`1 of 10000+`).
+pub const MAX_COUNTED: usize = 10_000;
+
+/// `LINE` or `LINE:COLUMN` (both from 1) as the go-to prompt takes them.
+pub fn parse_goto(input: &str) -> Option<(usize, usize)> {
+    let (line, col) = match input.trim().split_once(':') {
+        Some((l, c)) => (l.trim().parse().ok()?, c.trim().parse().ok()?),
+        None => (input.trim().parse().ok()?, 1),
+    };
+    (line >= 1 && col >= 1).then_some((line, col))
+}
+
+/// The needle as [`find`] matches it (smart case), and whether case is folded.
+fn needle_of(query: &str) -> (Vec<char>, bool) {
+    let fold = !query.chars().any(char::is_uppercase);
+    (if fold { query.to_lowercase().chars().collect() } else { query.chars().collect() }, fold)
+}
+
+/// Where `needle` starts in `line` (document char offsets).
+fn matches_in_line(rope: &Rope, line: usize, needle: &[char], fold: bool) -> Vec<usize> {
+    let text: Vec<char> = rope.line(line).chars().collect();
+    let hay: Vec<char> =
+        if fold { text.iter().map(|c| c.to_lowercase().next().unwrap_or(*c)).collect() } else { text };
+    let start = rope.line_to_char(line);
+    (0..hay.len().saturating_sub(needle.len() - 1))
+        .filter(|&i| hay[i..i + needle.len()] == needle[..])
+        .map(|i| start + i)
+        .collect()
+}
+
+/// The start of every match of `query` in the document, in order, at most `limit`.
+pub fn match_starts(rope: &Rope, query: &str, limit: usize) -> Vec<usize> {
+    let (needle, fold) = needle_of(query);
+    if needle.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for line in 0..rope.len_lines() {
+        out.extend(matches_in_line(rope, line, &needle, fold));
+        if out.len() >= limit {
+            out.truncate(limit);
+            break;
+        }
+    }
+    out
+}
+
 /// Find `query` (smart case: case-insensitive unless it has upper case) from `from`,
 /// wrapping around. Returns the match as a char range.
 pub fn find(rope: &Rope, query: &str, from: usize, forward: bool) -> Option<(usize, usize)> {
-    let fold = !query.chars().any(char::is_uppercase);
-    let needle: Vec<char> =
-        if fold { query.to_lowercase().chars().collect() } else { query.chars().collect() };
+    let (needle, fold) = needle_of(query);
     if needle.is_empty() {
         return None;
     }
     let lines = rope.len_lines();
     let (from_line, _) = line_of(rope, from);
-    let matches_in = |line: usize| -> Vec<usize> {
-        let text: Vec<char> = rope.line(line).chars().collect();
-        let hay: Vec<char> =
-            if fold { text.iter().map(|c| c.to_lowercase().next().unwrap_or(*c)).collect() } else { text };
-        let start = rope.line_to_char(line);
-        (0..hay.len().saturating_sub(needle.len() - 1))
-            .filter(|&i| hay[i..i + needle.len()] == needle[..])
-            .map(|i| start + i)
-            .collect()
-    };
+    let matches_in = |line: usize| matches_in_line(rope, line, &needle, fold);
     for step in 0..=lines {
         let line =
             if forward { (from_line + step) % lines } else { (from_line + lines - step % lines) % lines };

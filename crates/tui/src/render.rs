@@ -8,7 +8,7 @@ use tandem_doc::{CursorId, Document, Selection};
 use unicode_width::UnicodeWidthStr;
 
 use crate::config::ColorDepth;
-use crate::editor::{Activity, Editor, Mode, Row};
+use crate::editor::{Activity, Editor, MAX_COUNTED, Mode, Row};
 use crate::history::{self, Blamed, Change, HistoryView};
 use crate::keymap::describe;
 use crate::text::{self, Symbol, line_text};
@@ -563,15 +563,22 @@ fn draw_message(
         Mode::Search { query, .. } => {
             let prompt = format!("Find: {query}");
             buf.set_stringn(area.x, y, &prompt, w, Style::default());
-            let hint = "  Enter/F3 next · Shift-Enter previous · Tab keep · Esc cancel";
+            let count = match editor.search_count {
+                Some((_, 0)) => "  no match".to_owned(),
+                Some((0, n)) => format!("  {n}{} matches", if n >= MAX_COUNTED { "+" } else { "" }),
+                Some((i, n)) => format!("  {i} of {n}{}", if n >= MAX_COUNTED { "+" } else { "" }),
+                None => String::new(),
+            };
+            let hint = format!("{count}  Enter/F3 next · Shift-Enter previous · Tab keep · Esc cancel");
+            let hint = if prompt.width() + hint.width() < w { hint } else { count };
             let px = prompt.width();
             if px + hint.width() < w {
-                buf.set_stringn(area.x + px as u16, y, hint, w - px, styles.line_no);
+                buf.set_stringn(area.x + px as u16, y, &hint, w - px, styles.line_no);
             }
             Some((area.x + (px as u16).min(area.width.saturating_sub(1)), y))
         }
         Mode::Goto { input } => {
-            let prompt = format!("Go to line: {input}");
+            let prompt = format!("Go to line[:column]: {input}");
             buf.set_stringn(area.x, y, &prompt, w, Style::default());
             Some((area.x + (prompt.width() as u16).min(area.width.saturating_sub(1)), y))
         }
@@ -587,45 +594,57 @@ fn draw_message(
     }
 }
 
+/// `text` in lines of at most `width` columns, broken between words.
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let last = lines.last_mut().expect("one line at least");
+        if !last.is_empty() && last.width() + 1 + word.width() > width {
+            lines.push(word.to_owned());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
+}
+
+/// F1: every binding, over the text but not over the status and message lines;
+/// long descriptions wrap rather than being cut.
 fn draw_help(editor: &Editor, area: Rect, buf: &mut Buffer, scroll: usize) {
     let lines = describe(&editor.config.keys);
     let key_w = lines.iter().map(|(k, _)| k.width()).max().unwrap_or(0).min(30);
-    let w = (area.width.saturating_sub(4)).min(90);
-    let h = area.height.saturating_sub(2);
-    if w < 20 || h < 5 {
+    let w = (area.width.saturating_sub(4)).min(120);
+    // The status and message lines stay visible below.
+    let h = area.height.saturating_sub(3);
+    if w < 30 || h < 5 {
         return;
     }
     let x = area.x + (area.width - w) / 2;
-    let y = area.y + 1;
+    let y = area.y;
     let frame = Rect::new(x, y, w, h);
+    let reversed = Style::default().add_modifier(Modifier::REVERSED);
     for yy in frame.y..frame.y + frame.height {
-        buf.set_stringn(
-            frame.x,
-            yy,
-            " ".repeat(w as usize),
-            w as usize,
-            Style::default().add_modifier(Modifier::REVERSED),
-        );
+        buf.set_stringn(frame.x, yy, " ".repeat(w as usize), w as usize, reversed);
     }
     let title = " tandem keys — Esc closes, ↑/↓ scroll ";
-    buf.set_stringn(
-        x + 2,
-        y,
-        title,
-        w as usize - 4,
-        Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD),
-    );
+    buf.set_stringn(x + 2, y, title, w as usize - 4, reversed.add_modifier(Modifier::BOLD));
+    let help_w = (w as usize).saturating_sub(key_w + 5).max(10);
+    let rows: Vec<String> = lines
+        .iter()
+        .flat_map(|(keys, help)| {
+            wrap_words(help, help_w).into_iter().enumerate().map(move |(i, part)| {
+                let keys = if i == 0 { keys.as_str() } else { "" };
+                format!(" {keys:<key_w$}  {part}")
+            })
+        })
+        .collect();
     let inner = (h - 2) as usize;
-    let scroll = scroll.min(lines.len().saturating_sub(inner));
-    for (i, (keys, help)) in lines.iter().skip(scroll).take(inner).enumerate() {
-        let row = format!(" {keys:<key_w$}  {help}");
-        buf.set_stringn(
-            x + 1,
-            y + 1 + i as u16,
-            &row,
-            w as usize - 2,
-            Style::default().add_modifier(Modifier::REVERSED),
-        );
+    let scroll = scroll.min(rows.len().saturating_sub(inner));
+    for (i, row) in rows.iter().skip(scroll).take(inner).enumerate() {
+        buf.set_stringn(x + 1, y + 1 + i as u16, row, w as usize - 2, reversed);
     }
 }
 

@@ -224,16 +224,45 @@ pub fn prev_word(rope: &Rope, pos: usize) -> usize {
     i
 }
 
-/// Split a line's cells into screen rows of at most `width` columns (soft wrap).
-/// Returns the char offset where each row starts (the first is 0).
+/// Split a line's cells into screen rows of at most `width` columns (soft wrap),
+/// between words: a row ends after its last blank, and only a word longer than a
+/// row is split. A blank that reaches the edge stays at the end of its row (like
+/// the end of a line that fills the row). Returns the char offset where each row
+/// starts (the first is 0).
 pub fn wrap_rows(line: &str, width: usize, tab_width: usize) -> Vec<usize> {
     let width = width.max(1);
     let mut rows = vec![0];
     let mut row_start_col = 0;
+    // Where the current row may end: just after its last blank (offset, column).
+    let mut after_blank: Option<(usize, usize)> = None;
     for c in cells(line, tab_width) {
+        let blank = match c.symbol {
+            Symbol::Tab => true,
+            Symbol::Text(g) => g.chars().all(char::is_whitespace),
+            Symbol::Hidden => false,
+        };
         if c.col + c.width - row_start_col > width && c.col > row_start_col {
-            rows.push(c.start);
-            row_start_col = c.col;
+            if blank {
+                rows.push(c.start + c.chars);
+                row_start_col = c.col + c.width;
+                after_blank = None;
+                continue;
+            }
+            match after_blank {
+                // The word so far moves down whole, if it fits a row.
+                Some((start, col)) if col > row_start_col && c.col + c.width - col <= width => {
+                    rows.push(start);
+                    row_start_col = col;
+                }
+                _ => {
+                    rows.push(c.start);
+                    row_start_col = c.col;
+                }
+            }
+            after_blank = None;
+        }
+        if blank {
+            after_blank = Some((c.start + c.chars, c.col + c.width));
         }
     }
     rows
@@ -278,5 +307,17 @@ mod tests {
         assert_eq!(wrap_rows("ab日本", 3, 4), vec![0, 2, 3]);
         assert_eq!(wrap_rows("ab日本", 4, 4), vec![0, 3]);
         assert_eq!(wrap_rows("abc", 3, 4), vec![0]);
+    }
+
+    #[test]
+    fn wrapping_keeps_words_whole() {
+        // "hello world foo" at 8 columns: "hello ", "world ", "foo".
+        assert_eq!(wrap_rows("hello world foo", 8, 4), vec![0, 6, 12]);
+        // A blank at the edge stays on its row; the next word starts the next one.
+        assert_eq!(wrap_rows("aaa bbb", 3, 4), vec![0, 4]);
+        // A word longer than a row is split.
+        assert_eq!(wrap_rows("a abcdefgh", 4, 4), vec![0, 2, 6]);
+        // No blank at all: split at the edge, as before.
+        assert_eq!(wrap_rows("abcdefg", 3, 4), vec![0, 3, 6]);
     }
 }
