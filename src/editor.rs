@@ -200,6 +200,15 @@ impl Host for StoreHost {
         std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    fn saved_text(&mut self) -> Option<String> {
+        match read_text(&self.file) {
+            Ok(text) => Some(text),
+            // Never saved: discarding empties the new document.
+            Err(StoreError::NotFound(_)) => Some(String::new()),
+            Err(_) => None,
+        }
+    }
+
     fn is_dirty(&mut self) -> bool {
         self.with(|s| Ok(s.is_dirty())).unwrap_or(true)
     }

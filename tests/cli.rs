@@ -526,3 +526,75 @@ fn a_missing_blob_is_named_and_never_silently_skipped() {
     assert!(err.contains(&blob) && err.contains("missing") && err.contains("tandem verify"), "{err}");
     assert_eq!(std::fs::read_to_string(env.path("big.txt")).unwrap(), text);
 }
+
+/// Small things a new user met first (issue 12), each as it was reported.
+#[test]
+fn mistakes_at_the_command_line_get_the_answer_that_fixes_them() {
+    let env = Env::new();
+    env.write("notes.md", "hello\n");
+    // A mistyped command: "did you mean", exit 2.
+    let out = env.run(&["lgo", "notes.md"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("did you mean `tandem log`"), "{}", stderr(&out));
+    // A malformed version: what a version is, not "invalid edit".
+    let out = env.run(&["cat", "notes.md", "--at", "2d14"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("6 to 64 hex digits") && !stderr(&out).contains("invalid edit"));
+    // --listen with an address this host lacks: why, and what to do.
+    let out = env.run(&["share", "notes.md", "--headless", "--listen", "10.255.254.253"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot listen on 10.255.254.253") && err.contains("ip addr"), "{err:?}");
+}
+
+/// The sole owner cannot remove or demote itself (nobody could manage the group,
+/// and a removed owner cannot read): refused, exit 2, nothing changed.
+#[test]
+fn the_last_owner_cannot_be_removed_or_demoted() {
+    let env = Env::new();
+    env.write("doc.md", "mine\n");
+    let me = env.json(&["id", "--json"])["peer_id"].as_str().unwrap().to_owned();
+    let before = env.json(&["group", "doc.md", "--json"]);
+    for args in [vec!["group", "doc.md", "remove", &me], vec!["group", "doc.md", "role", &me, "writer"]] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("only owner"), "{}", stderr(&out));
+    }
+    assert_eq!(env.json(&["group", "doc.md", "--json"]), before);
+    env.ok(&["edit", "doc.md", "--at", "0", "--insert", "still "]);
+    assert_eq!(env.ok(&["cat", "doc.md"]), "still mine\n");
+}
+
+/// TANDEM_NAME names each change, also after the device's first one (Automerge keeps
+/// one author per actor, so the name goes in every change).
+#[test]
+fn a_renamed_device_writes_under_its_new_name() {
+    let env = Env::new();
+    env.write("doc.md", "x\n");
+    env.cmd(&["edit", "doc.md", "--at", "0", "--insert", "a"]).env("TANDEM_NAME", "ann").output().unwrap();
+    env.cmd(&["edit", "doc.md", "--at", "0", "--insert", "b"]).env("TANDEM_NAME", "bea").output().unwrap();
+    let log = env.json(&["log", "doc.md", "--json"]);
+    let names: Vec<&str> = log.as_array().unwrap().iter().filter_map(|c| c["author"].as_str()).collect();
+    assert_eq!(names.last(), Some(&"bea"), "{log}");
+    assert!(names.contains(&"ann"), "{log}");
+}
+
+/// `export --at V --format json|html` describes V (its heads, its change count), not
+/// the current version.
+#[test]
+fn an_export_of_an_old_version_reports_that_version() {
+    let env = Env::new();
+    env.write("doc.md", "one\n");
+    env.ok(&["edit", "doc.md", "--at", "0", "--insert", "two "]);
+    env.ok(&["edit", "doc.md", "--at", "0", "--insert", "three "]);
+    let log = env.json(&["log", "doc.md", "--json"]);
+    let changes = log.as_array().unwrap();
+    let old = changes[changes.len() - 2]["change"].as_str().unwrap();
+    let now = env.json(&["export", "doc.md", "--format", "json"]);
+    let then = env.json(&["export", "doc.md", "--format", "json", "--at", old]);
+    assert_eq!(then["text"], "two one\n");
+    assert_eq!(then["heads"], serde_json::json!([old]));
+    assert_eq!(then["change_count"].as_u64().unwrap() + 1, now["change_count"].as_u64().unwrap());
+    let html = env.ok(&["export", "doc.md", "--format", "html", "--at", old]);
+    assert!(html.contains(&old[..12]) && !html.contains(&now["heads"][0].as_str().unwrap()[..12]), "{html}");
+}

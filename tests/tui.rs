@@ -182,7 +182,7 @@ fn editing_keys_select_cut_search_and_go_to_line() {
     t.keys(&["Escape"]);
     wait_until(&t, |s| !s.contains("Find:"));
     t.keys(&["C-g"]);
-    t.wait_for("Go to line:");
+    t.wait_for("Go to line");
     t.type_text("2");
     t.keys(&["Enter", "End"]);
     t.type_text("!");
@@ -218,7 +218,15 @@ fn quitting_with_unsaved_changes_asks_and_keeps_history() {
     t.keys(&["n"]);
     t.wait_exit();
     assert_eq!(t.file("q.txt"), "keep\n", "not saved to the file");
-    assert_eq!(cat(&t, "q.txt"), "draft keep\n", "but kept in history");
+    // Discarded: the next open shows the file's text...
+    assert_eq!(cat(&t, "q.txt"), "keep\n", "discarded");
+    // ...and history still has the draft, one version back.
+    let log: serde_json::Value =
+        serde_json::from_slice(&t.tandem(&["log", "q.txt", "--json"]).stdout).unwrap();
+    let changes = log.as_array().unwrap();
+    let draft = changes[changes.len() - 2]["change"].as_str().unwrap();
+    let out = t.tandem(&["cat", "q.txt", "--at", draft]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "draft keep\n", "kept in history");
 }
 
 #[test]

@@ -428,7 +428,12 @@ impl Document {
         if let Some(edit) = self.pending_edit.take() {
             self.committed_edits.push(edit);
         }
-        if let Some(hash) = self.am.commit_with(CommitOptions::default().with_time(now_ms as i64)) {
+        // The author's name goes in every change's message: Automerge keeps one
+        // author per actor (the name of its first change), and a device's actor is
+        // its key, so a renamed device (TANDEM_NAME) would stay under its old name.
+        let options =
+            CommitOptions::default().with_time(now_ms as i64).with_message(self.author.name.clone());
+        if let Some(hash) = self.am.commit_with(options) {
             self.unsent.push(hash);
         }
         self.heads = self.am.get_heads();
@@ -747,6 +752,27 @@ impl Document {
         self.overlay.is_some()
     }
 
+    /// Take `actor`'s live edits back off the rope: its peer went away before the
+    /// change carrying them came, so they may never come (the screen would show
+    /// text no history has). Returns the edit; `None` when none of them is shown.
+    pub fn drop_live_of(&mut self, actor: &ActorId) -> Option<ChangeSet> {
+        if self.held.is_some() || self.overlay.as_ref()?.actor != *actor {
+            return None;
+        }
+        self.settle()
+    }
+
+    /// Take live edits back off the rope when no change has confirmed them within
+    /// `max_ms` of the last one (the peer that typed them went quiet: it crashed, or
+    /// its connection broke where we cannot see it). Returns the edit.
+    pub fn expire_live(&mut self, now_ms: u64, max_ms: u64) -> Option<ChangeSet> {
+        let at = self.peer_typed_at?;
+        if self.held.is_some() || self.overlay.is_none() || now_ms.saturating_sub(at) < max_ms {
+            return None;
+        }
+        self.settle()
+    }
+
     /// Drop live edits shown ahead of their change, making the rope equal to
     /// Automerge's text (before writing the text anywhere durable). Returns the edit.
     pub fn settle(&mut self) -> Option<ChangeSet> {
@@ -851,7 +877,10 @@ impl Document {
             .map(|m| ChangeInfo {
                 hash: m.hash,
                 actor: m.actor.into_owned(),
-                author: m.author.map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()),
+                author: m
+                    .message
+                    .map(|n| n.into_owned())
+                    .or_else(|| m.author.map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())),
                 seq: m.seq,
                 time_ms: m.timestamp,
                 deps: m.deps,

@@ -42,13 +42,31 @@ pub struct ExportMeta {
 impl ExportMeta {
     /// Metadata of the current version of `doc` (pending edits are committed first).
     pub fn of(doc: &mut Document, name: &str) -> Self {
-        let log = doc.change_log();
+        let heads = doc.heads().to_vec();
+        Self::at(doc, name, &heads)
+    }
+
+    /// Metadata of the version of `doc` at `heads`: its heads, and the changes and
+    /// authors up to it (not the current ones).
+    pub fn at(doc: &mut Document, name: &str, heads: &[automerge::ChangeHash]) -> Self {
+        let all = doc.change_log();
+        let by_hash: std::collections::HashMap<_, _> = all.iter().map(|c| (c.hash, c)).collect();
+        let mut upto = std::collections::HashSet::new();
+        let mut todo: Vec<automerge::ChangeHash> = heads.to_vec();
+        while let Some(h) = todo.pop() {
+            if upto.insert(h)
+                && let Some(c) = by_hash.get(&h)
+            {
+                todo.extend(c.deps.iter().copied());
+            }
+        }
+        let log: Vec<_> = all.iter().filter(|c| upto.contains(&c.hash)).collect();
         let mut authors: Vec<String> = log.iter().filter_map(|c| c.author.clone()).collect();
         authors.sort();
         authors.dedup();
         ExportMeta {
             name: name.to_owned(),
-            heads: doc.heads().iter().map(|h| h.to_string()).collect(),
+            heads: heads.iter().map(|h| h.to_string()).collect(),
             authors,
             change_count: log.len(),
         }

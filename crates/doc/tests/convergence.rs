@@ -444,3 +444,28 @@ fn a_peer_typing_at_the_same_time_shortens_the_commit_delay() {
     assert_eq!(b.commit_deadline(), Some(3_200));
     assert!(!b.poll_commit(3_200).is_empty());
 }
+
+/// A typist that dies before committing: its keystrokes come off the screen when
+/// its peer goes away, or when no change confirms them within the bound, so the
+/// screen never shows (and a save never writes) text that no history has.
+#[test]
+fn live_edits_of_a_peer_that_is_gone_come_off() {
+    for gone in ["disconnected", "silent"] {
+        let (mut a, mut b, a_actor) = pair();
+        a.splice(11, 0, "!!!", 10).unwrap();
+        for live in a.take_live() {
+            assert!(b.apply_live(&a_actor, &live, 100).is_some());
+        }
+        assert_eq!(b.rope().to_string(), "hello world!!!");
+        // Another peer's departure changes nothing.
+        assert!(b.drop_live_of(&ActorId::from(vec![9; 16])).is_none());
+        assert!(b.expire_live(5_000, 10_000).is_none(), "within the bound");
+        let dropped = match gone {
+            "disconnected" => b.drop_live_of(&a_actor),
+            _ => b.expire_live(10_100, 10_000),
+        };
+        assert!(dropped.is_some(), "{gone}");
+        assert_eq!(b.rope().to_string(), "hello world", "{gone}");
+        assert!(!b.has_overlay() && b.is_consistent(), "{gone}");
+    }
+}

@@ -242,6 +242,10 @@ pub fn swarm(
     // Two TLS back ends end up in the build (ring through QUIC, aws-lc through the
     // WebRTC stack), so rustls cannot pick one by itself: pick ring, once.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // libp2p says nothing useful about an address this host lacks: ask the OS first.
+    if let Err(e) = std::net::UdpSocket::bind((ip, 0)) {
+        return Err(cannot_listen(ip, &e.to_string()));
+    }
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -914,6 +918,12 @@ impl Node {
                 self.synced.remove(&peer_id);
                 self.sync_links();
                 self.board().remove(&peer_id);
+                // Its keystrokes that no change confirmed leave the screen with it.
+                if let Some(key) = tandem_auth::device::public_of(&peer_id)
+                    && let Err(e) = self.service.drop_live_of(&self.file, &ActorId::from(key.to_vec()))
+                {
+                    tracing::warn!("{e}");
+                }
                 self.report_network();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {

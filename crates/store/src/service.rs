@@ -425,6 +425,15 @@ impl Service {
 
     /// Show a peer's live edit on the open `file` if it is exact here (see
     /// [`tandem_doc::Document::apply_live`]); true when it was shown.
+    /// The peer whose device is `actor` went away: its live edits that no change
+    /// confirmed come off the screen (see [`tandem_doc::Document::drop_live_of`]).
+    pub fn drop_live_of(&self, file: &Path, actor: &tandem_doc::ActorId) -> Result<()> {
+        self.with_open(file, |s| {
+            s.doc.drop_live_of(actor);
+            Ok(())
+        })
+    }
+
     pub fn apply_live(&self, file: &Path, actor: &tandem_doc::ActorId, live: &LiveEdit) -> Result<bool> {
         self.with_open(file, |s| Ok(s.doc.apply_live(actor, live, now_ms()).is_some()))
     }
@@ -688,6 +697,7 @@ impl Service {
     /// [`StoredDoc::save_if_stale`]); watchers hear of what that committed.
     pub fn save_if_stale(&self, file: &Path) -> Result<()> {
         self.with_open(file, |s| {
+            s.doc.expire_live(now_ms(), LIVE_UNCONFIRMED_MS);
             if s.save_if_stale(now_ms())? {
                 self.publish(s);
             }
@@ -818,7 +828,15 @@ impl Service {
                 let format: Format = format.parse().map_err(StoreError::BadRequest)?;
                 self.with_doc(file, |s| {
                     let name = s.file().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    let meta = ExportMeta::of(&mut s.doc, &name);
+                    // The version's own heads and changes beside its text.
+                    let meta = match at.as_deref() {
+                        Some(at) => {
+                            let path = s.file().display().to_string();
+                            let hash = s.doc.resolve_version(at).map_err(|e| StoreError::BadRequest(format!("{path}: {e}")))?;
+                            ExportMeta::at(&mut s.doc, &name, &[hash])
+                        }
+                        None => ExportMeta::of(&mut s.doc, &name),
+                    };
                     Ok(json!({"output": export(&text_at(s, at.as_deref())?, format, &meta)}))
                 })
             }
@@ -1177,6 +1195,10 @@ pub fn access(ws: Workspace, author: &Author, config: &DocConfig, keys: &Keys) -
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// How long live edits may stay on the screen with no change confirming them (a
+/// typist's change follows its keys within `[commit] max_ms`, 2 s by default).
+const LIVE_UNCONFIRMED_MS: u64 = 10_000;
 
 /// A group change that would leave the document with no owner (removing or demoting
 /// the only one) is refused before anything is written: nobody could manage the

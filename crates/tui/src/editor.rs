@@ -19,6 +19,9 @@ pub enum Action {
     Save,
     Quit,
     SaveAndQuit,
+    /// Quit, taking the text back to what the file holds (as a change: history
+    /// keeps what was discarded).
+    DiscardAndQuit,
     /// Share the document (start the network), or show its ticket again.
     Share,
 }
@@ -371,7 +374,7 @@ impl Editor {
                 self.message = None;
                 return match key.code {
                     KeyCode::Char('y') | KeyCode::Char('Y') => Action::SaveAndQuit,
-                    KeyCode::Char('n') | KeyCode::Char('N') => Action::Quit,
+                    KeyCode::Char('n') | KeyCode::Char('N') => Action::DiscardAndQuit,
                     KeyCode::Char('q') if key.modifiers.contains(KeyModifiers::CONTROL) => Action::Quit,
                     _ => {
                         self.info("quit cancelled");
@@ -539,7 +542,7 @@ impl Editor {
                 if self.dirty {
                     self.mode = Mode::ConfirmQuit;
                     self.info(
-                        "unsaved changes: save them? y = save and quit, n = quit without saving, Esc = stay",
+                        "unsaved changes: y = save and quit, n = discard them and quit (history keeps them: tandem log), Esc = stay",
                     );
                 } else {
                     return Action::Quit;

@@ -79,6 +79,11 @@ pub trait Host {
     fn notices(&mut self) -> Vec<(String, Option<String>)>;
     /// True when the document differs from the file on disk.
     fn is_dirty(&mut self) -> bool;
+    /// The text the file on disk holds (what "discard" goes back to); `None` when
+    /// there is nothing to go back to.
+    fn saved_text(&mut self) -> Option<String> {
+        None
+    }
     /// The editor is closing: commit what is pending.
     fn close(&mut self);
     /// What to run when a signal ends the editor from another thread (crossterm may be
@@ -309,6 +314,19 @@ fn dispatch(host: &mut dyn Host, editor: &mut Editor, ev: &Event) -> bool {
         }
         Action::Quit => true,
         Action::SaveAndQuit => save(host, editor),
+        Action::DiscardAndQuit => {
+            // Back to the file's text, as one change: the next open shows what was
+            // saved, and `tandem log` / `restore` still have what was discarded.
+            if let Some(saved) = host.saved_text() {
+                host.with_doc(&mut |doc| {
+                    let edit = tandem_doc::diff(&doc.rope().to_string(), &saved);
+                    if let Err(e) = doc.edit(&edit, now) {
+                        tracing::error!("discarding: {e}");
+                    }
+                });
+            }
+            true
+        }
         Action::Share => {
             match host.share() {
                 Ok(report) => editor.info(report),
