@@ -598,3 +598,101 @@ fn an_export_of_an_old_version_reports_that_version() {
     let html = env.ok(&["export", "doc.md", "--format", "html", "--at", old]);
     assert!(html.contains(&old[..12]) && !html.contains(&now["heads"][0].as_str().unwrap()[..12]), "{html}");
 }
+
+/// A file system of its own, 4 MB of tmpfs (root only), unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn new() -> Option<SmallDisk> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping: mounting a small file system needs root (CI runs as root)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
+        Some(SmallDisk(dir))
+    }
+
+    fn used(&self) -> u64 {
+        let out = Command::new("df").args(["--output=used", "-B1"]).arg(self.0.path()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// `tandem write` that runs out of disk half way: it fails saying so, and changes
+/// nothing: the history, the file and the disk's free space are as before (it left a
+/// part of the new text in history, which the next save wrote to the file).
+#[test]
+fn a_write_on_a_full_disk_is_all_or_nothing() {
+    let Some(disk) = SmallDisk::new() else { return };
+    let dir = disk.0.path();
+    let home = tempfile::tempdir().unwrap();
+    let tandem = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(args)
+            .current_dir(dir)
+            .env("TANDEM_HOME", home.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    std::fs::write(dir.join("doc.md"), "start\n").unwrap();
+    let first = noise(12_000); // 0.7 MB
+    let out = tandem(&["write", "doc.md"], &first);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let used = disk.used();
+    let second: String = noise(50_000).chars().rev().collect(); // 3 MB: does not fit
+    let out = tandem(&["write", "doc.md"], &second);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.to_lowercase().contains("no space left") && err.contains("changes nothing"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("doc.md")).unwrap(), first, "the file");
+    assert!(tandem(&["cat", "doc.md"], "").stdout == first.as_bytes(), "the history");
+    let stray: Vec<_> = walk(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().contains("tmp")
+                || p.extension().is_some_and(|x| x == "temp")
+        })
+        .collect();
+    assert!(stray.is_empty(), "temp files left on the full disk: {stray:?}");
+    assert!(
+        disk.used() <= used + used / 10,
+        "the failed write kept its space: {} then {}",
+        used,
+        disk.used()
+    );
+    // And the next write that fits works.
+    let out = tandem(&["write", "doc.md"], "small again\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.join("doc.md")).unwrap(), "small again\n");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}

@@ -76,6 +76,9 @@ pub struct BlobStore {
     /// A collection is under way: closing the store waits for it (shut down under
     /// it, iroh-blobs logs `error during gc run: Error::Io` and stops collecting).
     gc_running: Arc<AtomicBool>,
+    /// Held (shared) by every store operation; [`Self::remove_stale_temp`] takes it
+    /// alone, so no temp file it removes is being written.
+    ops: std::sync::RwLock<()>,
     /// A small runtime of our own to drive the store's client futures.
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -143,8 +146,16 @@ impl BlobStore {
                 return Err(StoreError::corrupt(&db, format!("the blob store cannot be opened: {e}")));
             }
         };
-        let store =
-            Arc::new(BlobStore { dir: dir.to_owned(), store, gc_wanted, gc_done, gc_running, rt: Some(rt) });
+        let store = Arc::new(BlobStore {
+            dir: dir.to_owned(),
+            store,
+            gc_wanted,
+            gc_done,
+            gc_running,
+            ops: Default::default(),
+            rt: Some(rt),
+        });
+        store.remove_stale_temp();
         open.insert(dir.to_owned(), Arc::downgrade(&store));
         Ok(store)
     }
@@ -153,9 +164,25 @@ impl BlobStore {
         &self.dir
     }
 
+    /// Remove the temp files of writes that failed (iroh-blobs leaves them behind
+    /// when a disk fills up under a large blob): on opening, and after a failed write
+    /// went back. Waits for store operations under way, and blocks new ones meanwhile.
+    pub fn remove_stale_temp(&self) {
+        let _alone = self.ops.write().unwrap_or_else(|e| e.into_inner());
+        let Ok(entries) = std::fs::read_dir(self.dir.join("temp")) else { return };
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "temp") {
+                if let Err(err) = std::fs::remove_file(e.path()) {
+                    tracing::warn!("{}: {err}", e.path().display());
+                }
+            }
+        }
+    }
+
     /// Run `fut` on the store's runtime and wait for it (on a std channel, so this
     /// may be called from any thread, another runtime's worker included).
     fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        let _op = self.ops.read().unwrap_or_else(|e| e.into_inner());
         let rt = self.rt.as_ref().expect("runtime lives until drop");
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         rt.spawn(async move {
@@ -164,7 +191,18 @@ impl BlobStore {
         rx.recv().expect("the blob store's runtime answers")
     }
 
+    /// A failed store operation. iroh-blobs reports a full disk as a bare
+    /// `Error::Io`: the file system is asked, so the message can say so.
     fn failed(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
+        if disk_full(&self.dir) {
+            return StoreError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!("{what}: no space left on device"),
+                ),
+            };
+        }
         StoreError::Io { path: self.dir.clone(), source: std::io::Error::other(format!("{what}: {e}")) }
     }
 
@@ -470,6 +508,23 @@ impl Drop for BlobStore {
             rt.shutdown_background();
         }
     }
+}
+
+/// True when the file system holding `dir` has (almost) no space left for us.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn disk_full(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: statvfs fills the struct it is given; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(path.as_ptr(), &mut st) == 0 && (st.f_bavail as u64) * (st.f_frsize as u64) < 256 * 1024
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn disk_full(_: &Path) -> bool {
+    false
 }
 
 #[cfg(test)]

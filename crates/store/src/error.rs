@@ -14,7 +14,7 @@ pub enum StoreError {
     IsDirectory(PathBuf),
     #[error("{path}: corrupt tandem history ({detail}); nothing was changed. Move the directory aside to start a new history from the file", path = .path.display())]
     Corrupt { path: PathBuf, detail: String },
-    #[error("{path}: {source}", path = .path.display())]
+    #[error("{path}: {source}{hint}", path = .path.display(), hint = io_hint(.source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: the workspace is in use by another tandem process that does not answer on its control socket; wait for it or stop it", path = .0.display())]
     Busy(PathBuf),
@@ -28,6 +28,16 @@ pub enum StoreError {
     Denied(String),
     #[error("control socket: {0}")]
     Protocol(String),
+}
+
+/// What to do about an I/O error, when there is something to say.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => "; free some space and try again",
+        std::io::ErrorKind::PermissionDenied => "; check the permissions of the file and its directory",
+        std::io::ErrorKind::ReadOnlyFilesystem => "; the file system is read-only",
+        _ => "",
+    }
 }
 
 impl StoreError {

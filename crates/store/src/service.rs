@@ -974,9 +974,43 @@ impl Service {
         if changed {
             // Refused before it touches the document: it could not be stored or sent.
             s.secure().check_writer()?;
+            // All or nothing: a write that fails half way (a full disk) leaves the
+            // history and the file as they were, not a part of the new text. What
+            // was typed before it is history first, so going back keeps it.
+            s.commit(now)?;
+            let point = s.restore_point();
             s.doc.edit(edit, now).map_err(|e| StoreError::Doc { path: s.file().to_owned(), source: e })?;
-            s.save(now)?;
+            if let Err(e) = s.save_text(now) {
+                s.rewind(point)?;
+                let file = s.file().to_owned();
+                *s = StoredDoc::open(
+                    &self.ws,
+                    &file,
+                    self.author.clone(),
+                    self.config.clone(),
+                    false,
+                    &self.keys,
+                )?
+                .0;
+                if let Err(e) = s.forget_unindexed() {
+                    tracing::warn!("{}: {e}", s.rel());
+                }
+                return Err(match e {
+                    StoreError::Io { path, source } => StoreError::Io {
+                        path,
+                        source: std::io::Error::new(
+                            source.kind(),
+                            format!("{source} (the write was undone: it changes nothing)"),
+                        ),
+                    },
+                    e => e,
+                });
+            }
             self.publish(s);
+            if let Err(e) = s.save(now) {
+                // The edit is in history and in the file; only the folding after it failed.
+                tracing::warn!("{}: {e}", s.rel());
+            }
         }
         let (inserted, deleted) = edit.stats();
         Ok(json!({

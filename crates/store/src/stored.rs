@@ -255,6 +255,12 @@ pub struct StoredDoc {
     last_save_ms: u64,
 }
 
+/// What [`StoredDoc::rewind`] goes back to.
+pub struct RestorePoint {
+    log_len: u64,
+    index: Option<Vec<u8>>,
+}
+
 /// Remote changes are written to the file at most this often (each write is an
 /// atomic replace with three fsyncs; 16 peers typing at once made ~80 a second).
 const REMOTE_SAVE_MS: u64 = 200;
@@ -909,6 +915,55 @@ impl StoredDoc {
 
     /// Commit, then write the plain file atomically and record what it holds.
     pub fn save(&mut self, now: u64) -> Result<()> {
+        self.save_text(now)?;
+        self.compact_if_due()
+    }
+
+    /// Where the history stands on disk now, to go back to if a write fails half
+    /// way (see [`Self::rewind`]).
+    pub fn restore_point(&self) -> RestorePoint {
+        RestorePoint { log_len: self.log.len_bytes(), index: fs::read(self.dir.join(INDEX)).ok() }
+    }
+
+    /// Put the history on disk back where `point` found it: the log cut back to its
+    /// length then, the index as it was. The caller then opens the document again
+    /// (what is in memory is ahead of the disk). Shortening a file and replacing a
+    /// small one work on a full disk too.
+    pub fn rewind(&mut self, point: RestorePoint) -> Result<()> {
+        let log = self.dir.join(LOG);
+        self.log.sync().ok();
+        if fs::metadata(&log).is_ok_and(|m| m.len() > point.log_len) {
+            let f = fs::OpenOptions::new().write(true).open(&log).map_err(StoreError::io(&log))?;
+            f.set_len(point.log_len).and_then(|()| f.sync_all()).map_err(StoreError::io(&log))?;
+        }
+        let index = self.dir.join(INDEX);
+        if let Some(old) = point.index
+            && fs::read(&index).ok().as_ref() != Some(&old)
+        {
+            write_atomic(&index, &old)?;
+        }
+        Ok(())
+    }
+
+    /// After a [`Self::rewind`]: let go of the blobs of changes that are no longer in
+    /// the history (put before the write failed), and collect them: a full disk
+    /// gets its space back at once.
+    pub fn forget_unindexed(&self) -> Result<()> {
+        let keep = self
+            .index
+            .changes
+            .iter()
+            .chain(self.pending.iter().map(|p| &p.entry))
+            .filter_map(|e| e.blob.parse().ok())
+            .collect();
+        self.blobs.untag_except(format!("{}/c/", self.state.doc_id), keep)?;
+        self.blobs.remove_stale_temp();
+        self.blobs.gc().map(drop)
+    }
+
+    /// [`Self::save`] without the compaction after it: the text is in history and
+    /// in the file when this returns.
+    pub fn save_text(&mut self, now: u64) -> Result<()> {
         self.file_stale = false;
         self.last_save_ms = now;
         // A peer's keystrokes shown ahead of their change are not history yet.
@@ -921,8 +976,7 @@ impl StoredDoc {
         self.state.saved_hash = hash_hex(text.as_bytes());
         self.state.saved_heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
         self.state.saved_key = Some(self.key());
-        self.write_state()?;
-        self.compact_if_due()
+        self.write_state()
     }
 
     /// Compact when enough changes follow the snapshot (see [`COMPACT_RECORDS`]).
