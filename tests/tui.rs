@@ -481,6 +481,9 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     let Some(bob) = Tmux::start_args(&join, None, "bob") else { return };
     ada.wait_for("# pair");
     bob.wait_for("# pair");
+    // A joiner's ticket invites no one: it is not offered as if it did.
+    let joined = bob.wait_for("joined: editing together");
+    assert!(!joined.contains("ticket copied"), "{joined}");
     ada.keys(&["C-End"]);
     ada.type_text("ada was here ✓");
     bob.wait_for("ada was here ✓");
@@ -499,9 +502,15 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     // Presence: each sees the other's cursor with a name tag, and the peers line,
     // relayed through the headless sharer they are both connected to.
     ada.wait_for("‹bob›");
-    // ... and how each is reached: through the sharer, not directly.
-    ada.wait_for("● bob ·relayed");
+    // ... and how each is reached: through the sharer, or directly once mDNS has
+    // found the other member on this machine.
+    let s = ada.wait_for("● bob ·");
+    assert!(s.contains("● bob ·relayed") || s.contains("● bob ·quic"), "{s}");
     bob.wait_for("‹ada›");
+    // The joiner's own ticket: for members only, and readable by this user only.
+    use std::os::unix::fs::PermissionsExt;
+    let ticket = bob.dir.path().join("dir/.tandem/ticket");
+    assert_eq!(std::fs::metadata(&ticket).unwrap().permissions().mode() & 0o777, 0o600);
     // Logs (the network's included) go to a file, never onto the screen.
     for t in [&ada, &bob] {
         let s = t.screen();

@@ -715,3 +715,55 @@ async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
     b_running.abort();
     relaying.abort();
 }
+
+/// A fresh join connects before any node exists (the join polls the swarm itself):
+/// the node made after it still knows how the sharer is reached, over each transport
+/// (it showed `·relayed` for a direct connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_join_knows_how_its_sharer_is_reached() {
+    for transport in [Transport::Quic, Transport::Tcp, Transport::Webrtc] {
+        let a = sharer(transport, "hello\n").await;
+        let b_dir = tempfile::tempdir().unwrap();
+        let b_keys = Keys::load(&b_dir.path().join("home")).unwrap();
+        let b = Arc::new(
+            Service::own(
+                Workspace::at(b_dir.path()).unwrap(),
+                Author::new("b", ActorId::from(vec![2u8; 16])),
+                DocConfig::default(),
+                b_keys.clone(),
+            )
+            .unwrap()
+            .unwrap(),
+        );
+        let (mut swarm, _) = node::swarm(
+            b_keys.device.keypair().clone(),
+            node::webrtc_certificate(b_dir.path()).unwrap(),
+            transport,
+            "127.0.0.1".parse().unwrap(),
+        )
+        .unwrap();
+        let store = b.blob_store().unwrap();
+        let invite = Some(a.invite("writer", None));
+        let (shared, group) = node::fetch(
+            &mut swarm,
+            a.peer,
+            &a.addrs,
+            a.doc,
+            transport,
+            &store,
+            invite,
+            b_keys.age.recipient(),
+        )
+        .await
+        .unwrap();
+        let b_file = b_dir.path().join("doc.txt");
+        let hex: String = a.doc.iter().map(|x| format!("{x:02x}")).collect();
+        b.join(&b_file, &hex, shared, &group).unwrap();
+        let board = tandem_net::presence::SharedBoard::default();
+        let _node =
+            Node::new(swarm, Arc::clone(&b), b_file, a.doc, transport).with_presence(Arc::clone(&board));
+        let link = board.lock().unwrap().links.get(&a.peer).copied();
+        assert_eq!(link, Some(transport.name()), "{transport:?}");
+        a.running.abort();
+    }
+}

@@ -121,8 +121,14 @@ fn draw_editing(
     let numbers = if editor.line_numbers { rope.len_lines().to_string().len().max(3) + 1 } else { 0 };
     let gutter = blame_w + numbers;
     let text_width = (area.width as usize).saturating_sub(gutter).max(1);
+    // A new size (a resized terminal) can leave the cursor outside the view: bring
+    // it back in now, not at the next key.
+    let resized = (editor.text_width, editor.text_height) != (text_width, text_height.max(1));
     editor.text_width = text_width;
     editor.text_height = text_height.max(1);
+    if resized && editor.follow.is_none() {
+        editor.scroll_to_cursor(doc);
+    }
     editor.track_followed(doc);
     let tab = editor.config.tab_width;
     let local = doc.cursor(CursorId::LOCAL).unwrap_or_default();
@@ -444,7 +450,24 @@ fn draw_version(
 /// A centered box: a title bar, then `lines` black on white (so a QR code scans
 /// whatever the terminal's colors).
 fn draw_popup(area: Rect, buf: &mut Buffer, title: &str, lines: &[String], depth: ColorDepth) {
-    let content_w = lines.iter().map(|l| l.width()).max().unwrap_or(0).max(title.width() + 2);
+    let width_of =
+        |lines: &[String]| lines.iter().map(|l| l.width()).max().unwrap_or(0).max(title.width() + 2);
+    // A cut QR code scans as nothing: say what it needs instead of drawing a part.
+    let (need_w, need_h) = (width_of(lines) + 4, lines.len() + 2);
+    let note;
+    let lines = if need_w > area.width as usize || need_h > area.height as usize {
+        note = vec![
+            format!(
+                "This needs {need_w} x {need_h} cells; the terminal has {} x {}.",
+                area.width, area.height
+            ),
+            "Enlarge the terminal (or make its font smaller), then Alt-S shows it again.".to_owned(),
+        ];
+        &note[..]
+    } else {
+        lines
+    };
+    let content_w = width_of(lines);
     let w = (content_w as u16 + 4).min(area.width);
     let h = (lines.len() as u16 + 2).min(area.height);
     let x = area.x + (area.width - w) / 2;

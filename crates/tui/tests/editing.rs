@@ -173,3 +173,38 @@ fn soft_wrap_keeps_words_whole() {
         }
     }
 }
+
+/// A terminal made smaller keeps the cursor on screen (it was hidden until the
+/// next key).
+#[test]
+fn a_resize_keeps_the_cursor_visible() {
+    let text: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+    let mut d = doc(&text);
+    let mut e = Editor::new(Config::default(), "t.txt", &mut d);
+    key(&mut e, &mut d, KeyCode::Char('g'), KeyModifiers::CONTROL);
+    typed(&mut e, &mut d, "40");
+    key(&mut e, &mut d, KeyCode::Enter, KeyModifiers::NONE);
+    let mut term = Terminal::new(TestBackend::new(40, 50)).unwrap();
+    let mut cursor = None;
+    term.draw(|f| cursor = render(&mut e, &mut d, f.area(), f.buffer_mut(), ColorDepth::None, NOW)).unwrap();
+    assert!(cursor.is_some());
+    e.handle_event(&Event::Resize(40, 10), &mut d, NOW);
+    let mut term = Terminal::new(TestBackend::new(40, 10)).unwrap();
+    term.draw(|f| cursor = render(&mut e, &mut d, f.area(), f.buffer_mut(), ColorDepth::None, NOW)).unwrap();
+    let (_, y) = cursor.expect("the cursor is drawn after the resize");
+    assert!(screen(&term)[y as usize].contains("line 40"), "{:#?}", screen(&term));
+}
+
+/// A box too big for the terminal (a ticket's QR code in a small one) is not drawn
+/// cut: the editor says how big the terminal must be.
+#[test]
+fn a_popup_that_does_not_fit_says_to_enlarge_the_terminal() {
+    let mut d = doc("text\n");
+    let mut e = Editor::new(Config::default(), "t.txt", &mut d);
+    let code: String = (0..33).map(|_| "█".repeat(60) + "\n").collect();
+    e.popup("ticket", &code);
+    let rows = draw(&mut e, &mut d, 80, 20).join("\n");
+    assert!(rows.contains("Enlarge the terminal") && !rows.contains("████"), "{rows}");
+    let rows = draw(&mut e, &mut d, 80, 40).join("\n");
+    assert!(rows.contains("████"), "{rows}");
+}

@@ -145,7 +145,10 @@ fn remote_edits_move_neither_my_view_nor_my_cursor_beyond_what_they_insert() {
     mine.apply_remote(changes, NOW).unwrap();
     let (term, _) = draw(&mut e, &mut mine, 20, 6, ColorDepth::None);
     let after = screen(&term);
+    // The same lines, with what they typed into mine.
+    let after: Vec<String> = after.iter().map(|l| l.replace(">>", "")).collect();
     assert_eq!(after[1..4], before[1..4], "the view stays on the same text");
+    assert!(before[1..4].iter().any(|l| l == "line 30"), "the cursor's line is in view: {before:?}");
     assert_eq!(
         mine.cursor(CursorId::LOCAL).unwrap().head,
         caret + 12,
