@@ -43,6 +43,15 @@ pub struct Contents {
     pub torn_tail: u64,
 }
 
+/// One record as it is on disk.
+fn record(payload: &[u8]) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(HEADER + payload.len());
+    rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    rec.extend_from_slice(blake3::hash(payload).as_bytes());
+    rec.extend_from_slice(payload);
+    rec
+}
+
 impl ChangeLog {
     /// Read every record of the log at `path` (a missing file is an empty log).
     pub fn read(path: &Path) -> Result<(ChangeLog, Contents)> {
@@ -90,6 +99,41 @@ impl ChangeLog {
         Ok((log, Contents { records, torn_tail }))
     }
 
+    /// The records of a log damaged in the middle (what [`Self::read`] refuses):
+    /// every record whose checksum still matches, found again past the damage by
+    /// scanning for the next one that checks. For rebuilding; never for normal reads.
+    pub fn read_intact(path: &Path) -> Result<Vec<Vec<u8>>> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError::Io { path: path.to_owned(), source: e }),
+        };
+        let record_at = |at: usize| -> Option<&[u8]> {
+            let rest = bytes.get(at..)?;
+            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let payload = rest.get(HEADER..HEADER.checked_add(len)?)?;
+            (len <= MAX_RECORD && blake3::hash(payload).as_bytes() == &rest[4..HEADER]).then_some(payload)
+        };
+        let mut records = Vec::new();
+        let mut at = 0usize;
+        while at < bytes.len() {
+            match record_at(at) {
+                Some(payload) => {
+                    records.push(payload.to_vec());
+                    at += HEADER + payload.len();
+                }
+                None => at += 1,
+            }
+        }
+        Ok(records)
+    }
+
+    /// Replace the log at `path` with `records`, atomically (a rebuilt log).
+    pub fn replace(path: &Path, records: &[Vec<u8>]) -> Result<()> {
+        let bytes: Vec<u8> = records.iter().flat_map(|r| record(r)).collect();
+        crate::fsutil::write_atomic(path, &bytes)
+    }
+
     /// Cut off a torn tail so new records follow the last good one.
     pub fn truncate_torn(&self) -> Result<()> {
         let f = OpenOptions::new().write(true).open(&self.path).map_err(StoreError::io(&self.path))?;
@@ -106,10 +150,7 @@ impl ChangeLog {
                 MAX_RECORD >> 20
             )));
         }
-        let mut rec = Vec::with_capacity(HEADER + payload.len());
-        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        rec.extend_from_slice(blake3::hash(payload).as_bytes());
-        rec.extend_from_slice(payload);
+        let rec = record(payload);
         let file = match &mut self.file {
             Some(f) => f,
             None => self.file.insert(

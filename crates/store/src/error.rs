@@ -12,7 +12,7 @@ pub enum StoreError {
     InvalidUtf8 { path: PathBuf, offset: usize },
     #[error("{path}: is a directory, not a text file", path = .0.display())]
     IsDirectory(PathBuf),
-    #[error("{path}: corrupt tandem history ({detail}); nothing was changed. Move the directory aside to start a new history from the file", path = .path.display())]
+    #[error("{path}: corrupt tandem history ({detail}); nothing was changed. `tandem verify` names every damaged file and rebuilds what it can from what is intact", path = .path.display())]
     Corrupt { path: PathBuf, detail: String },
     #[error("{path}: {source}{hint}", path = .path.display(), hint = io_hint(.source))]
     Io { path: PathBuf, source: std::io::Error },

@@ -31,6 +31,10 @@ use crate::error::{Result, StoreError};
 use crate::fsutil::write_atomic;
 
 const GROUP_LOG: &str = "group.log";
+/// A second copy of the membership log, written with it: the log holds the only
+/// wrapped copy of this device's epoch keys, so one flipped byte in it must not cost
+/// the history. Both are checked the same way (every op is signed).
+const GROUP_COPY: &str = "group.copy";
 /// Largest `group.log` read (100,000 ops of a few hundred bytes is far below).
 const MAX_GROUP_LOG: u64 = 256 << 20;
 
@@ -116,23 +120,54 @@ impl Secure {
     /// new one, owned by this device.
     pub fn load(dir: &Path, doc_id: &str, keys: &Keys) -> Result<Secure> {
         let path = dir.join(GROUP_LOG);
-        let bytes = match fs::File::open(&path) {
-            Ok(f) => {
-                use std::io::Read;
-                let mut bytes = Vec::new();
-                f.take(MAX_GROUP_LOG + 1).read_to_end(&mut bytes).map_err(StoreError::io(&path))?;
-                if bytes.len() as u64 > MAX_GROUP_LOG {
-                    return Err(StoreError::corrupt(&path, "membership log over 256 MiB"));
-                }
-                bytes
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Secure::create(dir, doc_id, keys),
-            Err(e) => return Err(StoreError::Io { path, source: e }),
-        };
+        if !path.exists() && !dir.join(GROUP_COPY).exists() {
+            return Secure::create(dir, doc_id, keys);
+        }
         let doc = doc_bytes(doc_id).ok_or_else(|| StoreError::corrupt(&path, "bad document id"))?;
-        let ops = split_ops(&bytes).ok_or_else(|| StoreError::corrupt(&path, "truncated membership log"))?;
-        let group = build(doc, &ops).map_err(|e| StoreError::corrupt(&path, e.to_string()))?;
-        Ok(Secure::with_group(doc, keys, group, path))
+        let group = match read_group(&path, doc) {
+            Ok(group) => group,
+            Err(e) => match read_group(&dir.join(GROUP_COPY), doc) {
+                Ok(group) => {
+                    tracing::warn!("{e}: rebuilt from its copy, {GROUP_COPY}");
+                    group
+                }
+                Err(_) => return Err(e),
+            },
+        };
+        let secure = Secure::with_group(doc, keys, group, path);
+        // A missing, damaged or older copy (or log) is written again.
+        let bytes = join_ops(&secure.ops());
+        for name in [GROUP_LOG, GROUP_COPY] {
+            if fs::read(dir.join(name)).ok().as_ref() != Some(&bytes) {
+                write_atomic(&dir.join(name), &bytes)?;
+            }
+        }
+        Ok(secure)
+    }
+
+    /// True when the membership log in `dir` (or its copy) says this device may
+    /// read the document: cheap (the log is small), for answering without loading.
+    pub fn may_read(dir: &Path, keys: &Keys) -> bool {
+        let Some(doc) = Secure::document_of(dir) else { return false };
+        [GROUP_LOG, GROUP_COPY].iter().any(|name| {
+            read_group(&dir.join(name), doc)
+                .is_ok_and(|g| g.members().role(&keys.public()).is_some_and(|r| r >= Role::Reader))
+        })
+    }
+
+    /// The document a history's membership log is for (its genesis op names it),
+    /// from the log or its copy, whichever is intact: what rebuilds a damaged
+    /// `state.json`.
+    pub fn document_of(dir: &Path) -> Option<[u8; 16]> {
+        [GROUP_LOG, GROUP_COPY].iter().find_map(|name| {
+            let bytes = fs::read(dir.join(name)).ok()?;
+            let ops = split_ops(&bytes)?;
+            let doc = ops.iter().find_map(|op| match Op::decode(op).ok()?.action {
+                tandem_auth::group::Action::Genesis { doc } => Some(doc),
+                _ => None,
+            })?;
+            build(doc, &ops).ok().map(|_| doc)
+        })
     }
 
     /// The group a peer sent (its ops, encoded), for a document this device joins.
@@ -187,7 +222,9 @@ impl Secure {
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         }
-        write_atomic(&self.path, &join_ops(&self.ops()))
+        let bytes = join_ops(&self.ops());
+        write_atomic(&self.path, &bytes)?;
+        write_atomic(&self.path.with_file_name(GROUP_COPY), &bytes)
     }
 
     /// Every op of the group, parents first (what a peer is sent).
@@ -398,6 +435,19 @@ impl Secure {
     pub fn is_member(&self, peer: &PublicKey) -> bool {
         self.members.role(peer).is_some()
     }
+}
+
+/// The group in the log file at `path`, every op checked.
+fn read_group(path: &Path, doc: [u8; 16]) -> Result<Group> {
+    use std::io::Read;
+    let f = fs::File::open(path).map_err(StoreError::io(path))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_GROUP_LOG + 1).read_to_end(&mut bytes).map_err(StoreError::io(path))?;
+    if bytes.len() as u64 > MAX_GROUP_LOG {
+        return Err(StoreError::corrupt(path, "membership log over 256 MiB"));
+    }
+    let ops = split_ops(&bytes).ok_or_else(|| StoreError::corrupt(path, "truncated membership log"))?;
+    build(doc, &ops).map_err(|e| StoreError::corrupt(path, format!("damaged membership log ({e})")))
 }
 
 fn build(doc: [u8; 16], ops: &[Vec<u8>]) -> std::result::Result<Group, GroupError> {

@@ -514,10 +514,28 @@ impl Service {
             let dir = self.ws.doc_dir(&rel);
             if !dir.exists() {
                 // A file tandem never opened has no history to check.
-                files.push(json!({"file": rel, "blobs": 0, "bad": []}));
+                files.push(json!({"file": rel, "blobs": 0, "bad": [], "rebuilt": []}));
                 continue;
             }
-            let (count, bad) = stored::verify_dir(&dir, &blobs)?;
+            // Every file of the history, rebuilt from what is intact when damaged.
+            let rebuilt = match stored::repair_dir(&dir, &rel, &blobs, &self.keys) {
+                Ok(rebuilt) => rebuilt,
+                Err(e) => {
+                    ok = false;
+                    files.push(
+                        json!({"file": rel, "blobs": 0, "bad": [], "rebuilt": [], "error": e.to_string()}),
+                    );
+                    continue;
+                }
+            };
+            let (count, bad) = match stored::verify_dir(&dir, &blobs) {
+                Ok(found) => found,
+                Err(e) => {
+                    ok = false;
+                    files.push(json!({"file": rel, "blobs": 0, "bad": [], "rebuilt": rebuilt, "error": e.to_string()}));
+                    continue;
+                }
+            };
             let mut report = Vec::new();
             for (b, tag) in bad {
                 let hash: BlobHash = b.blob.parse().expect("verified hex");
@@ -533,7 +551,7 @@ impl Service {
                 }
                 report.push(entry);
             }
-            files.push(json!({"file": rel, "blobs": count, "bad": report}));
+            files.push(json!({"file": rel, "blobs": count, "bad": report, "rebuilt": rebuilt}));
         }
         Ok(json!({"ok": ok, "files": files}))
     }

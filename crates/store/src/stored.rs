@@ -33,6 +33,8 @@ use crate::fsutil::{read_text, write_atomic};
 use crate::secure::{Keys, Plain, Secure};
 use crate::workspace::Workspace;
 
+mod repair;
+
 /// Where histories were kept before the blob store (read once, then moved in).
 const LEGACY_SNAPSHOT: &str = "snapshot.am";
 const INDEX: &str = "index.json";
@@ -79,6 +81,15 @@ struct CacheKey {
     /// BLAKE3 of `index.json`.
     index: String,
     log_len: u64,
+}
+
+/// The first line of `text.cache`: the history state it shows, and its text's hash.
+#[derive(Serialize, Deserialize)]
+struct CacheHeader {
+    #[serde(flatten)]
+    key: CacheKey,
+    /// BLAKE3 of the text that follows.
+    text: String,
 }
 
 /// One blob of a document's history.
@@ -617,11 +628,14 @@ impl StoredDoc {
         config: DocConfig,
         keys: &Keys,
     ) -> Result<StoredDoc> {
+        let blobs = BlobStore::open(&ws.blob_dir())?;
+        for rebuilt in repair::repair(dir, &rel, &blobs, keys)? {
+            tracing::warn!("{rel}: {rebuilt}");
+        }
         let state_path = dir.join(STATE);
         let state_bytes = fs::read(&state_path).map_err(StoreError::io(&state_path))?;
         let state: State = serde_json::from_slice(&state_bytes)
             .map_err(|e| StoreError::corrupt(&state_path, format!("unreadable state: {e}")))?;
-        let blobs = BlobStore::open(&ws.blob_dir())?;
         let secure = Secure::load(dir, &state.doc_id, keys)?;
         let index_path = dir.join(INDEX);
         let (index, index_bytes) = match Index::read(dir)? {
@@ -1055,9 +1069,11 @@ impl StoredDoc {
     }
 
     fn write_text_cache_now(&self) -> Result<()> {
-        let mut out = serde_json::to_vec(&self.key()).expect("key serializes");
+        let text = self.doc.rope().to_string();
+        let header = CacheHeader { key: self.key(), text: hash_hex(text.as_bytes()) };
+        let mut out = serde_json::to_vec(&header).expect("header serializes");
         out.push(b'\n');
-        out.extend_from_slice(self.doc.rope().to_string().as_bytes());
+        out.extend_from_slice(text.as_bytes());
         write_atomic(&self.dir.join(CACHE), &out)
     }
 
@@ -1161,12 +1177,47 @@ pub fn first_screen(ws: &Workspace, file: &Path) -> Result<Option<String>> {
     {
         return Ok(String::from_utf8(bytes).ok());
     }
-    let Ok(cache) = fs::read(dir.join(CACHE)) else { return Ok(None) };
-    let Some(nl) = cache.iter().position(|&b| b == b'\n') else { return Ok(None) };
-    match serde_json::from_slice::<CacheKey>(&cache[..nl]) {
-        Ok(key) if key == current => Ok(String::from_utf8(cache[nl + 1..].to_vec()).ok()),
-        _ => Ok(None),
+    Ok(read_cache(&dir, &current))
+}
+
+/// The text cache of the history in `dir` when it shows the state `current` and its
+/// text is intact (a damaged cache is only not used).
+fn read_cache(dir: &Path, current: &CacheKey) -> Option<String> {
+    let cache = fs::read(dir.join(CACHE)).ok()?;
+    let nl = cache.iter().position(|&b| b == b'\n')?;
+    let header: CacheHeader = serde_json::from_slice(&cache[..nl]).ok()?;
+    let text = &cache[nl + 1..];
+    (header.key == *current && hash_hex(text) == header.text)
+        .then(|| String::from_utf8(text.to_vec()).ok())?
+}
+
+/// The text of `file`'s history when it can be known without loading the history:
+/// the file is as tandem last wrote it (no outside edit to merge) and either it or
+/// the text cache shows the history's latest state. `None` otherwise (then load).
+/// `tandem cat` of a 20 MB document answers from here in milliseconds, for a
+/// device that may read it.
+pub fn current_text(ws: &Workspace, file: &Path, keys: &Keys) -> Option<String> {
+    if !ws.format_is_current() {
+        return None;
     }
+    let rel = ws.relative(file).ok()?;
+    let dir = ws.doc_dir(&rel);
+    // Only for a device that may read the history (others are told why not).
+    if !Secure::may_read(&dir, keys) {
+        return None;
+    }
+    let index = fs::read(dir.join(INDEX)).ok()?;
+    let current =
+        CacheKey { index: hash_hex(&index), log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()) };
+    let state: State = serde_json::from_slice(&fs::read(dir.join(STATE)).ok()?).ok()?;
+    let bytes = fs::read(ws.root().join(&rel)).ok()?;
+    if hash_hex(&bytes) != state.saved_hash {
+        return None;
+    }
+    if state.saved_key.as_ref() == Some(&current) {
+        return String::from_utf8(bytes).ok();
+    }
+    read_cache(&dir, &current)
 }
 
 /// A blob of a history that cannot be used.
@@ -1181,6 +1232,12 @@ pub struct BadBlob {
 /// The blobs of the history in `dir` that are missing or corrupt, read from disk
 /// (no Automerge load, so a history that no longer loads can still be checked).
 /// Also returns how many blobs were checked, and the tag each bad one belongs under.
+/// Check every file of the history of `rel` in `dir` and rebuild what is damaged
+/// from what is intact (see the `repair` module): a sentence for each rebuilt file.
+pub(crate) fn repair_dir(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> Result<Vec<String>> {
+    repair::repair(dir, rel, blobs, keys)
+}
+
 pub(crate) fn verify_dir(dir: &Path, blobs: &BlobStore) -> Result<(usize, Vec<(BadBlob, String)>)> {
     let index_path = dir.join(INDEX);
     let Some((index, _)) = Index::read(dir)? else {
@@ -1240,13 +1297,52 @@ pub(crate) fn documents(ws: &Workspace) -> Result<Vec<String>> {
     let Ok(entries) = fs::read_dir(&docs) else { return Ok(out) };
     for entry in entries.flatten() {
         let state_path = entry.path().join(STATE);
-        let Ok(bytes) = fs::read(&state_path) else { continue };
-        let state: State = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::corrupt(&state_path, format!("unreadable state: {e}")))?;
-        out.push(state.path);
+        let state = fs::read(&state_path).ok().and_then(|b| serde_json::from_slice::<State>(&b).ok());
+        match state {
+            Some(state) if ws.doc_dir(&state.path) == entry.path() => out.push(state.path),
+            // A damaged state.json: the directory is named after the file's path.
+            _ => match path_of_dir(ws, &entry.path()) {
+                Some(rel) => out.push(rel),
+                None if entry.path().join(INDEX).exists() || state_path.exists() => {
+                    return Err(StoreError::corrupt(
+                        &state_path,
+                        "damaged, and no file of this workspace has this history: was it moved? Open it by its path",
+                    ));
+                }
+                None => {}
+            },
+        }
     }
     out.sort();
     Ok(out)
+}
+
+/// The workspace path whose history lives in `dir` (directories are named after
+/// the BLAKE3 of the path), found by looking at the workspace's files.
+fn path_of_dir(ws: &Workspace, dir: &Path) -> Option<String> {
+    let want = dir.file_name()?.to_string_lossy().into_owned();
+    let mut stack = vec![ws.root().to_owned()];
+    let mut seen = 0;
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).ok()?.flatten() {
+            seen += 1;
+            if seen > 100_000 {
+                return None;
+            }
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == crate::STORE_DIR) {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = ws.relative(&p)
+                && ws.doc_dir(&rel).file_name().is_some_and(|n| n.to_string_lossy() == want)
+            {
+                return Some(rel);
+            }
+        }
+    }
+    None
 }
 
 fn verify_index(dir: &Path, blobs: &BlobStore, index: &Index) -> Result<Vec<BadBlob>> {

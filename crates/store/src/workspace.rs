@@ -11,6 +11,12 @@ pub const STORE_DIR: &str = ".tandem";
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT: &str = "tandem-store 1\n";
 
+/// `tandem-store N` with N above ours: a newer tandem's, not a damaged file.
+fn newer_format(found: &str) -> bool {
+    let ours: u32 = FORMAT.trim().rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    found.trim().strip_prefix("tandem-store ").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > ours)
+}
+
 #[derive(Debug, Clone)]
 pub struct Workspace {
     root: PathBuf,
@@ -50,12 +56,23 @@ impl Workspace {
         self.store_dir().join("control.sock")
     }
 
+    /// True when `.tandem/` is in the format this tandem reads.
+    pub fn format_is_current(&self) -> bool {
+        fs::read_to_string(self.store_dir().join(FORMAT_FILE)).is_ok_and(|f| f == FORMAT)
+    }
+
     /// Create `.tandem/` if missing; check its format if present.
     pub fn ensure(&self) -> Result<()> {
         let dir = self.store_dir();
         let format = dir.join(FORMAT_FILE);
         match fs::read_to_string(&format) {
             Ok(f) if f == FORMAT => Ok(()),
+            Ok(f) if newer_format(&f) => Err(StoreError::BadRequest(format!(
+                "{}: this workspace was made by a newer tandem ({:?}; this one reads {:?}): update tandem",
+                dir.display(),
+                f.trim(),
+                FORMAT.trim()
+            ))),
             Ok(f) => Err(StoreError::corrupt(
                 &format,
                 format!("unknown store format {:?}; this tandem reads {:?}", f.trim(), FORMAT.trim()),

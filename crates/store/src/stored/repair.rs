@@ -1,0 +1,194 @@
+//! A damaged history rebuilt from what is intact. One flipped byte in any one file of
+//! a document's directory must lose no history, because each file can be rebuilt
+//! from the others and from the blob store:
+//!
+//! - `group.log` from `group.copy` (every op is signed, so a damaged one shows);
+//! - `state.json` from the group log (its genesis op names the document) and the
+//!   workspace path; what it remembers of the last save is only an optimisation;
+//! - `index.json` from the blob store's tags (`<doc>/s/<blob>` for the snapshot,
+//!   `<doc>/c/<blob>` for each change), every blob re-hashed and opened;
+//! - `changes.log` from its records that still check and, for the others, the blobs
+//!   every logged change is also stored as;
+//! - `text.cache` is only used when its checksum holds, and written again.
+//!
+//! It runs when a history is opened and on `tandem verify`, and says what it did.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use tandem_doc::{Change, DocConfig, Document};
+
+use super::{INDEX, Index, IndexEntry, LOG, STATE, State};
+use crate::blobs::{BlobHash, BlobStore, blob_hash};
+use crate::changelog::ChangeLog;
+use crate::error::{Result, StoreError};
+use crate::fsutil::write_atomic;
+use crate::secure::{Keys, Plain, Secure};
+
+/// Check the files of the history of `rel` in `dir` and rebuild the damaged ones.
+/// Returns a sentence for each file rebuilt; an error when something cannot be.
+pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    if !dir.join(STATE).exists() && !dir.join("group.log").exists() {
+        return Ok(done); // nothing here yet (a new document), or a legacy one
+    }
+    // The membership log first: it names the document, and holds the keys.
+    let Some(doc) = Secure::document_of(dir) else {
+        return Err(StoreError::corrupt(
+            &dir.join("group.log"),
+            "the membership log and its copy are both damaged or missing; a member can share the document again (`tandem join TICKET` on this device)",
+        ));
+    };
+    let doc_id: String = doc.iter().map(|b| format!("{b:02x}")).collect();
+    let group_before = fs::read(dir.join("group.log")).ok();
+    let state_path = dir.join(STATE);
+    let state: std::result::Result<State, String> = fs::read(&state_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
+    match state {
+        Ok(s) if s.doc_id == doc_id && s.path == rel => {}
+        damaged => {
+            let why = match damaged {
+                Ok(_) => "it names another document or path".to_owned(),
+                Err(e) => e,
+            };
+            // What the last save was is forgotten: the file is compared with the
+            // history on the next open (and merged if it differs).
+            let state = State {
+                version: 1,
+                doc_id: doc_id.clone(),
+                path: rel.to_owned(),
+                saved_hash: String::new(),
+                saved_heads: Vec::new(),
+                saved_key: None,
+            };
+            write_atomic(&state_path, &serde_json::to_vec_pretty(&state).expect("state serializes"))?;
+            done.push(format!("state.json was damaged ({why}); rebuilt from the membership log"));
+        }
+    }
+    let secure = Secure::load(dir, &doc_id, keys)?;
+    if group_before.is_some_and(|b| fs::read(dir.join("group.log")).ok() != Some(b)) {
+        done.push("group.log was damaged; rebuilt from its copy, group.copy".to_owned());
+    }
+    let tags = blobs.tags()?;
+    let tagged = |kind: &str| -> Vec<BlobHash> {
+        let prefix = format!("{doc_id}/{kind}/");
+        tags.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(_, h)| *h).collect()
+    };
+    let (changes_tagged, snapshots_tagged) = (tagged("c"), tagged("s"));
+
+    let log_path = dir.join(LOG);
+    let log_damaged = ChangeLog::read(&log_path).is_err();
+    let records =
+        if log_damaged { ChangeLog::read_intact(&log_path)? } else { ChangeLog::read(&log_path)?.1.records };
+    let in_log: HashSet<BlobHash> = records.iter().map(|r| blob_hash(r)).collect();
+
+    let index = match Index::read(dir) {
+        Ok(Some((index, _))) if index_holds(&index, blobs, &changes_tagged, &snapshots_tagged) => Some(index),
+        Ok(None) if dir.join(super::LEGACY_SNAPSHOT).exists() => return Ok(done),
+        found => {
+            let why = match found {
+                Ok(Some(_)) => "it names blobs the store does not have, and not those it has".to_owned(),
+                Ok(None) => "it is missing".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            let index = rebuild_index(&secure, blobs, &snapshots_tagged, &changes_tagged, &in_log)?;
+            write_atomic(&dir.join(INDEX), &serde_json::to_vec_pretty(&index).expect("index serializes"))?;
+            done.push(format!(
+                "index.json was damaged ({why}); rebuilt from the blob store: {} and {} changes",
+                if index.snapshot.is_some() { "a snapshot" } else { "no snapshot" },
+                index.changes.len()
+            ));
+            Some(index)
+        }
+    };
+
+    if log_damaged {
+        let indexed: HashSet<String> =
+            index.iter().flat_map(|i| i.entries().map(|e| e.blob.clone())).collect();
+        let mut rebuilt = records.clone();
+        let mut recovered = 0;
+        for hash in &changes_tagged {
+            if indexed.contains(&hash.to_string()) || in_log.contains(hash) {
+                continue;
+            }
+            if let Ok(bytes) = blobs.get(*hash)
+                && matches!(secure.open_stored(bytes.clone()), Ok(Plain::Change(_)))
+            {
+                rebuilt.push(bytes);
+                recovered += 1;
+            }
+        }
+        ChangeLog::replace(&log_path, &rebuilt)?;
+        done.push(format!(
+            "changes.log was damaged; rebuilt from its {} intact records and {recovered} changes from the blob store",
+            records.len()
+        ));
+    }
+    Ok(done)
+}
+
+/// True when `index` names blobs the store has, or when the store has no other blob
+/// of this document that it could name instead (a missing blob is then for
+/// `tandem verify` to fetch from a peer, not an index to rebuild).
+fn index_holds(index: &Index, blobs: &BlobStore, changes: &[BlobHash], snapshots: &[BlobHash]) -> bool {
+    let named: HashSet<String> = index.entries().map(|e| e.blob.clone()).collect();
+    // A size the index has wrong would make peers refuse the blob: that is damage too.
+    let wrong_size = index.entries().any(|e| {
+        e.blob.parse::<BlobHash>().is_ok_and(|h| blobs.get(h).is_ok_and(|b| b.len() as u64 != e.bytes))
+    });
+    if wrong_size {
+        return false;
+    }
+    let missing = index.entries().any(|e| e.blob.parse::<BlobHash>().map_or(true, |h| !blobs.has(h)));
+    let unnamed = changes.iter().chain(snapshots).any(|h| !named.contains(&h.to_string()) && blobs.has(*h));
+    !(missing && unnamed)
+}
+
+/// An index made from the document's tagged blobs: the snapshot that holds the most
+/// history, and every change not in the log.
+fn rebuild_index(
+    secure: &Secure,
+    blobs: &BlobStore,
+    snapshots: &[BlobHash],
+    changes: &[BlobHash],
+    in_log: &HashSet<BlobHash>,
+) -> Result<Index> {
+    let mut best: Option<(usize, IndexEntry)> = None;
+    for hash in snapshots {
+        let Ok(bytes) = blobs.get(*hash) else { continue };
+        let len = bytes.len() as u64;
+        if let Ok(Plain::Snapshot(plain)) = secure.open_stored(bytes)
+            && let Ok(mut doc) = Document::load(&plain, vec![], anonymous(), DocConfig::default())
+        {
+            let count = doc.change_count();
+            if best.as_ref().is_none_or(|(n, _)| count > *n) {
+                best = Some((count, IndexEntry { change: None, blob: hash.to_string(), bytes: len }));
+            }
+        }
+    }
+    let mut found: Vec<(Change, IndexEntry)> = Vec::new();
+    for hash in changes.iter().filter(|h| !in_log.contains(*h)) {
+        let Ok(bytes) = blobs.get(*hash) else { continue };
+        let len = bytes.len() as u64;
+        if let Ok(Plain::Change(c)) = secure.open_stored(bytes) {
+            let entry = IndexEntry { change: Some(c.hash().to_string()), blob: hash.to_string(), bytes: len };
+            found.push((*c, entry));
+        }
+    }
+    // Commit order: each author's changes by sequence, authors in turn (Automerge
+    // takes them in any order; the order only keeps the index readable).
+    found.sort_by(|(a, _), (b, _)| (a.seq(), a.actor_id()).cmp(&(b.seq(), b.actor_id())));
+    Ok(Index {
+        version: 1,
+        snapshot: best.map(|(_, e)| e),
+        changes: found.into_iter().map(|(_, e)| e).collect(),
+        heads: Vec::new(),
+        epoch: None,
+    })
+}
+
+fn anonymous() -> tandem_doc::Author {
+    tandem_doc::Author::new("", tandem_doc::ActorId::from(vec![0u8; 16]))
+}
