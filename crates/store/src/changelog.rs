@@ -70,6 +70,11 @@ impl ChangeLog {
                 len <= MAX_RECORD && rest.len() >= HEADER + len
             };
             if !complete {
+                // A crash tears only the last record: intact records after this
+                // one mean a damaged length field, not a crash.
+                if !Self::scan(&bytes[at + 1..]).is_empty() {
+                    return Err(StoreError::corrupt(path, format!("damaged record at byte {at}")));
+                }
                 torn_tail = rest.len() as u64;
                 break;
             }
@@ -108,6 +113,11 @@ impl ChangeLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(StoreError::Io { path: path.to_owned(), source: e }),
         };
+        Ok(Self::scan(&bytes))
+    }
+
+    /// Every record in `bytes` whose checksum holds, wherever it starts.
+    fn scan(bytes: &[u8]) -> Vec<Vec<u8>> {
         let record_at = |at: usize| -> Option<&[u8]> {
             let rest = bytes.get(at..)?;
             let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
@@ -125,7 +135,7 @@ impl ChangeLog {
                 None => at += 1,
             }
         }
-        Ok(records)
+        records
     }
 
     /// Replace the log at `path` with `records`, atomically (a rebuilt log).
