@@ -200,13 +200,8 @@ impl Host for StoreHost {
         std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn saved_text(&mut self) -> Option<String> {
-        match read_text(&self.file) {
-            Ok(text) => Some(text),
-            // Never saved: discarding empties the new document.
-            Err(StoreError::NotFound(_)) => Some(String::new()),
-            Err(_) => None,
-        }
+    fn discard(&mut self) -> Result<(), String> {
+        self.service.discard_unsaved(&self.file, now_ms()).map_err(|e| e.to_string())
     }
 
     fn is_dirty(&mut self) -> bool {
@@ -221,6 +216,10 @@ impl Host for StoreHost {
         let (service, file) = (Arc::clone(&self.service), self.file.clone());
         Box::new(move || {
             let now = now_ms();
+            // Committed and handed to the network (the node leaves after sending it).
+            if let Err(e) = service.commit_now(&file, now) {
+                tracing::error!("closing {}: {e}", file.display());
+            }
             if let Err(e) = service.with_open(&file, |s| s.write_text_cache(now)) {
                 tracing::error!("closing {}: {e}", file.display());
             }

@@ -2,12 +2,15 @@
 //! `/tandem/sync/1` protocol.
 //!
 //! - [`protocol`]: message types, framing and size limits (checked before decoding);
-//! - [`ticket`]: the copy-pasteable string a sharer gives a joiner;
-//! - [`presence`]: `/tandem/presence/1`, who is here and where their cursor is;
+//! - [`ticket`]: the copy-pasteable string a sharer gives a joiner (checksummed);
+//! - [`presence`]: `/tandem/presence/1`, who is here and where their cursor is, signed
+//!   by its origin;
+//! - [`links`]: how each connected peer is reached, kept by the swarm itself;
 //! - [`identity`]: the device's Ed25519 key, whose public half is its PeerId;
 //! - [`relay`]: a keyless member that keeps and forwards ciphertext;
-//! - [`node`]: the swarm (QUIC, TCP + Noise + Yamux) and the sync logic, driving a
-//!   `tandem_store::Service` that owns the document on disk.
+//! - [`node`]: the swarm (QUIC, WebRTC, TCP + Noise + Yamux, mDNS for members) and
+//!   the sync logic, driving a `tandem_store::Service` that owns the document on disk;
+//!   the join, with errors said for people.
 //!
 //! The network never touches a document directly: changes go in and out through the
 //! store's service, which also serves scripts and the editor.

@@ -732,15 +732,21 @@ impl Node {
     /// Leave the session: every peer hears that this device goes (and passes it on,
     /// so peers not connected to it hear it too), then the connections are closed, so
     /// the others see it leave at once instead of when the connection times out.
-    pub async fn leave(&mut self) {
+    pub async fn leave(&mut self, last: Vec<Vec<Vec<u8>>>) {
         let name = self.board().local().map(|p| p.name).unwrap_or_default();
         let bye = presence::sign(
             presence::Presence { name, leaving: true, ..presence::Presence::default() },
             &self.service.keys().device,
         );
         let peers: Vec<PeerId> = self.peers.iter().copied().collect();
-        let mut waiting: HashSet<OutboundRequestId> =
-            peers.iter().map(|p| self.swarm.behaviour_mut().presence.send_request(p, bye.clone())).collect();
+        let mut waiting: HashSet<OutboundRequestId> = HashSet::new();
+        for batch in last {
+            for p in &peers {
+                waiting.insert(self.send(p, Message::Changes { doc: self.doc, envelopes: batch.clone() }));
+            }
+        }
+        waiting
+            .extend(peers.iter().map(|p| self.swarm.behaviour_mut().presence.send_request(p, bye.clone())));
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
         while !waiting.is_empty() {
             let Ok(ev) = tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await else {
@@ -753,7 +759,15 @@ impl Node {
                 }))
                 | SwarmEvent::Behaviour(BehaviourEvent::Presence(
                     request_response::Event::OutboundFailure { request_id, .. },
-                )) => {
+                ))
+                | SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, .. },
+                    ..
+                }))
+                | SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                    request_id,
+                    ..
+                })) => {
                     waiting.remove(&request_id);
                 }
                 _ => {}
@@ -840,7 +854,12 @@ impl Node {
                         tracing::error!("writing {}: {e}", self.file.display());
                     }
                     if self.board().quitting {
-                        self.leave().await;
+                        // The last changes (a discard, the final commit) go first.
+                        let mut last = Vec::new();
+                        while let Ok(batch) = local.try_recv() {
+                            last.push(batch);
+                        }
+                        self.leave(last).await;
                         self.board().left = true;
                         return;
                     }

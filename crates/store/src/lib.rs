@@ -6,9 +6,12 @@
 //! One process owns a workspace at a time (a lock on `.tandem/lock`); it serves the
 //! others on `.tandem/control.sock`. [`access`] picks the right path for a command.
 //!
-//! The store's surface is deliberately small (open, commit, persist, save, compact,
-//! first screen) so that moving history into content-addressed blobs later stays
-//! local to this crate.
+//! History is content-addressed: every change and snapshot is a sealed envelope
+//! (encrypted with the group's epoch key, signed by its author's device) stored as a
+//! BLAKE3 blob in `.tandem/blobs/` (iroh-blobs), named by each document's
+//! `index.json` and kept by tags; `changes.log` is the write-ahead log in front of it.
+//! [`secure`] holds the group (membership log) and the sealing; a damaged file of a
+//! history is rebuilt from what is intact when it is opened (`stored::repair`).
 //!
 //! ```no_run
 //! use tandem_store::{Request, Workspace, access, Access};

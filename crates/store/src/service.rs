@@ -780,6 +780,40 @@ impl Service {
         })
     }
 
+    /// Commit what is pending in the open `file` now, and hand it to watchers and
+    /// the network (what quitting does before the node leaves).
+    pub fn commit_now(&self, file: &Path, now: u64) -> Result<()> {
+        self.with_open(file, |s| {
+            s.commit(now)?;
+            self.publish(s);
+            Ok(())
+        })
+    }
+
+    /// Quit without saving: what was typed becomes history, then the text goes back
+    /// to the file's (empty when it was never saved) as a change of its own, so the
+    /// next open shows the file and `tandem log` / `restore` keep what was discarded.
+    pub fn discard_unsaved(&self, file: &Path, now: u64) -> Result<()> {
+        self.with_open(file, |s| {
+            s.commit(now)?;
+            let saved = match read_text(s.file()) {
+                Ok(text) => text,
+                Err(StoreError::NotFound(_)) => String::new(),
+                Err(e) => return Err(e),
+            };
+            let edit = tandem_doc::diff(&s.doc.rope().to_string(), &saved);
+            if !edit.is_identity() {
+                s.doc
+                    .edit(&edit, now)
+                    .map_err(|e| StoreError::Doc { path: s.file().to_owned(), source: e })?;
+                s.commit(now)?;
+            }
+            s.write_text_cache(now)?;
+            self.publish(s);
+            Ok(())
+        })
+    }
+
     /// Save the open `file` and tell watchers about what that committed.
     pub fn save(&self, file: &Path, now: u64) -> Result<()> {
         self.with_open(file, |s| {

@@ -9,9 +9,9 @@
 //! - [`run`] owns the terminal: raw mode, alternate screen, bracketed paste, mouse,
 //!   and its restoration on exit, panic, SIGTERM and SIGHUP.
 //!
-//! The document lives with a [`Host`] (the store, later the network), so scripts and
-//! peers can change it while the editor shows it; the editor reaches it only through
-//! [`Host::with_doc`].
+//! The document lives with a [`Host`] (the store, and through it the network node),
+//! so scripts and peers change it while the editor shows it; the editor reaches it
+//! only through [`Host::with_doc`].
 
 pub mod config;
 pub mod editor;
@@ -79,10 +79,11 @@ pub trait Host {
     fn notices(&mut self) -> Vec<(String, Option<String>)>;
     /// True when the document differs from the file on disk.
     fn is_dirty(&mut self) -> bool;
-    /// The text the file on disk holds (what "discard" goes back to); `None` when
-    /// there is nothing to go back to.
-    fn saved_text(&mut self) -> Option<String> {
-        None
+    /// Take the document back to the file's text, keeping what is discarded in
+    /// history (what was typed is committed first, the way back is a change of its
+    /// own).
+    fn discard(&mut self) -> Result<(), String> {
+        Err("this document has no file to go back to".into())
     }
     /// The editor is closing: commit what is pending.
     fn close(&mut self);
@@ -314,19 +315,15 @@ fn dispatch(host: &mut dyn Host, editor: &mut Editor, ev: &Event) -> bool {
         }
         Action::Quit => true,
         Action::SaveAndQuit => save(host, editor),
-        Action::DiscardAndQuit => {
-            // Back to the file's text, as one change: the next open shows what was
-            // saved, and `tandem log` / `restore` still have what was discarded.
-            if let Some(saved) = host.saved_text() {
-                host.with_doc(&mut |doc| {
-                    let edit = tandem_doc::diff(&doc.rope().to_string(), &saved);
-                    if let Err(e) = doc.edit(&edit, now) {
-                        tracing::error!("discarding: {e}");
-                    }
-                });
+        Action::DiscardAndQuit => match host.discard() {
+            // Back to the file's text, as a change of its own: the next open shows
+            // what was saved, and `tandem log` / `restore` still have the rest.
+            Ok(()) => true,
+            Err(e) => {
+                editor.error(format!("not discarded: {e}"));
+                false
             }
-            true
-        }
+        },
         Action::Share => {
             match host.share() {
                 Ok(report) => editor.info(report),
