@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod common;
+
 struct Tmux {
     socket: String,
     dir: tempfile::TempDir,
@@ -606,4 +608,23 @@ fn history_view_steps_back_and_restores_an_older_version() {
     assert_eq!(after[..before.len()], before[..], "and the history before it is kept");
     let out = t.tandem(&["cat", "h.txt", "--at", &before[2]]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "first draft\nsecond thoughts");
+}
+
+/// A long document: what is typed shows at once, while the history is still loading
+/// (it showed nothing for ~20 s on a 20 MB file), and lands in the document.
+#[test]
+fn typing_shows_at_once_while_a_long_history_loads() {
+    let text = common::noise(20_000); // 1.2 MB: seconds to load in a debug build
+    let Some(t) = Tmux::start("long.txt", Some(&text)) else { return };
+    t.wait_for("loading the history");
+    t.type_text("early bird ");
+    let s = t.wait_for("early bird");
+    assert!(s.contains("loading the history"), "typed text shown only after the load:\n{s}");
+    wait_until(&t, |s| !s.contains("loading the history"));
+    t.wait_for("early bird");
+    t.keys(&["C-s"]);
+    t.wait_for("saved long.txt");
+    t.keys(&["C-q"]);
+    t.wait_exit();
+    assert_eq!(t.file("long.txt"), format!("early bird {text}"));
 }

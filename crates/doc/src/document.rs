@@ -209,6 +209,17 @@ impl Document {
         Self::wrap(am, text, author, config)
     }
 
+    /// A stand-in that shows `rope` and takes edits at once, while the real document
+    /// (the same text, with its history) loads: Automerge is left out (the document
+    /// is detached from the start), so making one costs nothing however long the text
+    /// is. Its edits are for display only; history reads must wait for the real one.
+    pub fn preview(rope: Rope, author: Author, config: DocConfig) -> Self {
+        let mut doc = Self::new(author, config);
+        doc.rope = rope;
+        doc.held = Some(ChangeSet::identity(doc.rope.len_chars()));
+        doc
+    }
+
     /// A document holding `text`, committed by `author` at `now_ms` (as one change, or
     /// several for a text of more than 64K chars).
     pub fn with_text(author: Author, config: DocConfig, text: &str, now_ms: u64) -> Self {

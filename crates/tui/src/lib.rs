@@ -169,19 +169,32 @@ fn event_loop(
     preview: Option<ropey::Rope>,
 ) -> io::Result<()> {
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-    // Until the document is loaded, draw the first screen and keep the keys for later.
+    // Until the document is loaded (seconds for a long history), the first screen is
+    // an editor of its own on a stand-in document: what is typed shows at once. The
+    // keys are kept and played again on the real document when it is there, which
+    // has the same text, so the screen ends as it was.
     let mut early: Vec<Event> = Vec::new();
-    let preview = preview.unwrap_or_default();
+    let mut stand_in = tandem_doc::Document::preview(
+        preview.unwrap_or_default(),
+        tandem_doc::Author::new("", tandem_doc::ActorId::from(vec![0u8; 16])),
+        tandem_doc::DocConfig::default(),
+    );
+    let mut early_editor = Editor::new(config.clone(), name, &mut stand_in);
+    early_editor.network = Some("loading the history…".into());
     while !host.ready().map_err(io::Error::other)? {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
         terminal.draw(|frame| {
             let area = frame.area();
-            render::render_preview(&preview, name, &config, area, frame.buffer_mut(), depth);
+            let cursor = render(&mut early_editor, &mut stand_in, area, frame.buffer_mut(), depth, now_ms());
+            if let Some((x, y)) = cursor {
+                frame.set_cursor_position((x, y));
+            }
         })?;
         if event::poll(Duration::from_millis(20))? {
-            match event::read()? {
+            let ev = event::read()?;
+            match &ev {
                 Event::Resize(..) => terminal.autoresize()?,
                 Event::Key(k)
                     if k.code == event::KeyCode::Char('q')
@@ -190,7 +203,19 @@ fn event_loop(
                 {
                     return Ok(());
                 }
-                ev => early.push(ev),
+                _ => {}
+            }
+            // Shown now unless it needs the history (which is what is loading) or
+            // asks the host for something (save, share, quit): those wait.
+            let needs_history = matches!(&ev, Event::Key(k) if matches!(
+                early_editor.config.command_for(k),
+                Some(keymap::Command::History | keymap::Command::ToggleBlame | keymap::Command::Share)
+            ));
+            if !needs_history {
+                let _ = early_editor.handle_event(&ev, &mut stand_in, now_ms());
+            }
+            if !matches!(ev, Event::Resize(..)) {
+                early.push(ev);
             }
         }
     }
