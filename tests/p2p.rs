@@ -264,6 +264,32 @@ fn a_failed_join_says_why_and_leaves_no_trace() {
     assert!(dir.exists() && !dir.join(".tandem").exists());
 }
 
+/// Joining into a directory that already holds another document of the ticket's
+/// file name: refused at once, naming the file and the fix (it said "membership op is
+/// for another document"); the other document is left as it was.
+#[test]
+fn a_join_into_a_directory_with_another_document_of_that_name_names_the_fix() {
+    let lan = Lan::new(2);
+    let root = tempfile::tempdir().unwrap();
+    let a = share_on(lan.host(0), root.path(), "ada", "shared\n", &[]);
+    let dir = root.path().join("bob");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("doc.md"), "bob's own\n").unwrap();
+    let home = root.path().join("bob-home");
+    let own = tandem(&dir, &home, "bob", &["log", "doc.md"]).output().unwrap();
+    assert!(own.status.success());
+    let out = tandem_on(lan.host(1), &dir, &home, "bob", &["join", &a.ticket(), ".", "--headless"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("doc.md") && err.contains("another directory") && !err.contains("membership op"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("doc.md")).unwrap(), "bob's own\n");
+    let out = tandem(&dir, &home, "bob", &["cat", "doc.md"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "bob's own\n");
+}
+
 /// Ctrl-C (SIGINT) on a headless peer: it leaves, and the other side sees it go
 /// within a second or two rather than when the connection times out (10-20 s).
 #[test]
