@@ -395,13 +395,11 @@ fn run(command: Command) -> Result<(), Failure> {
             let file = abs(&file)?;
             // With no tandem running there, a current text cache answers at once
             // (a 20 MB history takes seconds and gigabytes to load).
-            if at.is_none() {
-                let ws = Workspace::discover(&file)?;
-                if tandem_store::Client::connect(&ws).is_none()
-                    && let Some(text) = tandem_store::current_text(&ws, &file, &Keys::load(&home_dir())?)
-                {
-                    return out(&text);
-                }
+            if at.is_none()
+                && let Some((ws, keys)) = unowned(&file)?
+                && let Some(text) = tandem_store::current_text(&ws, &file, &keys)
+            {
+                return out(&text);
             }
             let v = call(Request::Cat { file, at })?;
             out(v["text"].as_str().unwrap_or_default())
@@ -471,7 +469,11 @@ fn run(command: Command) -> Result<(), Failure> {
             if json { out_json(&v) } else { Ok(()) }
         }
         Command::Log { file, json } => {
-            let v = call(Request::Log { file: abs(&file)? })?;
+            let file = abs(&file)?;
+            let v = match cached("log", &file)? {
+                Some(v) => v,
+                None => call(Request::Log { file })?,
+            };
             if json {
                 return out_json(&v["changes"]);
             }
@@ -488,7 +490,11 @@ fn run(command: Command) -> Result<(), Failure> {
             out(&s)
         }
         Command::Info { file, json } => {
-            let v = call(Request::Info { file: abs(&file)? })?;
+            let file = abs(&file)?;
+            let v = match cached("info", &file)? {
+                Some(v) => v,
+                None => call(Request::Info { file })?,
+            };
             if json {
                 return out_json(&v);
             }
@@ -599,6 +605,22 @@ fn run(command: Command) -> Result<(), Failure> {
             sharing::relay(&ticket, &dir.unwrap_or_else(|| PathBuf::from(".")), peer.json, net)
         }
     }
+}
+
+/// With no tandem running on `file`'s workspace, the `kind` answer (`info`, `log`)
+/// kept from the last time, if the history and the file are unchanged since.
+fn cached(kind: &str, file: &Path) -> Result<Option<Value>, Failure> {
+    Ok(unowned(file)?.and_then(|(ws, keys)| tandem_store::cached_answer(&ws, file, kind, &keys)))
+}
+
+/// `file`'s workspace and this device's keys when no tandem process owns it (one
+/// that does answers from the live document instead).
+fn unowned(file: &Path) -> Result<Option<(Workspace, Keys)>, Failure> {
+    let ws = Workspace::discover(file)?;
+    if tandem_store::Client::connect(&ws).is_some() {
+        return Ok(None);
+    }
+    Ok(Some((ws, Keys::load(&home_dir())?)))
 }
 
 /// `tandem id`: the device key and age identity of `$TANDEM_HOME`, made on first use.

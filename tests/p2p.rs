@@ -284,7 +284,10 @@ fn a_join_into_a_directory_with_another_document_of_that_name_names_the_fix() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("doc.md") && err.contains("another directory") && !err.contains("membership op"), "{err}");
+    assert!(
+        err.contains("doc.md") && err.contains("another directory") && !err.contains("membership op"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(dir.join("doc.md")).unwrap(), "bob's own\n");
     let out = tandem(&dir, &home, "bob", &["cat", "doc.md"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "bob's own\n");

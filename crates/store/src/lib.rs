@@ -46,7 +46,7 @@ pub use identity::{home_dir, load_author};
 pub use secure::Keys;
 pub use service::{Access, BlobFetch, Client, Request, Service, access};
 pub use stored::{
-    BadBlob, INCOMING_TAG, Index, IndexEntry, Opened, Shared, StoredDoc, current_text, doc_id_of,
-    first_screen, now_ms,
+    BadBlob, INCOMING_TAG, Index, IndexEntry, Opened, Shared, StoredDoc, cached_answer, current_text,
+    doc_id_of, first_screen, now_ms,
 };
 pub use workspace::{Lock, STORE_DIR, Workspace, absolute};

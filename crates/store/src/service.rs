@@ -855,7 +855,13 @@ impl Service {
                 let edit = tandem_doc::diff(&s.doc.rope().to_string(), text);
                 self.apply(s, &edit, now)
             }),
-            Request::Info { file } => self.with_doc(file, |s| Ok(info(s))),
+            Request::Info { file } => self.with_doc(file, |s| {
+                let v = info(s);
+                if let Err(e) = s.keep_answer("info", &v) {
+                    tracing::info!("{}: {e}", s.rel());
+                }
+                Ok(v)
+            }),
             Request::Log { file } => self.with_doc(file, |s| {
                 let changes: Vec<Value> = s
                     .doc
@@ -874,7 +880,11 @@ impl Service {
                         })
                     })
                     .collect();
-                Ok(json!({"file": s.rel(), "changes": changes}))
+                let v = json!({"file": s.rel(), "changes": changes});
+                if let Err(e) = s.keep_answer("log", &v) {
+                    tracing::info!("{}: {e}", s.rel());
+                }
+                Ok(v)
             }),
             Request::Export { file, format, at } => {
                 let format: Format = format.parse().map_err(StoreError::BadRequest)?;

@@ -32,6 +32,7 @@ use crate::error::{Result, StoreError};
 use crate::fsutil::{read_text, write_atomic};
 use crate::secure::{Keys, Plain, Secure};
 use crate::workspace::Workspace;
+use serde_json::Value;
 
 mod repair;
 
@@ -81,6 +82,47 @@ struct CacheKey {
     /// BLAKE3 of `index.json`.
     index: String,
     log_len: u64,
+}
+
+/// The first line of an answer cache (`info.cache`, `log.cache`): the history state
+/// and the file it describes, and the hash of the answer that follows.
+#[derive(Serialize, Deserialize)]
+struct AnswerHeader {
+    key: CacheKey,
+    /// BLAKE3 of the plain file it was true of.
+    file: String,
+    body: String,
+}
+
+/// The answer `kind` kept by [`StoredDoc::keep_answer`] for `file`, when the history
+/// and the file are still as they were then and this device may read them.
+pub fn cached_answer(ws: &Workspace, file: &Path, kind: &str, keys: &Keys) -> Option<Value> {
+    if !ws.format_is_current() {
+        return None;
+    }
+    let rel = ws.relative(file).ok()?;
+    let dir = ws.doc_dir(&rel);
+    if !Secure::may_read(&dir, keys) {
+        return None;
+    }
+    let index = fs::read(dir.join(INDEX)).ok()?;
+    let current =
+        CacheKey { index: hash_hex(&index), log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()) };
+    let cache = fs::read(dir.join(format!("{kind}.cache"))).ok()?;
+    let nl = cache.iter().position(|&b| b == b'\n')?;
+    let header: AnswerHeader = serde_json::from_slice(&cache[..nl]).ok()?;
+    let body = &cache[nl + 1..];
+    let file_now = hash_hex(&fs::read(ws.root().join(&rel)).ok()?);
+    // The state must agree (a damaged one is for a full open to rebuild).
+    let state: State = serde_json::from_slice(&fs::read(dir.join(STATE)).ok()?).ok()?;
+    if header.key != current
+        || header.file != file_now
+        || state.saved_hash != file_now
+        || hash_hex(body) != header.body
+    {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
 }
 
 /// The first line of `text.cache`: the history state it shows, and its text's hash.
@@ -1066,6 +1108,23 @@ impl StoredDoc {
 
     fn key(&self) -> CacheKey {
         CacheKey { index: self.index_hash.clone(), log_len: self.log.len_bytes() }
+    }
+
+    /// Keep `answer` (what `tandem info` or `log` printed, `kind`) for the next time
+    /// the same is asked of the same history and file: a long history takes seconds
+    /// and gigabytes to load. Kept only while the file is as saved at this state.
+    pub fn keep_answer(&self, kind: &str, answer: &Value) -> Result<()> {
+        // The file must hold this state's text (what was saved, nothing typed since).
+        if self.is_dirty() || self.state.saved_hash.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(answer).expect("answers serialize");
+        let header =
+            AnswerHeader { key: self.key(), file: self.state.saved_hash.clone(), body: hash_hex(&body) };
+        let mut out = serde_json::to_vec(&header).expect("header serializes");
+        out.push(b'\n');
+        out.extend_from_slice(&body);
+        write_atomic(&self.dir.join(format!("{kind}.cache")), &out)
     }
 
     fn write_text_cache_now(&self) -> Result<()> {
