@@ -521,6 +521,22 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
             "a log reached the screen:\n{s}"
         );
     }
+    // Bob quits: he says goodbye, so he is off ada's peers line at once (it took
+    // the connection's 10-20 s timeout).
+    bob.keys(&["C-q"]);
+    if bob.screen().contains("unsaved changes") {
+        bob.keys(&["y"]);
+    }
+    bob.wait_exit();
+    let gone = Instant::now();
+    while ada.screen().contains("● bob") {
+        assert!(
+            gone.elapsed() < Duration::from_secs(5),
+            "bob is still on ada's peers line:\n{}",
+            ada.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 struct KillOnDrop(std::process::Child);

@@ -544,7 +544,7 @@ impl Node {
             }
             let mine = self.board().local();
             if let Some(p) = mine {
-                let p = presence::sign(p, &self.service.keys().device);
+                let p = presence::sign(p, &self.service.keys().device, &self.doc);
                 self.swarm.behaviour_mut().presence.send_request(&peer, p);
             }
             self.report_network();
@@ -737,18 +737,20 @@ impl Node {
         let bye = presence::sign(
             presence::Presence { name, leaving: true, ..presence::Presence::default() },
             &self.service.keys().device,
+            &self.doc,
         );
         let peers: Vec<PeerId> = self.peers.iter().copied().collect();
-        let mut waiting: HashSet<OutboundRequestId> = HashSet::new();
+        // Each protocol numbers its own requests: one set each.
+        let mut changes: HashSet<OutboundRequestId> = HashSet::new();
         for batch in last {
             for p in &peers {
-                waiting.insert(self.send(p, Message::Changes { doc: self.doc, envelopes: batch.clone() }));
+                changes.insert(self.send(p, Message::Changes { doc: self.doc, envelopes: batch.clone() }));
             }
         }
-        waiting
-            .extend(peers.iter().map(|p| self.swarm.behaviour_mut().presence.send_request(p, bye.clone())));
+        let mut byes: HashSet<OutboundRequestId> =
+            peers.iter().map(|p| self.swarm.behaviour_mut().presence.send_request(p, bye.clone())).collect();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-        while !waiting.is_empty() {
+        while !(changes.is_empty() && byes.is_empty()) {
             let Ok(ev) = tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await else {
                 break;
             };
@@ -759,8 +761,10 @@ impl Node {
                 }))
                 | SwarmEvent::Behaviour(BehaviourEvent::Presence(
                     request_response::Event::OutboundFailure { request_id, .. },
-                ))
-                | SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                )) => {
+                    byes.remove(&request_id);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, .. },
                     ..
                 }))
@@ -768,7 +772,7 @@ impl Node {
                     request_id,
                     ..
                 })) => {
-                    waiting.remove(&request_id);
+                    changes.remove(&request_id);
                 }
                 _ => {}
             }
@@ -865,7 +869,7 @@ impl Node {
                     }
                     let unsent = self.board().take_unsent();
                     if let Some(p) = unsent {
-                        let p = presence::sign(p, &self.service.keys().device);
+                        let p = presence::sign(p, &self.service.keys().device, &self.doc);
                         let peers: Vec<PeerId> = self.peers.iter().copied().collect();
                         for peer in peers {
                             self.swarm.behaviour_mut().presence.send_request(&peer, p.clone());
@@ -984,7 +988,7 @@ impl Node {
                 }
                 // Only the origin's own signature makes a presence its: a member
                 // cannot show a cursor (or a departure) under another's id.
-                let Some(origin) = presence::verified_origin(&request) else {
+                let Some(origin) = presence::verified_origin(&request, &self.doc) else {
                     tracing::debug!(peer = %peer, "a presence not signed by its origin; ignored");
                     return;
                 };
@@ -992,7 +996,7 @@ impl Node {
                     return;
                 }
                 let changed = if request.leaving {
-                    self.board().remove(&origin)
+                    self.board().leave(origin, &request)
                 } else {
                     self.board().update(origin, request.clone())
                 };

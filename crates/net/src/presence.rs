@@ -9,12 +9,14 @@
 //! across concurrent edits) that the receiver prefers when it can resolve it.
 //!
 //! Frame: `len: u32 BE | body | signature (64)`, the body being `version: u8 | flags:
-//! u8 | origin_len: u8 | origin | name_len: u8 | name | 3 x position`, where a position
-//! is `index: u64 BE | stable_len: u8 | stable`. The three positions are the
-//! selection's anchor and head and the first char of the viewport; flag 1 says the
-//! origin is leaving. The signature is the origin's device key over the body, so a
-//! forwarded presence is the origin's own: nobody shows a cursor under another
-//! member's name.
+//! u8 | sent_ms: u64 BE | origin_len: u8 | origin | name_len: u8 | name | 3 x
+//! position`, where a position is `index: u64 BE | stable_len: u8 | stable`. The
+//! three positions are the selection's anchor and head and the first char of the
+//! viewport; flag 1 says the origin is leaving. The signature is the origin's device
+//! key over the document id and the body, so a forwarded presence is the origin's
+//! own (nobody shows a cursor under another member's name) and for this document;
+//! each origin's `sent_ms` only goes up, so an old frame replayed (a departure, a
+//! cursor) changes nothing.
 
 use std::collections::HashMap;
 use std::io;
@@ -55,8 +57,18 @@ pub struct Presence {
     pub top: Pos,
     /// The origin is going away (its last presence).
     pub leaving: bool,
+    /// When the origin sent it (its clock, ms since the Unix epoch): newer wins.
+    pub sent_ms: u64,
     /// The origin's signature over the body (empty until [`sign`]ed).
     pub signature: Vec<u8>,
+}
+
+impl Presence {
+    /// Shows the same thing as `other` (only the time and signature differ).
+    fn same_place(&self, other: &Presence) -> bool {
+        (&self.origin, &self.name, &self.anchor, &self.head, &self.top, self.leaving)
+            == (&other.origin, &other.name, &other.anchor, &other.head, &other.top, other.leaving)
+    }
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary.
@@ -71,6 +83,7 @@ fn cut(s: &str, max: usize) -> &str {
 /// The signed part of a frame.
 fn body(p: &Presence) -> Vec<u8> {
     let mut body = vec![VERSION, if p.leaving { LEAVING } else { 0 }];
+    body.extend_from_slice(&p.sent_ms.to_be_bytes());
     let origin = &p.origin[..p.origin.len().min(64)];
     body.push(origin.len() as u8);
     body.extend_from_slice(origin);
@@ -86,19 +99,29 @@ fn body(p: &Presence) -> Vec<u8> {
     body
 }
 
-/// Make `p` this device's own: its origin, and its signature.
-pub fn sign(mut p: Presence, key: &DeviceKey) -> Presence {
+/// What is signed: the document, then the body.
+fn signed(doc: &[u8; 16], p: &Presence) -> Vec<u8> {
+    let mut msg = doc.to_vec();
+    msg.extend_from_slice(&body(p));
+    msg
+}
+
+/// Make `p` this device's own presence in document `doc`: its origin, the time, and
+/// its signature.
+pub fn sign(mut p: Presence, key: &DeviceKey, doc: &[u8; 16]) -> Presence {
     p.origin = key.keypair().public().to_peer_id().to_bytes();
     p.name = cut(&p.name, MAX_NAME).to_owned();
-    p.signature = key.sign(&body(&p)).to_vec();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    p.sent_ms = now as u64;
+    p.signature = key.sign(&signed(doc, &p)).to_vec();
     p
 }
 
-/// The origin of `p` when its signature is the origin's.
-pub fn verified_origin(p: &Presence) -> Option<PeerId> {
+/// The origin of `p` when its signature is the origin's, for document `doc`.
+pub fn verified_origin(p: &Presence, doc: &[u8; 16]) -> Option<PeerId> {
     let origin = PeerId::from_bytes(&p.origin).ok()?;
     let public = tandem_auth::device::public_of(&origin)?;
-    tandem_auth::device::verify(&public, &body(p), &p.signature).then_some(origin)
+    tandem_auth::device::verify(&public, &signed(doc, p), &p.signature).then_some(origin)
 }
 
 pub fn encode(p: &Presence) -> Vec<u8> {
@@ -128,6 +151,7 @@ pub fn decode(body: &[u8]) -> Result<Presence, &'static str> {
     if flags & !LEAVING != 0 {
         return Err("unknown presence flags");
     }
+    let sent_ms = u64::from_be_bytes(take(8)?.try_into().expect("8 bytes"));
     let n = take(1)?[0] as usize;
     let origin = take(n)?.to_vec();
     let n = take(1)?[0] as usize;
@@ -142,7 +166,7 @@ pub fn decode(body: &[u8]) -> Result<Presence, &'static str> {
     if !take(0)?.is_empty() || !r.is_empty() {
         return Err("trailing bytes in presence");
     }
-    Ok(Presence { origin, name, anchor, head, top, leaving: flags & LEAVING != 0, signature })
+    Ok(Presence { origin, name, anchor, head, top, leaving: flags & LEAVING != 0, sent_ms, signature })
 }
 
 /// The codec: a presence frame out, nothing back.
@@ -203,6 +227,9 @@ pub struct Board {
     sent_version: u64,
     /// Remote peers by origin: their presence, when it last changed, when last heard.
     remote: HashMap<PeerId, (Presence, Instant, Instant)>,
+    /// The newest `sent_ms` taken from each origin (kept after it leaves): an older
+    /// frame is a replay.
+    latest: HashMap<PeerId, u64>,
     last_sent: Option<Instant>,
     /// Peers this device is connected to, and by which transport.
     pub links: HashMap<PeerId, &'static str>,
@@ -243,13 +270,30 @@ impl Board {
         self.local.clone()
     }
 
-    /// Record a presence from `origin`; true when it changed (and is worth forwarding).
+    /// Take `p` from `origin` if it is newer than anything taken from it yet.
+    fn newer(&mut self, origin: PeerId, p: &Presence) -> bool {
+        let latest = self.latest.entry(origin).or_insert(0);
+        if p.sent_ms <= *latest {
+            return false;
+        }
+        *latest = p.sent_ms;
+        true
+    }
+
+    /// Record a presence from `origin`; true when it changed (and is worth
+    /// forwarding). An older one than already taken (a replay) changes nothing.
     pub fn update(&mut self, origin: PeerId, p: Presence) -> bool {
+        if !self.newer(origin, &p) {
+            return false;
+        }
         let now = Instant::now();
         match self.remote.get_mut(&origin) {
-            Some((old, _, heard)) if *old == p => {
+            Some((old, _, heard)) if old.same_place(&p) => {
+                // Unchanged: still worth passing on now and then, or peers that hear
+                // of it only through us would let it expire.
+                let due = heard.elapsed() >= HEARTBEAT / 2;
                 *heard = now;
-                false
+                due
             }
             _ => {
                 self.remote.insert(origin, (p, now, now));
@@ -261,6 +305,12 @@ impl Board {
     /// Forget `peer`'s presence; true when there was one.
     pub fn remove(&mut self, peer: &PeerId) -> bool {
         self.remote.remove(peer).is_some()
+    }
+
+    /// `origin` says it leaves (`p`, signed): forgotten, unless `p` is older than
+    /// what was taken from it (a replayed departure). True when it was here.
+    pub fn leave(&mut self, origin: PeerId, p: &Presence) -> bool {
+        self.newer(origin, p) && self.remove(&origin)
     }
 
     /// Every remote peer heard from lately: id, presence, how long since it changed,
@@ -288,6 +338,26 @@ impl Board {
 mod tests {
     use super::*;
 
+    const DOC: [u8; 16] = [7; 16];
+
+    /// A signed frame replayed later (a departure, an old cursor) changes nothing:
+    /// each origin's frames only go forward in time.
+    #[test]
+    fn replayed_presence_changes_nothing() {
+        let key = DeviceKey::generate();
+        let origin = key.keypair().public().to_peer_id();
+        let mut board = Board::default();
+        let old_cursor = sign(ada(), &key, &DOC);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let bye = sign(Presence { leaving: true, ..ada() }, &key, &DOC);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let now = sign(Presence { head: Pos { index: 50, stable: vec![] }, ..ada() }, &key, &DOC);
+        assert!(board.update(origin, now.clone()));
+        assert!(!board.leave(origin, &bye), "a replayed departure");
+        assert!(!board.update(origin, old_cursor), "a replayed cursor");
+        assert_eq!(board.peers()[0].1.head.index, 50);
+    }
+
     fn ada() -> Presence {
         Presence {
             name: "ada".into(),
@@ -301,10 +371,11 @@ mod tests {
     #[test]
     fn presence_round_trips_and_bad_frames_are_refused() {
         let key = DeviceKey::generate();
-        let p = sign(ada(), &key);
+        let p = sign(ada(), &key, &DOC);
         let frame = encode(&p);
         assert_eq!(decode(&frame[4..]), Ok(p.clone()));
-        assert_eq!(verified_origin(&p), Some(key.keypair().public().to_peer_id()));
+        assert_eq!(verified_origin(&p, &DOC), Some(key.keypair().public().to_peer_id()));
+        assert_eq!(verified_origin(&p, &[9; 16]), None, "signed for another document");
         for cut in 4..frame.len() {
             assert!(decode(&frame[4..cut]).is_err());
         }
@@ -318,14 +389,14 @@ mod tests {
     #[test]
     fn a_presence_is_attributable_to_its_origin_only() {
         let (ada_key, eve_key) = (DeviceKey::generate(), DeviceKey::generate());
-        let mut forged = sign(ada(), &eve_key);
+        let mut forged = sign(ada(), &eve_key, &DOC);
         forged.origin = ada_key.keypair().public().to_peer_id().to_bytes();
-        assert_eq!(verified_origin(&forged), None, "eve's signature under ada's id");
-        let mut moved = sign(ada(), &ada_key);
+        assert_eq!(verified_origin(&forged, &DOC), None, "eve's signature under ada's id");
+        let mut moved = sign(ada(), &ada_key, &DOC);
         moved.head.index = 1000;
-        assert_eq!(verified_origin(&moved), None, "a cursor moved by a forwarder");
+        assert_eq!(verified_origin(&moved, &DOC), None, "a cursor moved by a forwarder");
         let unsigned = Presence { origin: ada_key.keypair().public().to_peer_id().to_bytes(), ..ada() };
-        assert_eq!(verified_origin(&unsigned), None);
+        assert_eq!(verified_origin(&unsigned, &DOC), None);
     }
 
     /// Names are cut at a character boundary, so a long name in any script still
@@ -335,11 +406,11 @@ mod tests {
         let key = DeviceKey::generate();
         for name in ["é".repeat(40), "日本語".repeat(10), "👩‍💻".repeat(9), "a".repeat(63) + "é"]
         {
-            let p = sign(Presence { name: name.clone(), ..ada() }, &key);
+            let p = sign(Presence { name: name.clone(), ..ada() }, &key, &DOC);
             let back = decode(&encode(&p)[4..]).unwrap();
             assert!(back.name.len() <= MAX_NAME && name.starts_with(&back.name), "{name}");
             assert!(!back.name.is_empty());
-            assert!(verified_origin(&back).is_some());
+            assert!(verified_origin(&back, &DOC).is_some());
         }
     }
 

@@ -43,6 +43,15 @@ pub struct Contents {
     pub torn_tail: u64,
 }
 
+/// Bytes a damaged log's scan may hash in all (see [`ChangeLog::scan`]).
+const SCAN_BUDGET: usize = 256 << 20;
+
+/// Could `payload` be a record: a sealed envelope (its version byte) or a bare
+/// Automerge change (its magic bytes)? Checked before hashing, when scanning.
+fn plausible(payload: &[u8]) -> bool {
+    tandem_auth::envelope::is_envelope(payload) || payload.starts_with(&[0x85, 0x6f, 0x4a, 0x83])
+}
+
 /// One record as it is on disk.
 fn record(payload: &[u8]) -> Vec<u8> {
     let mut rec = Vec::with_capacity(HEADER + payload.len());
@@ -116,13 +125,20 @@ impl ChangeLog {
         Ok(Self::scan(&bytes))
     }
 
-    /// Every record in `bytes` whose checksum holds, wherever it starts.
+    /// Every record in `bytes` whose checksum holds, wherever it starts. Looking for
+    /// one at every byte hashes what a random-looking length names: a budget keeps a
+    /// long damaged stretch from taking minutes (beyond it, nothing more is found).
     fn scan(bytes: &[u8]) -> Vec<Vec<u8>> {
-        let record_at = |at: usize| -> Option<&[u8]> {
+        let mut budget: usize = SCAN_BUDGET;
+        let mut record_at = |at: usize| -> Option<&[u8]> {
             let rest = bytes.get(at..)?;
             let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
             let payload = rest.get(HEADER..HEADER.checked_add(len)?)?;
-            (len <= MAX_RECORD && blake3::hash(payload).as_bytes() == &rest[4..HEADER]).then_some(payload)
+            if len > MAX_RECORD || !plausible(payload) || budget < len {
+                return None;
+            }
+            budget -= len;
+            (blake3::hash(payload).as_bytes() == &rest[4..HEADER]).then_some(payload)
         };
         let mut records = Vec::new();
         let mut at = 0usize;
@@ -179,6 +195,12 @@ impl ChangeLog {
             self.sync()?;
         }
         Ok(())
+    }
+
+    /// fsync records written so far, now (the log is then what its file says).
+    pub fn sync_now(&mut self) -> Result<()> {
+        self.unsynced = true;
+        self.sync()
     }
 
     /// fsync records written since the last sync.

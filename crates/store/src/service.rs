@@ -796,6 +796,15 @@ impl Service {
     pub fn discard_unsaved(&self, file: &Path, now: u64) -> Result<()> {
         self.with_open(file, |s| {
             s.commit(now)?;
+            // Going back to the file would take peers' edits since then out too.
+            let saved_heads: Vec<tandem_doc::ChangeHash> =
+                s.saved_heads().iter().filter_map(|h| h.parse().ok()).collect();
+            let me = s.doc.author().actor.clone();
+            if s.doc.changes_since(&saved_heads).iter().any(|c| *c.actor_id() != me) {
+                return Err(StoreError::BadRequest(
+                    "others' edits arrived since the last save, and discarding would take them out too: save (y) to keep everyone's, or take back your own with Ctrl-Z".into(),
+                ));
+            }
             let saved = match read_text(s.file()) {
                 Ok(text) => text,
                 Err(StoreError::NotFound(_)) => String::new(),
@@ -1040,7 +1049,7 @@ impl Service {
             // history and the file as they were, not a part of the new text. What
             // was typed before it is history first, so going back keeps it.
             s.commit(now)?;
-            let point = s.restore_point();
+            let point = s.restore_point()?;
             s.doc.edit(edit, now).map_err(|e| StoreError::Doc { path: s.file().to_owned(), source: e })?;
             if let Err(e) = s.save_text(now) {
                 s.rewind(point)?;
@@ -1054,9 +1063,6 @@ impl Service {
                     &self.keys,
                 )?
                 .0;
-                if let Err(e) = s.forget_unindexed() {
-                    tracing::warn!("{}: {e}", s.rel());
-                }
                 return Err(match e {
                     StoreError::Io { path, source } => StoreError::Io {
                         path,

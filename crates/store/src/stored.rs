@@ -310,8 +310,8 @@ pub struct StoredDoc {
 
 /// What [`StoredDoc::rewind`] goes back to.
 pub struct RestorePoint {
-    log_len: u64,
-    index: Option<Vec<u8>>,
+    /// Each file with its bytes then (`None`: it did not exist).
+    files: Vec<(PathBuf, Option<Vec<u8>>)>,
 }
 
 /// Remote changes are written to the file at most this often (each write is an
@@ -357,7 +357,10 @@ impl StoredDoc {
         ws.ensure()?;
         let dir = ws.doc_dir(&rel);
         let now = now_ms();
-        if !dir.join(STATE).exists() {
+        // A history whose state.json is gone still has its group log or index:
+        // loading rebuilds the state; a new one would overwrite the group's keys.
+        let has_history = [STATE, INDEX, "group.log", "group.copy"].iter().any(|f| dir.join(f).exists());
+        if !has_history {
             let content = text.unwrap_or_default();
             let doc = Document::with_text(author, config, &content, now);
             let doc_id =
@@ -789,9 +792,14 @@ impl StoredDoc {
             return Ok(Opened::Loaded);
         }
         let state_path = self.dir.join(STATE);
-        let saved_heads = parse_heads(&state_path, &self.state.saved_heads)?;
-        let base =
-            self.doc.text_at(&saved_heads).map_err(|e| StoreError::corrupt(&state_path, e.to_string()))?;
+        // A rebuilt state does not know what was last saved: the history's text now
+        // is the base, so the file's difference from it is the outside edit.
+        let base = if self.state.saved_heads.is_empty() && self.state.saved_hash.is_empty() {
+            current.clone()
+        } else {
+            let saved_heads = parse_heads(&state_path, &self.state.saved_heads)?;
+            self.doc.text_at(&saved_heads).map_err(|e| StoreError::corrupt(&state_path, e.to_string()))?
+        };
         let theirs = tandem_doc::diff(&base, file_text);
         let ours = tandem_doc::diff(&base, &current);
         let edit = theirs.rebase(&ours);
@@ -977,41 +985,56 @@ impl StoredDoc {
 
     /// Where the history stands on disk now, to go back to if a write fails half
     /// way (see [`Self::rewind`]).
-    pub fn restore_point(&self) -> RestorePoint {
-        RestorePoint { log_len: self.log.len_bytes(), index: fs::read(self.dir.join(INDEX)).ok() }
+    pub fn restore_point(&mut self) -> Result<RestorePoint> {
+        self.log.sync_now()?;
+        let files = [self.dir.join(LOG), self.dir.join(INDEX), self.dir.join(STATE), self.file.clone()]
+            .into_iter()
+            .map(|path| {
+                let bytes = fs::read(&path).ok();
+                (path, bytes)
+            })
+            .collect();
+        Ok(RestorePoint { files })
     }
 
-    /// Put the history on disk back where `point` found it: the log cut back to its
-    /// length then, the index as it was. The caller then opens the document again
-    /// (what is in memory is ahead of the disk). Shortening a file and replacing a
-    /// small one work on a full disk too.
+    /// Put the history and the file on disk back where `point` found them: the log,
+    /// the index, the state and the plain file as they were (a checkpoint may have
+    /// emptied the log into a new index, the file may have been replaced). The
+    /// caller then opens the document again (what is in memory is ahead of the disk).
     pub fn rewind(&mut self, point: RestorePoint) -> Result<()> {
-        let log = self.dir.join(LOG);
         self.log.sync().ok();
-        if fs::metadata(&log).is_ok_and(|m| m.len() > point.log_len) {
-            let f = fs::OpenOptions::new().write(true).open(&log).map_err(StoreError::io(&log))?;
-            f.set_len(point.log_len).and_then(|()| f.sync_all()).map_err(StoreError::io(&log))?;
+        for (path, old) in point.files {
+            let now = fs::read(&path).ok();
+            match old {
+                Some(old) if now.as_ref() != Some(&old) => {
+                    // Shortening in place needs no space; replacing might.
+                    if now.as_ref().is_some_and(|n| n.starts_with(&old)) {
+                        let f =
+                            fs::OpenOptions::new().write(true).open(&path).map_err(StoreError::io(&path))?;
+                        f.set_len(old.len() as u64)
+                            .and_then(|()| f.sync_all())
+                            .map_err(StoreError::io(&path))?;
+                    } else {
+                        write_atomic(&path, &old)?;
+                    }
+                }
+                None if now.is_some() => fs::remove_file(&path).map_err(StoreError::io(&path))?,
+                _ => {}
+            }
         }
-        let index = self.dir.join(INDEX);
-        if let Some(old) = point.index
-            && fs::read(&index).ok().as_ref() != Some(&old)
-        {
-            write_atomic(&index, &old)?;
-        }
-        Ok(())
+        self.forget_unlisted()
     }
 
     /// After a [`Self::rewind`]: let go of the blobs of changes that are no longer in
-    /// the history (put before the write failed), and collect them: a full disk
-    /// gets its space back at once.
-    pub fn forget_unindexed(&self) -> Result<()> {
-        let keep = self
-            .index
-            .changes
-            .iter()
-            .chain(self.pending.iter().map(|p| &p.entry))
-            .filter_map(|e| e.blob.parse().ok())
-            .collect();
+    /// the history on disk (put before the write failed; opening would otherwise
+    /// take them for lost records and bring them back), and collect them: a full
+    /// disk gets its space back at once.
+    fn forget_unlisted(&self) -> Result<()> {
+        let mut keep: std::collections::HashSet<BlobHash> =
+            ChangeLog::read_intact(&self.dir.join(LOG))?.iter().map(|r| blob_hash(r)).collect();
+        if let Ok(Some((index, _))) = Index::read(&self.dir) {
+            keep.extend(index.changes.iter().filter_map(|e| e.blob.parse::<BlobHash>().ok()));
+        }
         self.blobs.untag_except(format!("{}/c/", self.state.doc_id), keep)?;
         self.blobs.remove_stale_temp();
         self.blobs.gc().map(drop)

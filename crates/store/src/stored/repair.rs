@@ -30,8 +30,10 @@ use crate::secure::{Keys, Plain, Secure};
 /// Returns a sentence for each file rebuilt; an error when something cannot be.
 pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> Result<Vec<String>> {
     let mut done = Vec::new();
-    if !dir.join(STATE).exists() && !dir.join("group.log").exists() {
-        return Ok(done); // nothing here yet (a new document), or a legacy one
+    if !dir.join("group.log").exists() && !dir.join("group.copy").exists() {
+        // Nothing here yet (a new document), or one from before membership logs:
+        // opening it gives it a group.
+        return Ok(done);
     }
     // The membership log first: it names the document, and holds the keys.
     let Some(doc) = Secure::document_of(dir) else {
@@ -85,7 +87,9 @@ pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> R
     let in_log: HashSet<BlobHash> = records.iter().map(|r| blob_hash(r)).collect();
 
     let index = match Index::read(dir) {
-        Ok(Some((index, _))) if index_holds(&index, blobs, &changes_tagged, &snapshots_tagged) => Some(index),
+        Ok(Some((index, _))) if index_holds(&index, blobs, &changes_tagged, &snapshots_tagged, &in_log) => {
+            Some(index)
+        }
         Ok(None) if dir.join(super::LEGACY_SNAPSHOT).exists() => return Ok(done),
         found => {
             let why = match found {
@@ -94,6 +98,16 @@ pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> R
                 Err(e) => e.to_string(),
             };
             let index = rebuild_index(&secure, blobs, &snapshots_tagged, &changes_tagged, &in_log)?;
+            if index.snapshot.is_none() && !snapshots_tagged.is_empty() {
+                // Never trade a snapshot the index names for none: leave it to
+                // `tandem verify` to fetch the blob from a peer.
+                return Err(StoreError::corrupt(
+                    &dir.join(INDEX),
+                    format!(
+                        "{why}, and no snapshot in the blob store opens; `tandem verify` with a peer connected can fetch it"
+                    ),
+                ));
+            }
             write_atomic(&dir.join(INDEX), &serde_json::to_vec_pretty(&index).expect("index serializes"))?;
             done.push(format!(
                 "index.json was damaged ({why}); rebuilt from the blob store: {} and {} changes",
@@ -104,27 +118,34 @@ pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> R
         }
     };
 
-    if log_damaged {
-        let indexed: HashSet<String> =
-            index.iter().flat_map(|i| i.entries().map(|e| e.blob.clone())).collect();
-        let mut rebuilt = records.clone();
-        let mut recovered = 0;
-        for hash in &changes_tagged {
-            if indexed.contains(&hash.to_string()) || in_log.contains(hash) {
-                continue;
-            }
-            if let Ok(bytes) = blobs.get(*hash)
-                && matches!(secure.open_stored(bytes.clone()), Ok(Plain::Change(_)))
-            {
-                rebuilt.push(bytes);
-                recovered += 1;
-            }
+    // Every logged change is also a tagged blob: one that is in neither the index
+    // nor the log lost its record (a damaged log, or a damaged last record that
+    // looked like a crash's torn tail and was cut off).
+    let indexed: HashSet<String> = index.iter().flat_map(|i| i.entries().map(|e| e.blob.clone())).collect();
+    let mut recovered = Vec::new();
+    for hash in &changes_tagged {
+        if indexed.contains(&hash.to_string()) || in_log.contains(hash) {
+            continue;
         }
+        if let Ok(bytes) = blobs.get(*hash)
+            && matches!(secure.open_stored(bytes.clone()), Ok(Plain::Change(_)))
+        {
+            recovered.push(bytes);
+        }
+    }
+    if log_damaged || !recovered.is_empty() {
+        let found = recovered.len();
+        let mut rebuilt = records.clone();
+        rebuilt.extend(recovered);
         ChangeLog::replace(&log_path, &rebuilt)?;
-        done.push(format!(
-            "changes.log was damaged; rebuilt from its {} intact records and {recovered} changes from the blob store",
-            records.len()
-        ));
+        done.push(if log_damaged {
+            format!(
+                "changes.log was damaged; rebuilt from its {} intact records and {found} changes from the blob store",
+                records.len()
+            )
+        } else {
+            format!("changes.log had lost {found} changes; recovered from the blob store")
+        });
     }
     Ok(done)
 }
@@ -132,7 +153,13 @@ pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> R
 /// True when `index` names blobs the store has, or when the store has no other blob
 /// of this document that it could name instead (a missing blob is then for
 /// `tandem verify` to fetch from a peer, not an index to rebuild).
-fn index_holds(index: &Index, blobs: &BlobStore, changes: &[BlobHash], snapshots: &[BlobHash]) -> bool {
+fn index_holds(
+    index: &Index,
+    blobs: &BlobStore,
+    changes: &[BlobHash],
+    snapshots: &[BlobHash],
+    in_log: &HashSet<BlobHash>,
+) -> bool {
     let named: HashSet<String> = index.entries().map(|e| e.blob.clone()).collect();
     // A size the index has wrong would make peers refuse the blob: that is damage too.
     let wrong_size = index.entries().any(|e| {
@@ -142,7 +169,11 @@ fn index_holds(index: &Index, blobs: &BlobStore, changes: &[BlobHash], snapshots
         return false;
     }
     let missing = index.entries().any(|e| e.blob.parse::<BlobHash>().map_or(true, |h| !blobs.has(h)));
-    let unnamed = changes.iter().chain(snapshots).any(|h| !named.contains(&h.to_string()) && blobs.has(*h));
+    // The log's changes are tagged and not in the index by design.
+    let unnamed = changes
+        .iter()
+        .chain(snapshots)
+        .any(|h| !named.contains(&h.to_string()) && !in_log.contains(h) && blobs.has(*h));
     !(missing && unnamed)
 }
 
