@@ -196,11 +196,17 @@ impl libp2p::request_response::Codec for PresenceCodec {
         decode(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<()>
+    /// The answer is the receiver closing the stream once it has the frame: waited
+    /// for, so a sender that leaves right after (its goodbye) knows it arrived.
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
     where
         T: futures::AsyncRead + Unpin + Send,
     {
-        Ok(())
+        let mut byte = [0u8; 1];
+        match io.read(&mut byte).await? {
+            0 => Ok(()),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "a presence answer carries nothing")),
+        }
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, p: Presence) -> io::Result<()>
