@@ -235,7 +235,7 @@ fn ticket_json(ticket: &Ticket, file: &Path) -> serde_json::Value {
 /// its quiet zone (draw it on white). Only the first address goes in (QUIC on the
 /// LAN comes first; mDNS finds the rest there), and in upper case, which QR codes
 /// store in their alphanumeric mode (5.5 bits a character instead of 8): the code
-/// takes 25 rows (it took 37). Tickets are read in either case.
+/// is 21 rows of half blocks (it was 33). Tickets are read in either case.
 pub fn qr(ticket: &Ticket) -> Option<String> {
     use qrcode::render::unicode::Dense1x2;
     let short = Ticket { addrs: ticket.addrs.iter().take(1).cloned().collect(), ..ticket.clone() };

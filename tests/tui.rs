@@ -644,3 +644,48 @@ fn typing_shows_at_once_while_a_long_history_loads() {
     t.wait_exit();
     assert_eq!(t.file("long.txt"), format!("early bird {text}"));
 }
+
+/// A typist whose editor dies (SIGKILL) before its keystrokes were committed: they
+/// come off the sharer's screen, so the screen shows (and Ctrl-S writes) nothing that
+/// no history has; and the sharer says it is still sharing once its last peer is gone.
+#[test]
+fn keystrokes_of_a_typist_that_died_come_off_and_the_sharer_still_says_it_shares() {
+    let Some(bob) = Tmux::start_args(&["share", "pair.md"], Some(("pair.md", Some("# pair\n"))), "bob")
+    else {
+        return;
+    };
+    bob.wait_for("sharing");
+    let ticket = std::fs::read_to_string(bob.dir.path().join(".tandem/ticket")).unwrap();
+    // Ada's typing is committed only after ten minutes: it exists only as live edits.
+    let slow_commits = "[commit]\nidle_ms = 600000\nmax_ms = 600000\n";
+    let join = ["join", ticket.trim(), "dir"];
+    let Some(ada) = Tmux::start_args(&join, Some(("home/config.toml", Some(slow_commits))), "ada") else {
+        return;
+    };
+    ada.wait_for("# pair");
+    bob.wait_for("● ada");
+    ada.keys(&["C-End"]);
+    ada.type_text("ghost text");
+    bob.wait_for("ghost text");
+    let pid = String::from_utf8_lossy(&ada.tmux(&["display", "-p", "-t", "main", "#{pane_pid}"]).stdout)
+        .trim()
+        .to_owned();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    // Gone from the screen within the bound (10 s after the last keystroke, or when
+    // the connection is seen to break, whichever is first).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bob.screen().contains("ghost text") {
+        assert!(Instant::now() < deadline, "the dead typist's text stays:\n{}", bob.screen());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !bob.screen().contains("sharing, no peers connected") {
+        assert!(Instant::now() < deadline, "the sharer no longer says it shares:\n{}", bob.screen());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bob.keys(&["C-s"]);
+    bob.wait_for("saved pair.md");
+    assert_eq!(bob.file("pair.md"), "# pair\n");
+    bob.keys(&["C-q"]);
+    bob.wait_exit();
+}
