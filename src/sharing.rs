@@ -169,8 +169,15 @@ pub async fn start_join(
                 file.display()
             ));
         }
-        service.with_doc(file, |_| Ok(())).map_err(|e| e.to_string())?;
-        true
+        // A history that does not open (its group log and the copy both damaged)
+        // is joined again: the sharer's log takes their place.
+        match service.with_doc(file, |_| Ok(())) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("{e}: joining again to repair it");
+                false
+            }
+        }
     } else {
         false
     };

@@ -293,6 +293,37 @@ fn a_join_into_a_directory_with_another_document_of_that_name_names_the_fix() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "bob's own\n");
 }
 
+/// A member whose membership log and its copy are both damaged (the only place its
+/// epoch keys are wrapped) joins again with a ticket: the sharer's log takes their
+/// place, checked op by op, and nothing is lost.
+#[test]
+fn a_member_whose_group_log_is_lost_gets_it_back_from_a_peer() {
+    let lan = Lan::new(2);
+    let root = tempfile::tempdir().unwrap();
+    let a = share_on(lan.host(0), root.path(), "ada", "base\n", &[]);
+    let mut b = join_on(lan.host(1), root.path(), "bob", &a.ticket(), &[]);
+    b.edit(0, "mine ");
+    converge(&[&a, &b], &["mine base"]);
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let docs = b.dir.join(".tandem/docs");
+    let dir = std::fs::read_dir(&docs).unwrap().next().unwrap().unwrap().path();
+    for name in ["group.log", "group.copy"] {
+        let mut bytes = std::fs::read(dir.join(name)).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0x08;
+        std::fs::write(dir.join(name), &bytes).unwrap();
+    }
+    let out = tandem(&b.dir, &b.home, "bob", &["blame", "doc.md"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "the history cannot open here alone");
+    drop(b);
+    let b = join_on(lan.host(1), root.path(), "bob", &a.ticket(), &[]);
+    a.edit(0, "after ");
+    converge(&[&a, &b], &["after mine base"]);
+    let out = tandem(&b.dir, &b.home, "bob", &["verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// Ctrl-C (SIGINT) on a headless peer: it leaves, and the other side sees it go
 /// within a second or two rather than when the connection times out (10-20 s).
 #[test]

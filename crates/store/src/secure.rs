@@ -155,6 +155,17 @@ impl Secure {
         })
     }
 
+    /// Write a peer's membership log (`ops`) for `doc_id` into `dir`, in place of a
+    /// damaged one: only when it builds, every op checked.
+    pub fn restore(dir: &Path, doc_id: &str, ops: &[Vec<u8>]) -> Result<()> {
+        let path = dir.join(GROUP_LOG);
+        let doc = doc_bytes(doc_id).ok_or_else(|| StoreError::corrupt(&path, "bad document id"))?;
+        let group = build(doc, ops).map_err(denied)?;
+        let bytes = join_ops(&group.ops_in_order().into_iter().map(Op::encode).collect::<Vec<_>>());
+        write_atomic(&path, &bytes)?;
+        write_atomic(&dir.join(GROUP_COPY), &bytes)
+    }
+
     /// The document a history's membership log is for (its genesis op names it),
     /// from the log or its copy, whichever is intact: what rebuilds a damaged
     /// `state.json`.

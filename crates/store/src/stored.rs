@@ -453,7 +453,19 @@ impl StoredDoc {
         let dir = ws.doc_dir(&rel);
         let now = now_ms();
         let mut stored = if dir.join(STATE).exists() {
-            let mut stored = Self::load(ws, &dir, file.clone(), rel, author.clone(), config.clone(), keys)?;
+            let load =
+                || Self::load(ws, &dir, file.clone(), rel.clone(), author.clone(), config.clone(), keys);
+            let mut stored = match load() {
+                Ok(stored) => stored,
+                // The membership log and its copy both damaged: the peer's log (every
+                // op checked) takes their place, and the history opens again.
+                Err(e) if Secure::document_of(&dir).is_none() => {
+                    Secure::restore(&dir, doc_id, group).map_err(|_| e)?;
+                    tracing::warn!("{rel}: group.log was damaged with its copy; rebuilt from the peer's");
+                    load()?
+                }
+                Err(e) => return Err(e),
+            };
             // Before the group: another document's log is not this one's.
             if stored.doc_id() != doc_id {
                 return Err(StoreError::BadRequest(format!(
