@@ -619,36 +619,9 @@ async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
     let relaying = tokio::spawn(relay.run());
 
     // B joins with an invite (from A), then goes offline.
-    let b_dir = tempfile::tempdir().unwrap();
-    let b_keys = Keys::load(&b_dir.path().join("home")).unwrap();
-    let b = Arc::new(
-        Service::own(
-            Workspace::at(b_dir.path()).unwrap(),
-            Author::new("b", ActorId::from(vec![2u8; 16])),
-            DocConfig::default(),
-            b_keys.clone(),
-        )
-        .unwrap()
-        .unwrap(),
-    );
-    let b_file = b_dir.path().join("doc.txt");
-    {
-        let (mut swarm, _) = node::swarm(
-            b_keys.device.keypair().clone(),
-            node::webrtc_certificate(b_dir.path()).unwrap(),
-            transport,
-            "127.0.0.1".parse().unwrap(),
-        )
-        .unwrap();
-        let store = b.blob_store().unwrap();
-        let invite = Some(a.invite("writer", Some(1)));
-        let (shared, group) =
-            node::fetch(&mut swarm, a.peer, &a.addrs, doc, transport, &store, invite, b_keys.age.recipient())
-                .await
-                .unwrap();
-        let hex: String = doc.iter().map(|x| format!("{x:02x}")).collect();
-        b.join(&b_file, &hex, shared, &group).unwrap();
-    }
+    let Joined { dir: b_dir, keys: b_keys, service: b, file: b_file, swarm } =
+        fresh_join(&a, transport, Some(1)).await;
+    drop(swarm);
     assert_eq!(b.with_open(&b_file, |s| Ok(s.doc.rope().to_string())).unwrap(), "hello\n");
 
     // A writes while B is away; the relay keeps it; A leaves.
@@ -716,6 +689,48 @@ async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
     relaying.abort();
 }
 
+/// A device that joined `a` with a writer invite (`uses`), as `tandem join` does:
+/// enrolled, its history fetched and stored; the swarm it joined with, still connected.
+struct Joined {
+    dir: tempfile::TempDir,
+    keys: Keys,
+    service: Arc<Service>,
+    file: std::path::PathBuf,
+    swarm: libp2p::Swarm<node::Behaviour>,
+}
+
+async fn fresh_join(a: &Sharer, transport: Transport, uses: Option<u32>) -> Joined {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::load(&dir.path().join("home")).unwrap();
+    let service = Arc::new(
+        Service::own(
+            Workspace::at(dir.path()).unwrap(),
+            Author::new("b", ActorId::from(vec![2u8; 16])),
+            DocConfig::default(),
+            keys.clone(),
+        )
+        .unwrap()
+        .unwrap(),
+    );
+    let (mut swarm, _) = node::swarm(
+        keys.device.keypair().clone(),
+        node::webrtc_certificate(dir.path()).unwrap(),
+        transport,
+        "127.0.0.1".parse().unwrap(),
+    )
+    .unwrap();
+    let store = service.blob_store().unwrap();
+    let invite = Some(a.invite("writer", uses));
+    let (shared, group) =
+        node::fetch(&mut swarm, a.peer, &a.addrs, a.doc, transport, &store, invite, keys.age.recipient())
+            .await
+            .unwrap();
+    let file = dir.path().join("doc.txt");
+    let hex: String = a.doc.iter().map(|x| format!("{x:02x}")).collect();
+    service.join(&file, &hex, shared, &group).unwrap();
+    Joined { dir, keys, service, file, swarm }
+}
+
 /// A fresh join connects before any node exists (the join polls the swarm itself):
 /// the node made after it still knows how the sharer is reached, over each transport
 /// (it showed `·relayed` for a direct connection).
@@ -723,42 +738,7 @@ async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
 async fn a_fresh_join_knows_how_its_sharer_is_reached() {
     for transport in [Transport::Quic, Transport::Tcp, Transport::Webrtc] {
         let a = sharer(transport, "hello\n").await;
-        let b_dir = tempfile::tempdir().unwrap();
-        let b_keys = Keys::load(&b_dir.path().join("home")).unwrap();
-        let b = Arc::new(
-            Service::own(
-                Workspace::at(b_dir.path()).unwrap(),
-                Author::new("b", ActorId::from(vec![2u8; 16])),
-                DocConfig::default(),
-                b_keys.clone(),
-            )
-            .unwrap()
-            .unwrap(),
-        );
-        let (mut swarm, _) = node::swarm(
-            b_keys.device.keypair().clone(),
-            node::webrtc_certificate(b_dir.path()).unwrap(),
-            transport,
-            "127.0.0.1".parse().unwrap(),
-        )
-        .unwrap();
-        let store = b.blob_store().unwrap();
-        let invite = Some(a.invite("writer", None));
-        let (shared, group) = node::fetch(
-            &mut swarm,
-            a.peer,
-            &a.addrs,
-            a.doc,
-            transport,
-            &store,
-            invite,
-            b_keys.age.recipient(),
-        )
-        .await
-        .unwrap();
-        let b_file = b_dir.path().join("doc.txt");
-        let hex: String = a.doc.iter().map(|x| format!("{x:02x}")).collect();
-        b.join(&b_file, &hex, shared, &group).unwrap();
+        let Joined { dir: _dir, service: b, file: b_file, swarm, .. } = fresh_join(&a, transport, None).await;
         let board = tandem_net::presence::SharedBoard::default();
         let _node =
             Node::new(swarm, Arc::clone(&b), b_file, a.doc, transport).with_presence(Arc::clone(&board));

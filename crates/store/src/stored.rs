@@ -94,9 +94,21 @@ struct AnswerHeader {
     body: String,
 }
 
-/// The answer `kind` kept by [`StoredDoc::keep_answer`] for `file`, when the history
-/// and the file are still as they were then and this device may read them.
-pub fn cached_answer(ws: &Workspace, file: &Path, kind: &str, keys: &Keys) -> Option<Value> {
+impl CacheKey {
+    /// The state of the history in `dir` as it is on disk now.
+    fn on_disk(dir: &Path) -> Option<CacheKey> {
+        let index = fs::read(dir.join(INDEX)).ok()?;
+        Some(CacheKey {
+            index: hash_hex(&index),
+            log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()),
+        })
+    }
+}
+
+/// For answering about `file` without loading its history: its path, its history's
+/// directory and the state on disk, when the store is in our format and this device
+/// may read the document (others are told why not by a full open).
+fn unloaded(ws: &Workspace, file: &Path, keys: &Keys) -> Option<(String, PathBuf, CacheKey)> {
     if !ws.format_is_current() {
         return None;
     }
@@ -105,9 +117,14 @@ pub fn cached_answer(ws: &Workspace, file: &Path, kind: &str, keys: &Keys) -> Op
     if !Secure::may_read(&dir, keys) {
         return None;
     }
-    let index = fs::read(dir.join(INDEX)).ok()?;
-    let current =
-        CacheKey { index: hash_hex(&index), log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()) };
+    let current = CacheKey::on_disk(&dir)?;
+    Some((rel, dir, current))
+}
+
+/// The answer `kind` kept by [`StoredDoc::keep_answer`] for `file`, when the history
+/// and the file are still as they were then and this device may read them.
+pub fn cached_answer(ws: &Workspace, file: &Path, kind: &str, keys: &Keys) -> Option<Value> {
+    let (rel, dir, current) = unloaded(ws, file, keys)?;
     let cache = fs::read(dir.join(format!("{kind}.cache"))).ok()?;
     let nl = cache.iter().position(|&b| b == b'\n')?;
     let header: AnswerHeader = serde_json::from_slice(&cache[..nl]).ok()?;
@@ -1261,9 +1278,7 @@ fn release_freed_memory() {
 pub fn first_screen(ws: &Workspace, file: &Path) -> Result<Option<String>> {
     let rel = ws.relative(file)?;
     let dir = ws.doc_dir(&rel);
-    let Ok(index) = fs::read(dir.join(INDEX)) else { return Ok(None) };
-    let current =
-        CacheKey { index: hash_hex(&index), log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()) };
+    let Some(current) = CacheKey::on_disk(&dir) else { return Ok(None) };
     let state: Option<State> = fs::read(dir.join(STATE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(state) = state.filter(|s| s.saved_key.as_ref() == Some(&current))
         && let Ok(bytes) = fs::read(ws.root().join(&rel))
@@ -1291,18 +1306,7 @@ fn read_cache(dir: &Path, current: &CacheKey) -> Option<String> {
 /// `tandem cat` of a 20 MB document answers from here in milliseconds, for a
 /// device that may read it.
 pub fn current_text(ws: &Workspace, file: &Path, keys: &Keys) -> Option<String> {
-    if !ws.format_is_current() {
-        return None;
-    }
-    let rel = ws.relative(file).ok()?;
-    let dir = ws.doc_dir(&rel);
-    // Only for a device that may read the history (others are told why not).
-    if !Secure::may_read(&dir, keys) {
-        return None;
-    }
-    let index = fs::read(dir.join(INDEX)).ok()?;
-    let current =
-        CacheKey { index: hash_hex(&index), log_len: fs::metadata(dir.join(LOG)).map_or(0, |m| m.len()) };
+    let (rel, dir, current) = unloaded(ws, file, keys)?;
     let state: State = serde_json::from_slice(&fs::read(dir.join(STATE)).ok()?).ok()?;
     let bytes = fs::read(ws.root().join(&rel)).ok()?;
     if hash_hex(&bytes) != state.saved_hash {
