@@ -124,12 +124,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-hash every blob of FILE's history (of every document here when FILE is
-    /// left out); a missing or corrupt blob is named, and fetched again from a
-    /// connected peer when the document is shared. Exit code 1 while any stays bad.
+    /// Check every file of FILE's history (of every document here when FILE is left
+    /// out) and re-hash every blob; what is damaged is rebuilt from what is intact
+    /// (the document's own copies, the blob store, a connected peer), and named.
+    /// Exit code 1 while anything stays bad.
     Verify {
         file: Option<PathBuf>,
-        /// `{"ok", "files": [{"file", "blobs", "bad": [{"blob", "what", "fault", "repaired"}]}]}`.
+        /// `{"ok", "files": [{"file", "blobs", "bad": [{"blob", "what", "fault", "repaired"}],
+        /// "rebuilt": [...], "error"?}], "store": null | "what was wrong with the blob database"}`.
         #[arg(long)]
         json: bool,
     },
@@ -384,8 +386,11 @@ fn init_logging(quiet: bool, verbose: u8, editor: bool) {
             .with_writer(std::sync::Mutex::new(f))
             .with_filter(EnvFilter::new(file_filter))
     });
-    let stderr_layer =
-        (!editor).then(|| fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter));
+    let stderr_layer = (!editor).then(|| {
+        use std::io::IsTerminal;
+        let colours = std::io::stderr().is_terminal();
+        fmt::layer().with_ansi(colours).with_writer(std::io::stderr).with_filter(stderr_filter)
+    });
     tracing_subscriber::registry().with(file_layer).with(stderr_layer).init();
 }
 
@@ -682,6 +687,9 @@ fn here() -> Result<PathBuf, Failure> {
 /// `tandem verify`'s report for people: one line per document, one per bad blob.
 fn verify_report(v: &Value) -> String {
     let mut s = String::new();
+    if let Some(store) = v["store"].as_str() {
+        s += &format!("{store}\n");
+    }
     for f in v["files"].as_array().into_iter().flatten() {
         let file = f["file"].as_str().unwrap_or_default();
         let bad = f["bad"].as_array().cloned().unwrap_or_default();

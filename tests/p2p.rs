@@ -434,11 +434,21 @@ fn a_corrupt_blob_is_named_by_verify_and_repaired_from_a_peer() {
     let out = verify(&b);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    // Bit rot on bob's disk, in place.
-    let mut bytes = std::fs::read(&data).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x55;
-    std::fs::write(&data, &bytes).unwrap();
+    // Bit rot on bob's disk, in place, in the blob and in the document's own copy
+    // of it (one of them alone is put back from the other, see tests/cli.rs).
+    let copy = || {
+        let docs = b.dir.join(".tandem/docs");
+        std::fs::read_dir(docs).unwrap().next().unwrap().unwrap().path().join("snapshot.copy")
+    };
+    let rot = |path: &Path, at: usize| {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[at] ^= 0x55;
+        std::fs::write(path, &bytes).unwrap();
+        bytes
+    };
+    let middle = std::fs::read(&data).unwrap().len() / 2;
+    let bytes = rot(&data, middle);
+    rot(&copy(), middle);
     let out = verify(&b);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -454,9 +464,8 @@ fn a_corrupt_blob_is_named_by_verify_and_repaired_from_a_peer() {
 
     // With no peer left, the damage is reported by name and the exit code says so.
     drop(a);
-    let mut bytes = std::fs::read(&data).unwrap();
-    bytes[10] ^= 1;
-    std::fs::write(&data, &bytes).unwrap();
+    rot(&data, 10);
+    rot(&copy(), 10);
     let out = tandem(&b.dir, &b.home, &b.name, &["verify"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");

@@ -13,6 +13,12 @@
 //!
 //! Reads are never trusted: [`BlobStore::get`] re-hashes what it read and reports a
 //! blob whose bytes don't match its hash as corrupt, by name.
+//!
+//! Nor is the database: every open checks it page by page (redb's integrity check,
+//! a few milliseconds), and a damaged one is moved aside (`blobs.db.damaged`) for a
+//! new, empty one. Nothing is lost with it: every document keeps a second copy of
+//! the blobs its history names (see `stored::copies`), which puts them back with
+//! their tags when the document is next opened or verified.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -81,6 +87,8 @@ pub struct BlobStore {
     ops: std::sync::RwLock<()>,
     /// A small runtime of our own to drive the store's client futures.
     rt: Option<tokio::runtime::Runtime>,
+    /// What opening found wrong with the database, when it had to start a new one.
+    rebuilt: Option<String>,
 }
 
 /// Stores already open in this process, by directory (redb allows one opener).
@@ -132,20 +140,29 @@ impl BlobStore {
             })),
         });
         let db = dir.join("blobs.db");
-        // Not `block_on`: this may run on another runtime's thread.
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let load = FsStore::load_with_opts(db.clone(), options);
-        rt.spawn(async move {
-            let _ = tx.send(load.await);
-        });
-        let store = match rx.recv().expect("the blob store's runtime answers") {
-            Ok(store) => store,
+        // Only damage redb itself reports counts: a database another process has
+        // open, say, is no reason to start a new one.
+        let checking = std::time::Instant::now();
+        let checked = check_db(&db);
+        tracing::debug!(elapsed = ?checking.elapsed(), "checked every page of {}", db.display());
+        let rebuilt = match checked.err().map(|why| set_aside(&db, &why)).transpose() {
+            Ok(rebuilt) => rebuilt,
             Err(e) => {
                 // Dropping a runtime inside async code panics; this may be such code.
+                rt.shutdown_background();
+                return Err(e);
+            }
+        };
+        let store = match load(&rt, &db, options) {
+            Ok(store) => store,
+            Err(e) => {
                 rt.shutdown_background();
                 return Err(StoreError::corrupt(&db, format!("the blob store cannot be opened: {e}")));
             }
         };
+        if let Some(why) = &rebuilt {
+            tracing::warn!("{why}");
+        }
         let store = Arc::new(BlobStore {
             dir: dir.to_owned(),
             store,
@@ -154,6 +171,7 @@ impl BlobStore {
             gc_running,
             ops: Default::default(),
             rt: Some(rt),
+            rebuilt,
         });
         store.remove_stale_temp();
         open.insert(dir.to_owned(), Arc::downgrade(&store));
@@ -162,6 +180,11 @@ impl BlobStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// When opening found the database damaged and started a new one: what it said.
+    pub fn rebuilt(&self) -> Option<&str> {
+        self.rebuilt.as_deref()
     }
 
     /// Remove the temp files of writes that failed (iroh-blobs leaves them behind
@@ -308,27 +331,7 @@ impl BlobStore {
                 "the blob's length does not match its encoding (truncated or padded)".into(),
             ));
         }
-        let mut named = Vec::new();
-        if self.has(hash) && self.get(hash).is_err() {
-            // The store believes it has the blob, so it would keep the bad copy:
-            // drop every tag naming it and collect it, then import afresh.
-            named = self.tags().map_err(|e| Local(e.to_string()))?;
-            named.retain(|(_, h)| *h == hash);
-            let dropped = named.iter().try_for_each(|(t, _)| {
-                let (store, t) = (self.store.clone(), t.clone());
-                self.block(async move { store.tags().delete(t).await }).map(|_| ())
-            });
-            let collected =
-                dropped.map_err(|e| e.to_string()).and_then(|()| self.gc().map_err(|e| e.to_string()));
-            if let Err(e) = collected {
-                // Put the tags back: the history still names the blob.
-                for (t, _) in named {
-                    let _ = self.tag(t, hash);
-                }
-                return Err(Local(e));
-            }
-        }
-        let named: Vec<String> = named.into_iter().map(|(t, _)| t).collect();
+        let named = self.drop_damaged(hash).map_err(Local)?;
         let store = self.store.clone();
         self.block(async move {
             let set = |tag: String| {
@@ -363,6 +366,51 @@ impl BlobStore {
         })?;
         // The store verified the tree; check the whole once more before use.
         self.get(hash).map(|_| ()).map_err(|f| Local(format!("the stored copy is {f}")))
+    }
+
+    /// When the store holds a damaged copy of `hash` (it believes it has the blob, so
+    /// it would keep the bad bytes): drop every tag naming it and collect it, so it
+    /// can be stored afresh. Returns the tags that named it, to be set again.
+    fn drop_damaged(&self, hash: BlobHash) -> std::result::Result<Vec<String>, String> {
+        if !self.has(hash) || self.get(hash).is_ok() {
+            return Ok(Vec::new());
+        }
+        let mut named = self.tags().map_err(|e| e.to_string())?;
+        named.retain(|(_, h)| *h == hash);
+        let dropped = named.iter().try_for_each(|(t, _)| {
+            let (store, t) = (self.store.clone(), t.clone());
+            self.block(async move { store.tags().delete(t).await }).map(|_| ())
+        });
+        let collected =
+            dropped.map_err(|e| e.to_string()).and_then(|()| self.gc().map_err(|e| e.to_string()));
+        if let Err(e) = collected {
+            // Put the tags back: the history still names the blob.
+            for (t, _) in named {
+                let _ = self.tag(t, hash);
+            }
+            return Err(e);
+        }
+        Ok(named.into_iter().map(|(t, _)| t).collect())
+    }
+
+    /// Store `bytes`, which must hash to `hash`, under `tag`, in place of a copy that
+    /// is missing or damaged (the tags that named a damaged one name the new one).
+    pub fn restore(&self, hash: BlobHash, tag: String, bytes: Vec<u8>) -> Result<()> {
+        if blob_hash(&bytes) != hash {
+            return Err(
+                self.failed("restoring a blob", format!("the bytes given for {hash} are another blob"))
+            );
+        }
+        let named = self.drop_damaged(hash).map_err(|e| self.failed("dropping a damaged blob", e))?;
+        self.put(tag, bytes)?;
+        for t in named {
+            self.tag(t, hash)?;
+        }
+        self.flush()?;
+        self.sync_files(hash)?;
+        self.get(hash)
+            .map(drop)
+            .map_err(|f| self.failed("restoring a blob", format!("the stored copy is {f}")))
     }
 
     /// Write everything stored so far to disk.
@@ -477,6 +525,55 @@ impl BlobStore {
     pub fn disk_bytes(&self) -> u64 {
         crate::fsutil::dir_bytes(&self.dir)
     }
+}
+
+/// Open the store's database on the store's runtime and wait for it.
+fn load(rt: &tokio::runtime::Runtime, db: &Path, options: Options) -> std::result::Result<FsStore, String> {
+    // Not `block_on`: this may run on another runtime's thread.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let load = FsStore::load_with_opts(db.to_owned(), options);
+    rt.spawn(async move {
+        let _ = tx.send(load.await.map_err(|e| e.to_string()));
+    });
+    rx.recv().expect("the blob store's runtime answers")
+}
+
+/// Check every page of the database at `db` (a missing one is fine: it is created).
+/// redb reports a file changed behind its back as corrupt rather than panicking
+/// when asked to check on open; a panic is caught all the same.
+fn check_db(db: &Path) -> std::result::Result<(), String> {
+    use redb::{DatabaseError, StorageError};
+    if !db.exists() {
+        return Ok(());
+    }
+    let open = std::panic::catch_unwind(|| redb::Builder::new().set_check_integrity_on_open(true).open(db));
+    match open {
+        Ok(Ok(db)) => {
+            drop(db);
+            Ok(())
+        }
+        Ok(Err(DatabaseError::Storage(StorageError::Corrupted(why)))) => Err(why),
+        Ok(Err(DatabaseError::Storage(StorageError::Io(e))))
+            if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
+        {
+            Err(e.to_string())
+        }
+        // Not damage (open elsewhere, unreadable for now): opening the store says so.
+        Ok(Err(_)) => Ok(()),
+        Err(_) => Err("reading it failed".to_owned()),
+    }
+}
+
+/// Move a damaged database aside (one such copy is kept, the latest), so a new one
+/// can be made. Returns what to tell the user.
+fn set_aside(db: &Path, why: &str) -> Result<String> {
+    let aside = db.with_extension("db.damaged");
+    std::fs::rename(db, &aside).map_err(StoreError::io(db))?;
+    Ok(format!(
+        "the blob store's database {} was damaged ({why}); started a new one (the damaged file is {}); each document puts its blobs back from its own copies when it is opened, or all at once with `tandem verify --all`",
+        db.display(),
+        aside.display()
+    ))
 }
 
 /// Length of the bao encoding (with its 8-byte size prefix) of a blob of `size`

@@ -154,6 +154,19 @@ impl ChangeLog {
         records
     }
 
+    /// A log at `path` taken to have no records: for a damaged file that is to be
+    /// replaced or cleared before anything is appended to it.
+    pub fn empty(path: &Path) -> ChangeLog {
+        ChangeLog {
+            path: path.to_owned(),
+            len: 0,
+            records: 0,
+            file: None,
+            synced_at: Instant::now(),
+            unsynced: false,
+        }
+    }
+
     /// Replace the log at `path` with `records`, atomically (a rebuilt log).
     pub fn replace(path: &Path, records: &[Vec<u8>]) -> Result<()> {
         let bytes: Vec<u8> = records.iter().flat_map(|r| record(r)).collect();

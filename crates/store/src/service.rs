@@ -504,7 +504,9 @@ impl Service {
 
     /// `tandem verify`: every blob of the named histories re-hashed; bad ones fetched
     /// again from a peer when the document is shared. JSON: `{"ok", "files": [{"file",
-    /// "blobs", "bad": [{"blob", "what", "fault", "repaired", "from"|"error"}]}]}`.
+    /// "blobs", "bad": [{"blob", "what", "fault", "repaired", "from"|"error"}]}],
+    /// "store"}` where `store` says what was wrong with the blob database, when
+    /// opening it found it damaged and started a new one (else null).
     pub fn verify(&self, file: &Path, all: bool) -> Result<Value> {
         let blobs = self.blob_store()?;
         let rels = if all { stored::documents(&self.ws)? } else { vec![self.ws.relative(file)?] };
@@ -553,7 +555,9 @@ impl Service {
             }
             files.push(json!({"file": rel, "blobs": count, "bad": report, "rebuilt": rebuilt}));
         }
-        Ok(json!({"ok": ok, "files": files}))
+        // A damaged blob database was set aside when the store opened: each history
+        // above has put its blobs back from its copies.
+        Ok(json!({"ok": ok, "files": files, "store": blobs.rebuilt()}))
     }
 
     /// Merge changes made to the open `file` on disk by other tools (later, if remote

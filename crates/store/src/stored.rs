@@ -34,7 +34,10 @@ use crate::secure::{Keys, Plain, Secure};
 use crate::workspace::Workspace;
 use serde_json::Value;
 
+mod copies;
 mod repair;
+
+use copies::Copies;
 
 /// Where histories were kept before the blob store (read once, then moved in).
 const LEGACY_SNAPSHOT: &str = "snapshot.am";
@@ -311,6 +314,8 @@ pub struct StoredDoc {
     index: Index,
     /// BLAKE3 of `index.json` as written (names the history for the text cache).
     index_hash: String,
+    /// The document's own copy of the blobs the index names.
+    copies: Copies,
     /// Changes in the log, not yet in the index.
     pending: Vec<Pending>,
     /// Envelopes of local changes stored but not yet handed to the network
@@ -421,6 +426,7 @@ impl StoredDoc {
             saved_heads: doc.heads().iter().map(|h| h.to_string()).collect(),
             saved_key: None,
         };
+        let copies = Copies::read(&dir)?.0;
         let mut stored = StoredDoc {
             doc,
             file,
@@ -431,6 +437,7 @@ impl StoredDoc {
             blobs,
             index: Index::default(),
             index_hash: String::new(),
+            copies,
             pending: Vec::new(),
             outbox: Vec::new(),
             secure,
@@ -703,7 +710,8 @@ impl StoredDoc {
         keys: &Keys,
     ) -> Result<StoredDoc> {
         let blobs = BlobStore::open(&ws.blob_dir())?;
-        for rebuilt in repair::repair(dir, &rel, &blobs, keys)? {
+        let (rebuilt, copies) = repair::repair(dir, &rel, &blobs, keys)?;
+        for rebuilt in rebuilt {
             tracing::warn!("{rel}: {rebuilt}");
         }
         let state_path = dir.join(STATE);
@@ -711,6 +719,10 @@ impl StoredDoc {
         let state: State = serde_json::from_slice(&state_bytes)
             .map_err(|e| StoreError::corrupt(&state_path, format!("unreadable state: {e}")))?;
         let secure = Secure::load(dir, &state.doc_id, keys)?;
+        let copies = match copies {
+            Some(copies) => copies,
+            None => Copies::read(dir)?.0,
+        };
         let index_path = dir.join(INDEX);
         let (index, index_bytes) = match Index::read(dir)? {
             Some(found) => found,
@@ -796,6 +808,7 @@ impl StoredDoc {
             blobs,
             index,
             index_hash: hash_hex(&index_bytes),
+            copies,
             pending,
             outbox: Vec::new(),
             secure,
@@ -988,6 +1001,9 @@ impl StoredDoc {
     }
 
     fn write_index(&mut self, mut index: Index) -> Result<()> {
+        // Its blobs copied first: the copies hold at least what the index names.
+        let blobs = &self.blobs;
+        self.copies.follow(&index, |h| blobs.get(*h).ok())?;
         index.version = 1;
         index.heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
         let bytes = serde_json::to_vec_pretty(&index).expect("index serializes");
@@ -1333,7 +1349,7 @@ pub struct BadBlob {
 /// Check every file of the history of `rel` in `dir` and rebuild what is damaged
 /// from what is intact (see the `repair` module): a sentence for each rebuilt file.
 pub(crate) fn repair_dir(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> Result<Vec<String>> {
-    repair::repair(dir, rel, blobs, keys)
+    repair::repair(dir, rel, blobs, keys).map(|(rebuilt, _)| rebuilt)
 }
 
 pub(crate) fn verify_dir(dir: &Path, blobs: &BlobStore) -> Result<(usize, Vec<(BadBlob, String)>)> {

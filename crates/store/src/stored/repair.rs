@@ -9,7 +9,11 @@
 //!   `<doc>/c/<blob>` for each change), every blob re-hashed and opened;
 //! - `changes.log` from its records that still check and, for the others, the blobs
 //!   every logged change is also stored as;
-//! - `text.cache` is only used when its checksum holds, and written again.
+//! - `text.cache` is only used when its checksum holds, and written again;
+//! - a blob the index names that the blob store lost or holds damaged (a flipped
+//!   byte in its file, a database started anew) from `snapshot.copy` and
+//!   `changes.copy`, the document's own copies of them; and those copies from the
+//!   blob store (see [`super::copies`]).
 //!
 //! It runs when a history is opened and on `tandem verify`, and says what it did.
 
@@ -19,7 +23,8 @@ use std::path::Path;
 
 use tandem_doc::{Change, DocConfig, Document};
 
-use super::{INDEX, Index, IndexEntry, LOG, STATE, State};
+use super::copies::{Copies, SNAPSHOT_COPY};
+use super::{INDEX, Index, IndexEntry, LOG, STATE, State, change_tag, snapshot_tag};
 use crate::blobs::{BlobHash, BlobStore, blob_hash};
 use crate::changelog::ChangeLog;
 use crate::error::{Result, StoreError};
@@ -27,13 +32,20 @@ use crate::fsutil::write_atomic;
 use crate::secure::{Keys, Plain, Secure};
 
 /// Check the files of the history of `rel` in `dir` and rebuild the damaged ones.
-/// Returns a sentence for each file rebuilt; an error when something cannot be.
-pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> Result<Vec<String>> {
+/// Returns a sentence for each file rebuilt, and the document's copies (see
+/// [`super::copies`]) once they hold what the index names; an error when something
+/// cannot be rebuilt.
+pub(crate) fn repair(
+    dir: &Path,
+    rel: &str,
+    blobs: &BlobStore,
+    keys: &Keys,
+) -> Result<(Vec<String>, Option<Copies>)> {
     let mut done = Vec::new();
     if !dir.join("group.log").exists() && !dir.join("group.copy").exists() {
         // Nothing here yet (a new document), or one from before membership logs:
         // opening it gives it a group.
-        return Ok(done);
+        return Ok((done, None));
     }
     // The membership log first: it names the document, and holds the keys.
     let Some(doc) = Secure::document_of(dir) else {
@@ -90,7 +102,7 @@ pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> R
         Ok(Some((index, _))) if index_holds(&index, blobs, &changes_tagged, &snapshots_tagged, &in_log) => {
             Some(index)
         }
-        Ok(None) if dir.join(super::LEGACY_SNAPSHOT).exists() => return Ok(done),
+        Ok(None) if dir.join(super::LEGACY_SNAPSHOT).exists() => return Ok((done, None)),
         found => {
             let why = match found {
                 Ok(Some(_)) => "it names blobs the store does not have, and not those it has".to_owned(),
@@ -117,6 +129,11 @@ pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> R
             Some(index)
         }
     };
+
+    let copies = index
+        .as_ref()
+        .map(|index| restore_blobs(dir, &doc_id, index, blobs, &tags, &mut done))
+        .transpose()?;
 
     // Every logged change is also a tagged blob: one that is in neither the index
     // nor the log lost its record (a damaged log, or a damaged last record that
@@ -147,7 +164,67 @@ pub(crate) fn repair(dir: &Path, rel: &str, blobs: &BlobStore, keys: &Keys) -> R
             format!("changes.log had lost {found} changes; recovered from the blob store")
         });
     }
-    Ok(done)
+    Ok((done, copies))
+}
+
+/// Every blob `index` names good and tagged in the blob store: a damaged or missing
+/// one is put back from the document's copies (a blob database started anew has
+/// none), a lost tag is set again, and copies that do not hold what the index names
+/// (damaged, from before copies were kept, a step ahead after a crash) are written.
+fn restore_blobs(
+    dir: &Path,
+    doc_id: &str,
+    index: &Index,
+    blobs: &BlobStore,
+    tags: &[(String, BlobHash)],
+    done: &mut Vec<String>,
+) -> Result<Copies> {
+    let (mut copies, held) = Copies::read(dir)?;
+    // Tags first: putting a damaged blob back collects garbage, which would take
+    // a good blob whose tag was lost.
+    let mut retagged = 0;
+    let mut bad = Vec::new();
+    for entry in index.entries() {
+        let Ok(hash) = entry.blob.parse::<BlobHash>() else { continue };
+        let is_snapshot = entry.change.is_none();
+        let tag = if is_snapshot { snapshot_tag(doc_id, &hash) } else { change_tag(doc_id, &hash) };
+        match blobs.get(hash) {
+            Ok(_) if tags.iter().any(|(t, h)| *t == tag && *h == hash) => {}
+            Ok(_) => {
+                blobs.tag(tag, hash)?;
+                retagged += 1;
+            }
+            Err(fault) => bad.push((hash, is_snapshot, tag, fault)),
+        }
+    }
+    if retagged > 0 {
+        blobs.flush()?;
+        done.push(format!(
+            "the blob store had lost {retagged} of this history's tags; set again from index.json"
+        ));
+    }
+    for (hash, is_snapshot, tag, fault) in bad {
+        // Without a copy only a peer has it: `tandem verify` fetches it.
+        if let Some(bytes) = held.get(&hash) {
+            blobs.restore(hash, tag, bytes.clone())?;
+            let what = if is_snapshot { "snapshot" } else { "change" };
+            done.push(format!(
+                "the {what} blob {hash} was {fault} in the blob store; put back from {}",
+                held.source(is_snapshot)
+            ));
+        }
+    }
+    for name in &held.damaged {
+        done.push(format!("{name} was damaged; written again from the blob store"));
+    }
+    let snapshot = index.snapshot.as_ref().and_then(|e| e.blob.parse::<BlobHash>().ok());
+    if copies.snapshot().is_some_and(|h| Some(h) != snapshot) {
+        done.push(format!("{SNAPSHOT_COPY} did not hold the snapshot index.json names; written again"));
+    }
+    if !copies.match_index(index) {
+        copies.follow(index, |h| blobs.get(*h).ok().or_else(|| held.get(h).cloned()))?;
+    }
+    Ok(copies)
 }
 
 /// True when `index` names blobs the store has, or when the store has no other blob
