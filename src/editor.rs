@@ -183,7 +183,7 @@ impl Host for StoreHost {
             popups: Arc::clone(&self.popups),
             qr: true,
         };
-        let net = self.net;
+        let net = self.net.clone();
         std::thread::spawn(move || {
             let (service, file) = (Arc::clone(&ctx.service), ctx.file.clone());
             serve_node(&ctx, async move { sharing::start_share(&service, &file, net).await });
@@ -260,9 +260,9 @@ fn run(
         Config::load(&home_dir().join("config.toml")).map_err(|e| Failure { message: e, code: 1 })?;
     let loaded = Arc::new(OnceLock::new());
     let notices: Notices = Arc::default();
-    let board = sharing.map(|_| SharedBoard::default());
+    let board = sharing.as_ref().map(|_| SharedBoard::default());
     let popups: Popups = Arc::default();
-    let (net, qr) = sharing.unwrap_or((Net::default(), false));
+    let (net, qr) = sharing.unwrap_or_else(|| (Net::configured(), false));
     let ctx = Ctx {
         service: Arc::clone(&service),
         file: file.clone(),
@@ -382,7 +382,7 @@ fn serve_node(
 pub fn share(file: &Path, net: Net, qr: bool) -> Result<(), Failure> {
     let (file, ws, service) = prepare(file)?;
     let preview = preview(&ws, &file);
-    run(service, file, preview, Some((net, qr)), move |ctx| {
+    run(service, file, preview, Some((net.clone(), qr)), move |ctx| {
         if let Err(e) = ctx.service.open(&ctx.file, true) {
             let _ = ctx.loaded.set(Err(e.to_string()));
             return;
@@ -398,7 +398,7 @@ pub fn join(ws: Workspace, file: PathBuf, ticket: tandem_net::Ticket, net: Net) 
     need_terminal(&file)?;
     let service = sharing::own(&ws)?;
     let preview = preview(&ws, &file);
-    run(service, file, preview, Some((net, false)), move |ctx| {
+    run(service, file, preview, Some((net.clone(), false)), move |ctx| {
         let (service, file) = (Arc::clone(&ctx.service), ctx.file.clone());
         serve_node(&ctx, async move { sharing::start_join(&service, &file, &ticket, net).await });
     })

@@ -194,7 +194,34 @@ enum Command {
         #[arg(long, required = true)]
         ticket: String,
         #[command(flatten)]
-        peer: PeerOpts,
+        peer: NetOpts,
+    },
+    /// Run a public circuit relay (libp2p circuit relay v2) on a machine with a
+    /// public address, a VPS or a home server with a port forward: peers behind NATs
+    /// that name it (`--relay ADDR`, `[network] relays`) meet through it, and move to
+    /// a direct connection when their NATs let a hole be punched. Its limits are
+    /// sized for editing sessions (12 h, 1 GiB a circuit), rate limited per peer and
+    /// IP. It holds no document and no key. Prints its addresses, ending in its peer
+    /// id (kept in TANDEM_HOME, so they stay the same across restarts).
+    Relay {
+        /// Where to listen, as multiaddrs (repeatable; default:
+        /// /ip4/0.0.0.0/udp/4001/quic-v1 and /ip4/0.0.0.0/tcp/4001).
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<String>,
+        /// Print `{"peer_id", "addrs"}` as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who this device is connected to for FILE (while `tandem share`, `join` or the
+    /// editor runs on it): each peer with its name, role, how it is reached (a
+    /// transport, or the relay it goes through), the last round trip, and whether it
+    /// has everything we have; and each relay, with whether it holds a reservation.
+    Peers {
+        file: PathBuf,
+        /// `{"file", "shared", "peers": [{"peer_id", "name", "role", "link", "direct",
+        /// "via", "rtt_ms", "in_sync"}], "relays": [{"peer_id", "addr", "reserved", "connected"}]}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Show this device's identity: its PeerId, its age recipient and its key files
     /// (created on first use; see keys/README.md).
@@ -232,6 +259,17 @@ enum GroupChange {
 /// How a sharing peer runs.
 #[derive(clap::Args)]
 struct PeerOpts {
+    #[command(flatten)]
+    net: NetOpts,
+    /// A circuit relay to keep a reservation at, so that peers behind other NATs
+    /// reach this one through it (repeatable; also `[network] relays` in
+    /// config.toml). Its address as `tandem relay` prints it: /ip4/.../p2p/12D3KooW...
+    #[arg(long = "relay", value_name = "ADDR")]
+    relays: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct NetOpts {
     /// Run without a screen (servers, scripts, tests).
     #[arg(long)]
     headless: bool,
@@ -319,8 +357,8 @@ fn main() -> ExitCode {
             // With a screen, share and join run the editor: logs must not reach it.
             let screen = matches!(
                 &command,
-                Command::Share { peer: PeerOpts { headless: false, .. }, .. }
-                    | Command::Join { peer: PeerOpts { headless: false, .. }, .. }
+                Command::Share { peer: PeerOpts { net: NetOpts { headless: false, .. }, .. }, .. }
+                    | Command::Join { peer: PeerOpts { net: NetOpts { headless: false, .. }, .. }, .. }
             );
             init_logging(cli.quiet, cli.verbose, screen);
             run(command)
@@ -586,19 +624,28 @@ fn run(command: Command) -> Result<(), Failure> {
             out(&s)
         }
         Command::Share { file, qr, peer, role, expires, uses } => {
-            let mut net = sharing::Net::parse(&peer.transport, peer.listen)?;
+            let mut net = sharing::Net::parse(&peer.net.transport, peer.net.listen, &peer.relays)?;
             net.invite = sharing::InviteOpts {
                 role: if role == "reader" { tandem_net::Role::Reader } else { tandem_net::Role::Writer },
                 expires_in_ms: expires,
                 uses,
             };
-            sharing::share(&abs(&file)?, peer.headless, peer.json, qr, net)
+            sharing::share(&abs(&file)?, peer.net.headless, peer.net.json, qr, net)
         }
         Command::Join { ticket, dir, peer } => {
-            let net = sharing::Net::parse(&peer.transport, peer.listen)?;
-            sharing::join(&ticket, &dir.unwrap_or_else(|| PathBuf::from(".")), peer.headless, peer.json, net)
+            let net = sharing::Net::parse(&peer.net.transport, peer.net.listen, &peer.relays)?;
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            sharing::join(&ticket, &dir, peer.net.headless, peer.net.json, net)
         }
         Command::Id { json } => id(json),
+        Command::Peers { file, json } => {
+            let file = abs(&file)?;
+            let v = call(Request::Peers { file })?;
+            if json {
+                return out_json(&v);
+            }
+            out(&peers_report(&v))
+        }
         Command::Serve { dir, relay, ticket, peer } => {
             if !relay {
                 return Err(Failure {
@@ -606,8 +653,23 @@ fn run(command: Command) -> Result<(), Failure> {
                     code: 2,
                 });
             }
-            let net = sharing::Net::parse(&peer.transport, peer.listen)?;
+            // `--relay` is this command's own mode: circuit relays come from config.toml.
+            let net = sharing::Net::parse(&peer.transport, peer.listen, &[])?;
             sharing::relay(&ticket, &dir.unwrap_or_else(|| PathBuf::from(".")), peer.json, net)
+        }
+        Command::Relay { listen, json } => {
+            let listen: Vec<tandem_net::libp2p::Multiaddr> = listen
+                .iter()
+                .map(|a| {
+                    a.parse().map_err(|e| Failure {
+                        message: format!(
+                            "--listen {a}: not a multiaddr ({e}); e.g. /ip4/0.0.0.0/udp/4001/quic-v1"
+                        ),
+                        code: 2,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            sharing::public_relay(&listen, json)
         }
     }
 }
@@ -682,6 +744,43 @@ fn here() -> Result<PathBuf, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| Failure { message: format!("current directory: {e}"), code: 1 })?;
     Ok(cwd.join(tandem_store::STORE_DIR))
+}
+
+/// `tandem peers`' report for people: one line per peer, one per relay.
+fn peers_report(v: &Value) -> String {
+    if v["shared"] != true {
+        return format!(
+            "{}: not shared by a running tandem here (`tandem share` or `tandem join` it)\n",
+            v["file"].as_str().unwrap_or_default()
+        );
+    }
+    let mut s = String::new();
+    let peers = v["peers"].as_array().cloned().unwrap_or_default();
+    if peers.is_empty() {
+        s += "no peers connected\n";
+    }
+    for p in peers {
+        let how = match p["via"].as_str() {
+            Some(relay) => format!("relayed through {}", &relay[relay.len().saturating_sub(8)..]),
+            None => format!("direct, {}", p["link"].as_str().unwrap_or("?")),
+        };
+        let rtt = p["rtt_ms"].as_f64().map_or(String::new(), |ms| format!(", {ms:.1} ms"));
+        s += &format!(
+            "{}  {}  {}  {how}{rtt}, {}\n",
+            p["peer_id"].as_str().unwrap_or_default(),
+            p["name"].as_str().unwrap_or("?"),
+            p["role"].as_str().unwrap_or("?"),
+            if p["in_sync"] == true { "in sync" } else { "syncing" }
+        );
+    }
+    for r in v["relays"].as_array().into_iter().flatten() {
+        s += &format!(
+            "relay {}: {}\n",
+            r["addr"].as_str().unwrap_or_default(),
+            if r["reserved"] == true { "reservation held" } else { "unreachable (asking again)" }
+        );
+    }
+    s
 }
 
 /// `tandem verify`'s report for people: one line per document, one per bad blob.

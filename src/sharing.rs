@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tandem_doc::DocConfig;
+use tandem_net::libp2p::{Multiaddr, PeerId};
 use tandem_net::node::{self, Node};
 use tandem_net::{Role, Ticket, Transport, device_key};
 use tandem_store::{Keys, Request, Service, Workspace, home_dir, load_author};
@@ -60,13 +61,15 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Runtime::new().map_err(|e| format!("starting the network: {e}"))
 }
 
-/// How a node listens (transport and address), and what the invite in a sharer's
-/// ticket allows.
-#[derive(Clone, Copy)]
+/// How a node listens (transport and address), the relays it keeps a reservation
+/// at, and what the invite in a sharer's ticket allows.
+#[derive(Clone)]
 pub struct Net {
     pub transport: Transport,
     pub listen: Ipv4Addr,
     pub invite: InviteOpts,
+    /// Circuit relays (`--relay`, then `[network] relays` in config.toml).
+    pub relays: Vec<(PeerId, Multiaddr)>,
 }
 
 /// `tandem share --role --expires --uses`.
@@ -86,17 +89,61 @@ impl Default for InviteOpts {
     }
 }
 
-impl Default for Net {
-    /// Every transport, every interface (what `tandem share` does by default).
-    fn default() -> Net {
-        Net { transport: Transport::Any, listen: Ipv4Addr::UNSPECIFIED, invite: InviteOpts::default() }
+impl Net {
+    /// `--transport`, `--listen` and `--relay` as given, and the relays of
+    /// config.toml; a malformed relay address is a usage error that names it.
+    pub fn parse(transport: &str, listen: Ipv4Addr, relays: &[String]) -> Result<Net, Failure> {
+        let path = home_dir().join("config.toml");
+        let config = tandem_tui::Config::load(&path).map_err(usage)?;
+        let mut net = Net {
+            transport: transport.parse().map_err(usage)?,
+            listen,
+            invite: InviteOpts::default(),
+            relays: Vec::new(),
+        };
+        for r in relays {
+            net.add_relay(tandem_net::reach::relay_addr(r).map_err(|e| usage(format!("--relay: {e}")))?);
+        }
+        for r in &config.relays {
+            let relay = tandem_net::reach::relay_addr(r)
+                .map_err(|e| usage(format!("{}: [network] relays: {e}", path.display())))?;
+            net.add_relay(relay);
+        }
+        Ok(net)
+    }
+
+    /// Every transport, every interface, the relays of config.toml (what sharing
+    /// from inside the editor does); a bad config.toml is said and its relays left out.
+    pub fn configured() -> Net {
+        Net::parse("any", Ipv4Addr::UNSPECIFIED, &[]).unwrap_or_else(|e| {
+            tracing::warn!("{}", e.message);
+            Net {
+                transport: Transport::Any,
+                listen: Ipv4Addr::UNSPECIFIED,
+                invite: InviteOpts::default(),
+                relays: Vec::new(),
+            }
+        })
+    }
+
+    fn add_relay(&mut self, relay: (PeerId, Multiaddr)) {
+        if !self.relays.iter().any(|(p, a)| *p == relay.0 && *a == relay.1) {
+            self.relays.push(relay);
+        }
     }
 }
 
-impl Net {
-    pub fn parse(transport: &str, listen: Ipv4Addr) -> Result<Net, Failure> {
-        Ok(Net { transport: transport.parse().map_err(usage)?, listen, invite: InviteOpts::default() })
+/// Reservations at `relays`: said on stderr (the log) for each one that failed, so
+/// sharing goes on over whatever else works.
+async fn meet_relays(
+    swarm: &mut node::NodeSwarm,
+    relays: &[(PeerId, Multiaddr)],
+) -> tandem_net::reach::Reached {
+    let reached = tandem_net::reach::meet_relays(swarm, relays, true).await;
+    for why in &reached.failed {
+        tracing::warn!("{why}; sharing goes on without it (and asks it again)");
     }
+    reached
 }
 
 /// A duration as `--expires` takes it: a number and a unit, s, m, h or d (`90s`,
@@ -129,7 +176,10 @@ pub async fn start_share(service: &Arc<Service>, file: &Path, net: Net) -> Resul
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let cert = node::webrtc_certificate(&home_dir())?;
     let (mut swarm, listeners) = node::swarm(key, cert, net.transport, net.listen)?;
-    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
+    let mut addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
+    // Behind a NAT, peers elsewhere reach this one through its relays.
+    let reached = meet_relays(&mut swarm, &net.relays).await;
+    addrs.extend(reached.circuits.iter().cloned());
     let opts = net.invite;
     let role = match opts.role {
         Role::Reader => "reader",
@@ -142,7 +192,9 @@ pub async fn start_share(service: &Arc<Service>, file: &Path, net: Net) -> Resul
     let token = |k: &str| -> Result<[u8; 16], String> { doc_bytes(invite[k].as_str().unwrap_or_default()) };
     let invite = Some((token("invite")?, token("secret")?));
     let ticket = Ticket { name, doc, peer, addrs, role: opts.role, invite };
-    Ok((Node::new(swarm, Arc::clone(service), file.to_owned(), doc, net.transport), ticket))
+    let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), doc, net.transport);
+    node.use_relays(net.relays.clone(), &reached);
+    Ok((node, ticket))
 }
 
 /// Join `ticket` into the workspace of `service`: fetch the document, store it as
@@ -157,7 +209,18 @@ pub async fn start_join(
     let key = device_key(&home_dir())?;
     let cert = node::webrtc_certificate(&home_dir())?;
     let (mut swarm, listeners) = node::swarm(key.clone(), cert, net.transport, net.listen)?;
-    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
+    let mut addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
+    // The sharer's relays too: this device keeps a reservation there as well (other
+    // members reach it through them), and meets them before dialing through one, so
+    // that a hole can be punched (identify tells it its address first).
+    let mut relays = net.relays.clone();
+    for (peer, addr) in ticket.addrs.iter().filter_map(tandem_net::reach::relay_of) {
+        if !relays.iter().any(|(p, _)| *p == peer) {
+            relays.push((peer, addr));
+        }
+    }
+    let reached = meet_relays(&mut swarm, &relays).await;
+    addrs.extend(reached.circuits.iter().cloned());
     // A member rejoining (through any member's or a relay's ticket) already holds
     // the document: it only reconnects, and the usual hellos catch it up.
     let held = if file.exists() {
@@ -182,9 +245,10 @@ pub async fn start_join(
         false
     };
     if !held {
-        fetch_and_join(service, &mut swarm, file, ticket, net).await?;
+        fetch_and_join(service, &mut swarm, file, ticket, net.transport).await?;
     }
     let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), ticket.doc, net.transport);
+    node.use_relays(relays, &reached);
     let connected = node.swarm.is_connected(&ticket.peer);
     node.keep_connected(ticket.peer, ticket.addrs.clone(), connected);
     let own = Ticket {
@@ -206,7 +270,7 @@ async fn fetch_and_join(
     swarm: &mut node::NodeSwarm,
     file: &Path,
     ticket: &Ticket,
-    net: Net,
+    transport: Transport,
 ) -> Result<(), String> {
     let store = service.blob_store().map_err(|e| e.to_string())?;
     let recipient = service.keys().age.recipient();
@@ -215,7 +279,7 @@ async fn fetch_and_join(
         ticket.peer,
         &ticket.addrs,
         ticket.doc,
-        net.transport,
+        transport,
         &store,
         ticket.invite,
         recipient,
@@ -376,6 +440,34 @@ pub fn relay(ticket: &str, dir: &Path, json: bool, net: Net) -> Result<(), Failu
         let own = Ticket { peer: key.public().to_peer_id(), addrs, invite: None, ..ticket.clone() };
         print_ticket(&own, &state, json, false)?;
         relay.run().await;
+        Ok(())
+    })
+}
+
+/// `tandem relay [--listen ADDR]... [--json]`: a public circuit relay, until stopped.
+pub fn public_relay(listen: &[Multiaddr], json: bool) -> Result<(), Failure> {
+    use tandem_net::public;
+    let listen: Vec<Multiaddr> = if listen.is_empty() {
+        public::DEFAULT_LISTEN.iter().map(|a| a.parse().expect("valid default")).collect()
+    } else {
+        listen.to_vec()
+    };
+    let key = device_key(&home_dir()).map_err(fail)?;
+    runtime().map_err(fail)?.block_on(async {
+        let mut swarm = public::swarm(key, &listen).map_err(fail)?;
+        let addrs = public::start(&mut swarm, listen.len()).await.map_err(fail)?;
+        let peer = swarm.local_peer_id().to_string();
+        let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        if json {
+            crate::out_json(&serde_json::json!({"peer_id": peer, "addrs": addrs}))?;
+        } else {
+            let mut s = format!("relay {peer}; peers name it with --relay ADDR or in config.toml, one of:\n");
+            for a in &addrs {
+                s += &format!("  {a}\n");
+            }
+            crate::out(&s)?;
+        }
+        public::run(swarm).await;
         Ok(())
     })
 }

@@ -659,3 +659,89 @@ fn a_relay_carries_edits_between_members_who_are_never_online_together() {
     let b = join_on(lan.host(1), root.path(), "bob", relay.info["ticket"].as_str().unwrap(), &[]);
     wait_for(&b, "while bob was away base");
 }
+
+/// What `tandem peers --json` says on `p` about the peer `other`, once it says it.
+fn peer_entry(p: &Peer, other: &Peer) -> Option<Value> {
+    let out = tandem(&p.dir, &p.home, &p.name, &["peers", "doc.md", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let id = other.info["peer_id"].as_str()?;
+    v["peers"].as_array()?.iter().find(|e| e["peer_id"] == id).cloned()
+}
+
+/// Every pair of NAT kinds (10 pairs): the joiner reaches the sharer through a
+/// `tandem relay` on the lab's public host, a live edit converges both ways, and the
+/// pair ends on a direct connection exactly where the lab's own probe punches a
+/// hole (`../shared/natlab/run_all.expected.txt`); elsewhere it stays on the relay.
+/// `TANDEM_NAT_PAIRS=fullcone:symmetric,...` runs only those pairs.
+#[test]
+fn peers_behind_any_two_nats_meet_through_a_relay_and_punch_a_hole_where_the_nats_allow() {
+    use common::natlab::{KINDS, NatLab, PEER_A, PEER_B, PUBLIC};
+    let Some(lab) = NatLab::up() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let relay_dir = root.path().join("relay");
+    std::fs::create_dir_all(&relay_dir).unwrap();
+    let relay_home = root.path().join("relay-home");
+    let relay = spawn_on(
+        Some(PUBLIC),
+        &relay_dir,
+        &relay_home,
+        "relay",
+        &["relay", "--json"],
+        relay_dir.join("none"),
+    );
+    let relay_addr = relay.info["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.contains("198.51.100.10") && a.contains("quic"))
+        .expect("a QUIC address on the public host")
+        .to_owned();
+    let only = std::env::var("TANDEM_NAT_PAIRS").ok();
+    let mut results = Vec::new();
+    for (i, a) in KINDS.iter().enumerate() {
+        for b in &KINDS[i..] {
+            if only.as_ref().is_some_and(|o| !o.split(',').any(|p| p == format!("{a}:{b}"))) {
+                continue;
+            }
+            // The lab's probe: only symmetric against port-restricted or symmetric
+            // finds no hole.
+            let direct = !(*b == "symmetric" && (*a == "portrestricted" || *a == "symmetric"));
+            lab.nat('A', a, 0);
+            lab.nat('B', b, 0);
+            let pair = root.path().join(format!("{a}-{b}"));
+            let sharer = share_on(Some(PEER_A), &pair, "ada", "hello\n", &["--relay", &relay_addr]);
+            let joiner = join_on(Some(PEER_B), &pair, "bob", &sharer.ticket(), &[]);
+            sharer.edit(0, "from A. ");
+            joiner.edit(0, "from B. ");
+            converge(&[&sharer, &joiner], &["from A. ", "from B. "]);
+            // A hole takes up to three DCUtR rounds; the relayed connection goes a
+            // moment after the direct one comes up.
+            let deadline = Instant::now() + Duration::from_secs(if direct { 30 } else { 15 });
+            let link = loop {
+                let seen = (peer_entry(&joiner, &sharer), peer_entry(&sharer, &joiner));
+                let settled = |e: &Option<Value>| e.as_ref().is_some_and(|e| e["direct"] == direct);
+                if (direct && settled(&seen.0) && settled(&seen.1)) || Instant::now() > deadline {
+                    break seen;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            };
+            let (b_sees, a_sees) = (link.0.unwrap_or_default(), link.1.unwrap_or_default());
+            results.push(format!(
+                "{a} x {b}: bob sees {} ({}), ada sees {}",
+                b_sees["link"], b_sees["via"], a_sees["link"]
+            ));
+            let log =
+                |p: &Peer| std::fs::read_to_string(p.dir.join(format!("{}.log", p.name))).unwrap_or_default();
+            assert_eq!(b_sees["direct"], direct, "{a} x {b}: {b_sees}\n{}\n{}", log(&joiner), log(&sharer));
+            assert_eq!(a_sees["direct"], direct, "{a} x {b}: {a_sees}");
+            if !direct {
+                assert_eq!(b_sees["via"], relay.info["peer_id"], "{a} x {b}: relayed through the relay");
+            }
+            // The session goes on over whatever connection they ended on.
+            sharer.edit(0, "later A. ");
+            converge(&[&sharer, &joiner], &["later A. "]);
+        }
+    }
+    eprintln!("{}", results.join("\n"));
+}

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 pub mod lan;
+pub mod natlab;
 
 /// A temporary directory to work in, and a device whose home (`TANDEM_HOME`) is
 /// `home` inside it.

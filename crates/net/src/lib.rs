@@ -8,6 +8,8 @@
 //! - [`links`]: how each connected peer is reached, kept by the swarm itself;
 //! - [`identity`]: the device's Ed25519 key, whose public half is its PeerId;
 //! - [`relay`]: a keyless member that keeps and forwards ciphertext;
+//! - [`reach`]: peers behind NATs: reservations at circuit relays, hole punching;
+//! - [`public`]: `tandem relay`, a public circuit relay with limits for editing;
 //! - [`node`]: the swarm (QUIC, WebRTC, TCP + Noise + Yamux, mDNS for members) and
 //!   the sync logic, driving a `tandem_store::Service` that owns the document on disk;
 //!   the join, with errors said for people.
@@ -21,9 +23,13 @@ pub mod links;
 pub mod node;
 pub mod presence;
 pub mod protocol;
+pub mod public;
+pub mod reach;
 pub mod relay;
 pub mod ticket;
 
 pub use identity::device_key;
+/// The libp2p this crate is built on (addresses and peer ids in its API).
+pub use libp2p;
 pub use node::{Node, Transport};
 pub use ticket::{Role, Ticket, TicketError};

@@ -33,7 +33,9 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{
     DialError, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts,
 };
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, dcutr, identify, mdns, noise, ping, relay, tcp, yamux,
+};
 use tandem_doc::{ActorId, ChangeHash, LiveEdit};
 use tandem_store::{BlobFetch, BlobHash, BlobStore, ImportError, Service, Shared};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -188,6 +190,10 @@ pub struct Behaviour {
     mdns: Toggle<mdns::tokio::Behaviour>,
     /// How each connected peer is reached.
     links: crate::links::Links,
+    /// Reservations at circuit relays, and dials through them (see [`crate::reach`]).
+    relay_client: relay::client::Behaviour,
+    /// Hole punching over a relayed connection.
+    dcutr: dcutr::Behaviour,
 }
 
 impl Behaviour {
@@ -256,7 +262,9 @@ pub fn swarm(
                 .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn))))
         })
         .map_err(|e| e.to_string())?
-        .with_behaviour(|key| Behaviour {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|key, relay_client| Behaviour {
             sync: request_response::Behaviour::new(
                 [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
@@ -269,7 +277,10 @@ pub fn swarm(
                 [(StreamProtocol::new(crate::blobs::PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
             ),
-            identify: identify::Behaviour::new(identify::Config::new("/tandem/1".into(), key.public())),
+            // New addresses (a circuit through a relay) reach connected peers at once.
+            identify: identify::Behaviour::new(
+                identify::Config::new("/tandem/1".into(), key.public()).with_push_listen_addr_updates(true),
+            ),
             ping: ping::Behaviour::default(),
             mdns: Toggle::from(if ip.is_loopback() {
                 None
@@ -281,6 +292,8 @@ pub fn swarm(
                     .ok()
             }),
             links: crate::links::Links::default(),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -354,6 +367,12 @@ pub async fn listen_addrs(swarm: &mut Swarm<Behaviour>, listeners: usize) -> Res
     Ok(addrs)
 }
 
+/// The last characters of a peer id, as the status line names a peer.
+fn short_peer(peer: &PeerId) -> String {
+    let s = peer.to_string();
+    s[s.len().saturating_sub(6)..].to_owned()
+}
+
 fn hashes(h: &[ChangeHash]) -> Vec<Hash> {
     h.iter().map(|h| h.0).collect()
 }
@@ -391,7 +410,20 @@ pub struct Node {
     fetching: HashMap<OutboundRequestId, (BlobFetch, Vec<PeerId>)>,
     /// Some peer was synced with since this node started.
     had_peers: bool,
+    /// Circuit relays this node keeps a reservation at (see [`crate::reach`]).
+    relays: Vec<(PeerId, Multiaddr)>,
+    /// The circuit listener at each relay, while there is one.
+    circuits: HashMap<PeerId, ListenerId>,
+    /// The relays that granted the reservation now in force.
+    reserved: HashSet<PeerId>,
+    /// When the relays without a reservation are asked again.
+    relay_retry: tokio::time::Instant,
+    /// The last round trip measured to each connected peer (libp2p ping).
+    rtts: HashMap<PeerId, Duration>,
 }
+
+/// How often a relay without a reservation is asked again.
+const RELAY_RETRY: Duration = Duration::from_secs(5);
 
 /// Why a peer is not synced with.
 const NOT_A_MEMBER: &str =
@@ -433,9 +465,120 @@ impl Node {
             hellos: HashSet::new(),
             fetching: HashMap::new(),
             had_peers: false,
+            relays: Vec::new(),
+            circuits: HashMap::new(),
+            reserved: HashSet::new(),
+            relay_retry: tokio::time::Instant::now(),
+            rtts: HashMap::new(),
         };
         node.sync_links();
         node
+    }
+
+    /// Keep reservations at `relays`, listening through each again whenever its
+    /// circuit closes (the relay restarted, the connection dropped); `reached` is
+    /// what [`crate::reach::meet_relays`] already set up.
+    pub fn use_relays(&mut self, relays: Vec<(PeerId, Multiaddr)>, reached: &crate::reach::Reached) {
+        self.circuits.extend(reached.listeners.iter().map(|(p, l)| (*p, *l)));
+        for addr in &reached.circuits {
+            if let Some((relay, _)) = crate::reach::relay_of(addr) {
+                self.reserved.insert(relay);
+            }
+        }
+        for (peer, addr) in relays {
+            if !self.relays.iter().any(|(p, _)| *p == peer) {
+                self.relays.push((peer, addr));
+            }
+        }
+        self.relay_retry = tokio::time::Instant::now() + RELAY_RETRY;
+    }
+
+    fn is_relay(&self, peer: &PeerId) -> bool {
+        self.relays.iter().any(|(p, _)| p == peer)
+    }
+
+    /// Listen again through every relay that has no circuit listener, at most every
+    /// [`RELAY_RETRY`].
+    fn keep_reservations(&mut self) {
+        let now = tokio::time::Instant::now();
+        if now < self.relay_retry {
+            return;
+        }
+        self.relay_retry = now + RELAY_RETRY;
+        for (peer, addr) in self.relays.clone() {
+            if self.circuits.contains_key(&peer) {
+                continue;
+            }
+            match self.swarm.listen_on(crate::reach::circuit_through(&addr)) {
+                Ok(id) => {
+                    self.circuits.insert(peer, id);
+                }
+                Err(e) => tracing::warn!("relay {addr}: {e}"),
+            }
+        }
+    }
+
+    /// Tell the store who this node is connected to, for `tandem peers`: each member
+    /// peer with its name, role, how it is reached (transport, or the relay it goes
+    /// through), the last round trip, and whether its heads are ours; and each relay
+    /// with whether it holds a reservation for us.
+    fn publish_peers(&mut self) {
+        let ours: Option<Vec<Hash>> =
+            self.service.heads_and_missing(&self.file, &[]).ok().map(|(heads, _)| hashes(&heads));
+        let names: HashMap<String, String> =
+            self.board().peers().into_iter().map(|(id, p, _, _)| (id, p.name.clone())).collect();
+        let links = &self.swarm.behaviour().links;
+        let mut peers = Vec::new();
+        let mut ids: Vec<PeerId> = self.peers.iter().copied().collect();
+        ids.sort();
+        for peer in ids {
+            let role = tandem_auth::device::public_of(&peer)
+                .and_then(|key| self.service.role_of(&self.file, &key).ok().flatten())
+                .map(|r| r.name());
+            let in_sync = match (&ours, self.synced.get(&peer)) {
+                (Some(ours), Some(theirs)) => {
+                    let (mut a, mut b) = (ours.clone(), theirs.clone());
+                    a.sort();
+                    b.sort();
+                    a == b
+                }
+                _ => false,
+            };
+            let link = links.of(&peer).unwrap_or("relayed");
+            peers.push(serde_json::json!({
+                "peer_id": peer.to_string(),
+                "name": names.get(&peer.to_string()),
+                "role": role,
+                "link": link,
+                "direct": link != "relayed",
+                "via": links.via(&peer).map(|r| r.to_string()),
+                "rtt_ms": self.rtts.get(&peer).map(|d| d.as_secs_f64() * 1000.0),
+                "in_sync": in_sync,
+            }));
+        }
+        let relays: Vec<serde_json::Value> = self
+            .relays
+            .iter()
+            .map(|(p, a)| {
+                serde_json::json!({
+                    "peer_id": p.to_string(),
+                    "addr": a.to_string(),
+                    "reserved": self.reserved.contains(p),
+                    "connected": self.swarm.is_connected(p),
+                })
+            })
+            .collect();
+        let file = self.file.display().to_string();
+        let state = serde_json::json!({"file": file, "shared": true, "peers": peers, "relays": relays});
+        self.service.set_network(&self.file, state);
+    }
+
+    /// Close relayed connections a direct one has replaced (a hole punched).
+    fn close_superseded(&mut self) {
+        for (peer, id) in self.swarm.behaviour().links.superseded() {
+            tracing::info!(peer = %peer, "a direct connection replaced the relayed one");
+            self.swarm.close_connection(id);
+        }
     }
 
     /// Share presence through `board` (the editor writes ours and reads the others').
@@ -477,6 +620,18 @@ impl Node {
             Some("sharing, no peers connected".to_owned())
         } else {
             Some("sharing, no peers yet".to_owned())
+        };
+        // A relay that does not answer: said, while sharing goes on over the rest.
+        let missing: Vec<String> = self
+            .relays
+            .iter()
+            .filter(|(p, _)| !self.reserved.contains(p))
+            .map(|(p, _)| short_peer(p))
+            .collect();
+        let state = match (state, missing.is_empty()) {
+            (state, true) => state,
+            (Some(s), false) => Some(format!("{s}; relay {} unreachable", missing.join(", "))),
+            (None, false) => Some(format!("relay {} unreachable", missing.join(", "))),
         };
         self.board().network = state;
     }
@@ -915,7 +1070,11 @@ impl Node {
                 }
                 _ = tick.tick() => {
                     self.redial_if_due();
+                    self.keep_reservations();
+                    self.close_superseded();
+                    self.sync_links();
                     self.report_network();
+                    self.publish_peers();
                     let peers: Vec<PeerId> = self.peers.iter().copied().collect();
                     for p in peers {
                         self.hello(&p);
@@ -930,9 +1089,42 @@ impl Node {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.sync_links();
-                // It becomes a peer once it says hello for this document.
-                if !self.peers.contains(&peer_id) {
+                // It becomes a peer once it says hello for this document (a relay
+                // is no member: it only carries circuits).
+                if !self.peers.contains(&peer_id) && !self.is_relay(&peer_id) {
                     self.hello(&peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal, .. },
+            )) => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "reservation at the relay accepted");
+                }
+                self.reserved.insert(relay_peer_id);
+                self.report_network();
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                let relay = self.circuits.iter().find(|(_, l)| **l == listener_id).map(|(p, _)| *p);
+                if let Some(relay) = relay {
+                    self.circuits.remove(&relay);
+                    self.reserved.remove(&relay);
+                    match reason {
+                        Err(e) => {
+                            tracing::warn!(relay = %relay, "no reservation at the relay: {e}; asking again")
+                        }
+                        Ok(()) => tracing::info!(relay = %relay, "the relay's circuit closed; asking again"),
+                    }
+                    self.report_network();
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+                self.rtts.insert(peer, rtt);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => {
+                match result {
+                    Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: a direct connection"),
+                    Err(e) => tracing::info!(peer = %remote_peer_id, "no hole punched, staying relayed: {e}"),
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
@@ -1226,7 +1418,7 @@ impl Node {
 
 /// Move what a service channel yields onto an async channel for the node.
 /// Ctrl-C or SIGTERM.
-async fn stopped() {
+pub(crate) async fn stopped() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -112,6 +112,11 @@ pub enum Request {
         #[serde(default)]
         recipient: Option<String>,
     },
+    /// Who this process's node for `file` is connected to (see
+    /// [`Service::set_network`]).
+    Peers {
+        file: PathBuf,
+    },
     /// A new invite (see `tandem share --role --expires --uses`).
     Invite {
         file: PathBuf,
@@ -153,6 +158,7 @@ impl Request {
             | Request::Group { file }
             | Request::GroupChange { file, .. }
             | Request::Invite { file, .. }
+            | Request::Peers { file }
             | Request::Watch { file } => file,
         }
     }
@@ -231,6 +237,8 @@ pub struct Service {
     live_feeds: Mutex<Vec<(String, Sender<LiveEdit>)>>,
     /// Who fetches blobs from peers for a document (its network node).
     blob_fetchers: Mutex<Vec<(String, Sender<BlobFetch>)>>,
+    /// What each document's network node last said about its peers and relays.
+    network: Mutex<HashMap<String, Value>>,
     /// Signalled when a document's Automerge comes back from applying remote changes
     /// (see [`Service::apply_remote`]).
     reattached: Condvar,
@@ -265,6 +273,7 @@ impl Service {
             group_feeds: Mutex::new(Vec::new()),
             live_feeds: Mutex::new(Vec::new()),
             blob_fetchers: Mutex::new(Vec::new()),
+            network: Mutex::new(HashMap::new()),
             reattached: Condvar::new(),
         }))
     }
@@ -356,6 +365,14 @@ impl Service {
         )?;
         lock(&self.docs).insert(rel, stored);
         Ok(())
+    }
+
+    /// The network node of `file` says who it is connected to (`tandem peers`): a
+    /// JSON object the store keeps as given and answers [`Request::Peers`] with.
+    pub fn set_network(&self, file: &Path, state: Value) {
+        if let Ok(rel) = self.ws.relative(file) {
+            lock(&self.network).insert(rel, state);
+        }
     }
 
     /// Run `f` on a document opened with [`Service::open`], without looking at the
@@ -995,6 +1012,12 @@ impl Service {
                 s.compact()?;
                 Ok(group_json(s))
             }),
+            Request::Peers { file } => {
+                let rel = self.ws.relative(file)?;
+                Ok(lock(&self.network).get(&rel).cloned().unwrap_or_else(|| {
+                    json!({"file": rel, "shared": false, "peers": [], "relays": []})
+                }))
+            }
             Request::Invite { file, role, expires_ms, uses } => self.with_doc(file, |s| {
                 let role: tandem_auth::group::Role = role.parse().map_err(StoreError::BadRequest)?;
                 let (id, secret) = s.secure().invite(role, *expires_ms, *uses)?;

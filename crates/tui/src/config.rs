@@ -17,6 +17,11 @@
 //! [commit]                # typing becomes one change after idle_ms without a key,
 //! idle_ms = 300           # or after max_ms of continuous typing
 //! max_ms = 2000
+//!
+//! [network]               # circuit relays to keep a reservation at (peers behind
+//! relays = [              # NATs reach this device through them), as `tandem relay`
+//!   "/ip4/203.0.113.7/udp/4001/quic-v1/p2p/12D3KooW...",  # prints them
+//! ]
 //! ```
 //!
 //! Colors degrade to the terminal: truecolor when `COLORTERM` says so, else the 256-color
@@ -44,6 +49,8 @@ pub struct Config {
     /// keystrokes at once either way, as live edits).
     pub commit_idle_ms: u64,
     pub commit_max_ms: u64,
+    /// `[network] relays`: circuit relay addresses (checked by whoever dials them).
+    pub relays: Vec<String>,
 }
 
 impl Default for Config {
@@ -57,6 +64,7 @@ impl Default for Config {
             theme: Theme::default(),
             commit_idle_ms: 300,
             commit_max_ms: 2_000,
+            relays: Vec::new(),
         }
     }
 }
@@ -253,6 +261,15 @@ struct RawConfig {
     colors: HashMap<String, String>,
     #[serde(default)]
     commit: RawCommit,
+    #[serde(default)]
+    network: RawNetwork,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    #[serde(default)]
+    relays: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -303,6 +320,7 @@ impl Config {
         c.line_numbers = raw.line_numbers.unwrap_or(c.line_numbers);
         c.commit_idle_ms = raw.commit.idle_ms.unwrap_or(c.commit_idle_ms);
         c.commit_max_ms = raw.commit.max_ms.unwrap_or(c.commit_max_ms);
+        c.relays = raw.network.relays;
         if !(1..=3_600_000).contains(&c.commit_idle_ms) || c.commit_max_ms < c.commit_idle_ms {
             return Err(format!(
                 "[commit] idle_ms = {}, max_ms = {}: use 1 to 3600000 ms, with max_ms >= idle_ms",

@@ -1,0 +1,189 @@
+//! Reaching peers behind NATs, with standard libp2p protocols only, so any circuit
+//! relay v2 serves tandem:
+//!
+//! - a peer that names relays (`--relay`, `[network] relays` in `config.toml`)
+//!   connects to them, learns from identify the address its NAT shows the world,
+//!   and takes a reservation at each: its `/p2p-circuit` addresses go in its ticket,
+//!   so a joiner behind any NAT reaches it through the relay;
+//! - over a relayed connection both peers run DCUtR at once (libp2p's `dcutr`: each
+//!   tells the other its observed addresses and they dial each other at the same
+//!   moment). When the direct connection comes up, the relayed one is closed a
+//!   moment later ([`crate::links::Links::superseded`]), and sync and presence carry
+//!   on over the direct one with no restart;
+//! - where the NATs allow no hole (symmetric on both sides, or symmetric against
+//!   port-restricted), the session stays on the relay: `tandem relay` runs one with
+//!   limits sized for editing sessions ([`crate::public`]).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
+
+use crate::node::{Behaviour, BehaviourEvent};
+
+/// How long a node waits for its relays (connection, identify, reservation) before
+/// it prints a ticket without the ones that did not answer.
+pub const RELAY_WAIT: Duration = Duration::from_secs(8);
+
+/// A relay's address as a user gives it: a multiaddr that ends in the relay's peer id
+/// (`/ip4/198.51.100.10/udp/4001/quic-v1/p2p/12D3KooW...`). The error names the
+/// address and says what is wrong with it.
+pub fn relay_addr(s: &str) -> Result<(PeerId, Multiaddr), String> {
+    let addr: Multiaddr =
+        s.trim().parse().map_err(|e| format!("relay address {s:?} is not a multiaddr ({e})"))?;
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) if addr.iter().any(|p| !matches!(p, Protocol::P2p(_))) => {
+            if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+                return Err(format!("relay address {s}: name the relay itself, not a circuit through it"));
+            }
+            Ok((peer, addr))
+        }
+        Some(Protocol::P2p(_)) => {
+            Err(format!("relay address {s}: it has a peer id but no address to reach it at"))
+        }
+        _ => Err(format!(
+            "relay address {s}: it must end in the relay's peer id (/p2p/12D3KooW...), as `tandem relay` prints it"
+        )),
+    }
+}
+
+/// The circuit address through the relay at `relay` (which ends in `/p2p/RELAY`).
+pub fn circuit_through(relay: &Multiaddr) -> Multiaddr {
+    relay.clone().with(Protocol::P2pCircuit)
+}
+
+/// True for an address through a relay.
+pub fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// The relay part of a circuit address (`RELAY-ADDR/p2p/RELAY`), if it is one.
+pub fn relay_of(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut relay = Multiaddr::empty();
+    let mut peer = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2pCircuit => return Some((peer?, relay)),
+            Protocol::P2p(id) => {
+                peer = Some(id);
+                relay.push(p);
+            }
+            p => relay.push(p),
+        }
+    }
+    None
+}
+
+/// What meeting the relays came to.
+#[derive(Default, Debug)]
+pub struct Reached {
+    /// This node's circuit addresses, one per relay that granted a reservation.
+    pub circuits: Vec<Multiaddr>,
+    /// The circuit listeners, by relay (a node listens again when one closes).
+    pub listeners: HashMap<PeerId, ListenerId>,
+    /// One sentence per relay that could not be used, naming it.
+    pub failed: Vec<String>,
+}
+
+/// Connect to `relays` and wait (at most [`RELAY_WAIT`]) until identify has told us
+/// how each sees us: DCUtR punches holes with those observed addresses, so they must
+/// be known before a relayed connection opens. With `reserve`, also take a
+/// reservation at each and listen on the circuit through it.
+pub async fn meet_relays(
+    swarm: &mut Swarm<Behaviour>,
+    relays: &[(PeerId, Multiaddr)],
+    reserve: bool,
+) -> Reached {
+    let mut reached = Reached::default();
+    if relays.is_empty() {
+        return reached;
+    }
+    let mut identified: HashSet<PeerId> = HashSet::new();
+    let mut pending: HashMap<PeerId, Multiaddr> = HashMap::new();
+    for (peer, addr) in relays {
+        if *peer == *swarm.local_peer_id() {
+            continue;
+        }
+        pending.insert(*peer, addr.clone());
+        if let Err(e) = crate::node::dial_unless_connected(swarm, *peer, vec![addr.clone()]) {
+            reached.failed.push(format!("relay {addr} cannot be dialed: {e}"));
+            pending.remove(peer);
+        }
+    }
+    let give_up = tokio::time::sleep(RELAY_WAIT);
+    tokio::pin!(give_up);
+    // Relays identified but whose reservation has not come back yet.
+    let mut reserving: HashMap<ListenerId, (PeerId, Multiaddr)> = HashMap::new();
+    while !pending.is_empty() || !reserving.is_empty() {
+        let ev = tokio::select! {
+            ev = swarm.select_next_some() => ev,
+            _ = &mut give_up => break,
+        };
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id, ..
+            })) if pending.contains_key(&peer_id) && identified.insert(peer_id) => {
+                let addr = pending.remove(&peer_id).expect("pending");
+                if !reserve {
+                    continue;
+                }
+                match swarm.listen_on(circuit_through(&addr)) {
+                    Ok(id) => {
+                        reserving.insert(id, (peer_id, addr));
+                    }
+                    Err(e) => reached.failed.push(format!("relay {addr}: {e}")),
+                }
+            }
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                // One address per address the relay is reached at.
+                if let Some((peer, _)) = reserving.remove(&listener_id) {
+                    reached.listeners.insert(peer, listener_id);
+                }
+                if reached.listeners.values().any(|id| *id == listener_id) {
+                    reached.circuits.push(address);
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if let Some((_, addr)) = reserving.remove(&listener_id) {
+                    let why =
+                        reason.err().map_or_else(|| "the connection closed".to_owned(), |e| e.to_string());
+                    reached.failed.push(format!("relay {addr} gave no reservation: {why}"));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                if let Some(addr) = pending.remove(&peer) {
+                    reached.failed.push(crate::node::unreachable(&peer, &[addr], &error));
+                }
+            }
+            _ => {}
+        }
+    }
+    // A reservation's addresses come together: take the rest of them.
+    let settle = tokio::time::sleep(Duration::from_millis(200));
+    tokio::pin!(settle);
+    while !reached.listeners.is_empty() {
+        tokio::select! {
+            ev = swarm.select_next_some() => {
+                if let SwarmEvent::NewListenAddr { listener_id, address } = ev
+                    && reached.listeners.values().any(|id| *id == listener_id)
+                {
+                    reached.circuits.push(address);
+                }
+            }
+            _ = &mut settle => break,
+        }
+    }
+    for addr in pending.into_values() {
+        reached.failed.push(format!("relay {addr} did not answer within {} s", RELAY_WAIT.as_secs()));
+    }
+    for (id, (peer, addr)) in reserving {
+        // Still asking: keep the listener, it may come through yet.
+        reached.listeners.insert(peer, id);
+        reached.failed.push(format!("relay {addr} has not granted a reservation yet"));
+    }
+    reached
+}
