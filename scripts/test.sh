@@ -14,6 +14,9 @@ command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v chattr >/dev/null || need_apt+=(e2fsprogs)
 # ip (iproute2) builds the network namespaces of the LAN (mDNS) test.
 command -v ip >/dev/null || need_apt+=(iproute2)
+# nft and conntrack make the NAT lab's routers (../shared/natlab): the NAT tests.
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v conntrack >/dev/null || need_apt+=(conntrack)
 # node and npm run tests/car/verify.mjs, which checks our CAR export with the
 # JavaScript IPFS libraries, an implementation that shares no code with ours.
 command -v node >/dev/null || need_apt+=(nodejs)

@@ -881,3 +881,48 @@ fn info_and_log_are_kept_and_never_stale() {
     std::fs::write(dir.join("info.cache"), &bytes).unwrap();
     assert_eq!(env.json(&["info", "doc.md", "--json"]), info, "a damaged cache is not used");
 }
+
+/// A relay address that cannot be one is a usage error naming it and what is
+/// missing, on the command line and in config.toml; so is a bad `tandem relay
+/// --listen`; `tandem peers` on a document no tandem shares says so.
+#[test]
+fn malformed_relay_addresses_are_usage_errors_that_name_them() {
+    let env = Env::new();
+    env.write("doc.md", "x\n");
+    let peer = "12D3KooWBfHR4LkVebKSLwGhDC7KrXpAK8RrvwJuPxuBcq8DVkp9";
+    for (bad, needle) in [
+        ("/ip4/198.51.100.10/udp/4001/quic-v1".to_owned(), "peer id"),
+        ("relay.example.org".to_owned(), "not a multiaddr"),
+        (format!("/p2p/{peer}"), "no address"),
+        (format!("/ip4/198.51.100.10/tcp/4001/p2p/{peer}/p2p-circuit"), "not a circuit"),
+    ] {
+        for cmd in [
+            vec!["share", "doc.md", "--headless", "--relay", &bad],
+            vec!["join", "tandem1abc", "--headless", "--relay", &bad],
+        ] {
+            let out = env.run(&cmd);
+            assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains(&bad) && err.contains(needle) && err.contains("--relay"), "{cmd:?}: {err}");
+        }
+    }
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(env.home.join("config.toml"), "[network]\nrelays = [\"/ip4/10.0.0.1/tcp/4001\"]\n")
+        .unwrap();
+    let out = env.run(&["share", "doc.md", "--headless"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.toml") && err.contains("/ip4/10.0.0.1/tcp/4001") && err.contains("peer id"),
+        "{err}"
+    );
+    std::fs::remove_file(env.home.join("config.toml")).unwrap();
+
+    let out = env.run(&["relay", "--listen", "0.0.0.0:4001"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("0.0.0.0:4001") && stderr(&out).contains("multiaddr"), "{}", stderr(&out));
+
+    let v = env.json(&["peers", "doc.md", "--json"]);
+    assert_eq!(v["shared"], false, "{v}");
+    assert!(env.ok(&["peers", "doc.md"]).contains("not shared"));
+}

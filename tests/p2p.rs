@@ -745,3 +745,97 @@ fn peers_behind_any_two_nats_meet_through_a_relay_and_punch_a_hole_where_the_nat
     }
     eprintln!("{}", results.join("\n"));
 }
+
+/// The relay restarts mid-session (same identity, same port): a pair that punched a
+/// hole never notices, a pair on the relay reconnects by itself, and no edit is lost.
+/// Also under 20% packet loss on both routers, which the lab's probe still punches
+/// through.
+#[test]
+fn a_relay_restart_and_packet_loss_lose_no_edit() {
+    use common::natlab::{NatLab, PEER_A, PEER_B, PUBLIC};
+    let Some(lab) = NatLab::up() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let relay_dir = root.path().join("relay");
+    std::fs::create_dir_all(&relay_dir).unwrap();
+    let relay_home = root.path().join("relay-home");
+    let start_relay = || {
+        spawn_on(Some(PUBLIC), &relay_dir, &relay_home, "relay", &["relay", "--json"], relay_dir.join("none"))
+    };
+    let mut relay = start_relay();
+    let relay_addr = relay.info["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.contains("198.51.100.10") && a.contains("quic"))
+        .unwrap()
+        .to_owned();
+    for (a, b, loss, direct) in [
+        ("fullcone", "portrestricted", 0, true),
+        ("symmetric", "symmetric", 0, false),
+        ("portrestricted", "portrestricted", 20, true),
+    ] {
+        lab.nat('A', a, loss);
+        lab.nat('B', b, loss);
+        let pair = root.path().join(format!("{a}-{b}-{loss}"));
+        let sharer = share_on(Some(PEER_A), &pair, "ada", "hello\n", &["--relay", &relay_addr]);
+        let joiner = join_on(Some(PEER_B), &pair, "bob", &sharer.ticket(), &[]);
+        joiner.edit(0, "one. ");
+        converge(&[&sharer, &joiner], &["one. "]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while direct && !peer_entry(&joiner, &sharer).is_some_and(|e| e["direct"] == true) {
+            assert!(Instant::now() < deadline, "{a} x {b} at {loss}% loss: no hole punched");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        // Down, an edit on each side meanwhile, and up again.
+        drop(relay);
+        sharer.edit(0, "two. ");
+        joiner.edit(0, "three. ");
+        std::thread::sleep(Duration::from_secs(2));
+        relay = start_relay();
+        converge(&[&sharer, &joiner], &["one. ", "two. ", "three. "]);
+        // `tandem peers` is brought up to date every second.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let e = loop {
+            match peer_entry(&joiner, &sharer) {
+                Some(e) if e["direct"] == direct || Instant::now() > deadline => break e,
+                None if Instant::now() > deadline => {
+                    let out =
+                        tandem(&joiner.dir, &joiner.home, "bob", &["peers", "doc.md", "--json"]).output();
+                    panic!(
+                        "{a} x {b}: no longer peers: {:?}",
+                        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    );
+                }
+                _ => std::thread::sleep(Duration::from_millis(250)),
+            }
+        };
+        assert_eq!(e["direct"], direct, "{a} x {b}: {e}");
+    }
+}
+
+/// A relay that does not answer: the share still starts (after the relay wait), says
+/// on stderr which relay failed, and `tandem peers` shows it without a reservation
+/// while a joiner on the LAN edits as usual.
+#[test]
+fn an_unreachable_relay_is_reported_and_sharing_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let lan = Lan::new(2);
+    let dead = "/ip4/127.0.0.1/udp/9/quic-v1/p2p/12D3KooWBfHR4LkVebKSLwGhDC7KrXpAK8RrvwJuPxuBcq8DVkp9";
+    let a = share_on(lan.host(0), root.path(), "ada", "hello\n", &["--relay", dead]);
+    let log = std::fs::read_to_string(a.dir.join("ada.log")).unwrap();
+    assert!(log.contains("relay") && log.contains("127.0.0.1/udp/9"), "{log}");
+    let b = join_on(lan.host(1), root.path(), "bob", &a.ticket(), &[]);
+    b.edit(0, "bob was here. ");
+    converge(&[&a, &b], &["bob was here. "]);
+    let out = tandem(&a.dir, &a.home, "ada", &["peers", "doc.md", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["relays"][0]["reserved"], false, "{v}");
+    assert_eq!(v["relays"][0]["addr"], dead, "{v}");
+    let human = tandem(&a.dir, &a.home, "ada", &["peers", "doc.md"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("unreachable"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
+}

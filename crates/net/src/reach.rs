@@ -35,13 +35,11 @@ pub const RELAY_WAIT: Duration = Duration::from_secs(8);
 pub fn relay_addr(s: &str) -> Result<(PeerId, Multiaddr), String> {
     let addr: Multiaddr =
         s.trim().parse().map_err(|e| format!("relay address {s:?} is not a multiaddr ({e})"))?;
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return Err(format!("relay address {s}: name the relay itself, not a circuit through it"));
+    }
     match addr.iter().last() {
-        Some(Protocol::P2p(peer)) if addr.iter().any(|p| !matches!(p, Protocol::P2p(_))) => {
-            if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
-                return Err(format!("relay address {s}: name the relay itself, not a circuit through it"));
-            }
-            Ok((peer, addr))
-        }
+        Some(Protocol::P2p(peer)) if addr.iter().any(|p| !matches!(p, Protocol::P2p(_))) => Ok((peer, addr)),
         Some(Protocol::P2p(_)) => {
             Err(format!("relay address {s}: it has a peer id but no address to reach it at"))
         }
@@ -76,6 +74,20 @@ pub fn relay_of(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
         }
     }
     None
+}
+
+/// Why the relay at `addr` could not be reached, in a sentence.
+fn relay_unreachable(addr: &Multiaddr, error: &libp2p::swarm::DialError) -> String {
+    use libp2p::swarm::DialError;
+    match error {
+        DialError::WrongPeerId { obtained, .. } => {
+            format!(
+                "relay {addr} answers as another peer ({obtained}): its address or peer id is out of date"
+            )
+        }
+        DialError::LocalPeerId { .. } => format!("relay {addr} is this device itself"),
+        _ => format!("relay {addr} is not reachable (is `tandem relay` running there, and its port open?)"),
+    }
 }
 
 /// What meeting the relays came to.
@@ -156,7 +168,7 @@ pub async fn meet_relays(
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
                 if let Some(addr) = pending.remove(&peer) {
-                    reached.failed.push(crate::node::unreachable(&peer, &[addr], &error));
+                    reached.failed.push(relay_unreachable(&addr, &error));
                 }
             }
             _ => {}
