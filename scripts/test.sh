@@ -31,11 +31,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
     fi
 fi
-# The verifier's packages exactly as locked: installed when missing, and again
+# The verifiers' packages exactly as locked (tests/car: the JS IPFS libraries that
+# check our CAR export; tests/relay-js: js-libp2p's circuit relay, which tandem peers
+# behind NATs must meet through): installed when missing, and again
 # whenever the lock file is newer than the install.
-if [ tests/car/package-lock.json -nt tests/car/node_modules/.package-lock.json ]; then
-    npm ci --prefix tests/car --no-audit --no-fund --loglevel=error
-fi
+for verifier in tests/car tests/relay-js; do
+    if [ $verifier/package-lock.json -nt $verifier/node_modules/.package-lock.json ]; then
+        npm ci --prefix $verifier --no-audit --no-fund --loglevel=error
+    fi
+done
 
 if [ ! -d ../shared/traces ]; then
     echo "tests need the editing traces in ../shared/traces (beside this repository)" >&2

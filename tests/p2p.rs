@@ -839,3 +839,75 @@ fn an_unreachable_relay_is_reported_and_sharing_goes_on() {
         String::from_utf8_lossy(&human.stdout)
     );
 }
+
+/// The directory of the js-libp2p relay (`tests/relay-js`), with its npm packages
+/// installed (`scripts/test.sh` runs `npm ci` there); a missing install is a failure
+/// as root (CI), a note elsewhere.
+fn js_relay_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/relay-js");
+    if dir.join("node_modules").is_dir() {
+        return Some(dir);
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert!(
+        unsafe { libc::geteuid() } != 0,
+        "{}/node_modules is missing: run `npm ci --prefix tests/relay-js`",
+        dir.display()
+    );
+    eprintln!("skipping: {}/node_modules is missing (npm ci --prefix tests/relay-js)", dir.display());
+    None
+}
+
+/// Only standard libp2p protocols: an independent implementation, js-libp2p's
+/// circuit relay v2 server (from npm, TCP), on the lab's public host is the relay
+/// two tandem peers behind NATs meet through; they edit through it both ways, and
+/// where the NATs let a hole be punched (full cone on both sides) they move to a
+/// direct connection; where none can be (symmetric on both sides) they stay on it.
+#[test]
+fn tandem_peers_meet_through_a_js_libp2p_relay() {
+    use common::natlab::{NatLab, PEER_A, PEER_B, PUBLIC};
+    let Some(js) = js_relay_dir() else { return };
+    let Some(lab) = NatLab::up() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let mut node = command_on(Some(PUBLIC), "node")
+        .arg(js.join("relay.mjs"))
+        .args(["198.51.100.10", "4002"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(root.path().join("relay-js.log")).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("the js relay printed {line:?}"));
+    let relay_addr = info["addrs"][0].as_str().unwrap().to_owned();
+    for (kind, direct) in [("fullcone", true), ("symmetric", false)] {
+        lab.nat('A', kind, 0);
+        lab.nat('B', kind, 0);
+        let pair = root.path().join(kind);
+        let sharer = share_on(Some(PEER_A), &pair, "ada", "hello\n", &["--relay", &relay_addr]);
+        assert!(
+            sharer.ticket().len() > 0 && sharer.info["addrs"].to_string().contains("p2p-circuit"),
+            "{}",
+            sharer.info
+        );
+        let joiner = join_on(Some(PEER_B), &pair, "bob", &sharer.ticket(), &[]);
+        sharer.edit(0, "from A. ");
+        joiner.edit(0, "from B. ");
+        converge(&[&sharer, &joiner], &["from A. ", "from B. "]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let seen = loop {
+            let seen = peer_entry(&joiner, &sharer);
+            if seen.as_ref().is_some_and(|e| e["direct"] == true) || Instant::now() > deadline {
+                break seen.unwrap_or_default();
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        eprintln!("{kind} x {kind} through the js relay: {seen}");
+        assert_eq!(seen["direct"], direct, "{kind}: {seen}");
+        if !direct {
+            assert_eq!(seen["via"], info["peer_id"], "{seen}");
+        }
+    }
+    let _ = node.kill();
+    let _ = node.wait();
+}

@@ -194,6 +194,8 @@ pub struct Behaviour {
     relay_client: relay::client::Behaviour,
     /// Hole punching over a relayed connection.
     dcutr: dcutr::Behaviour,
+    /// Candidate addresses for it that identify alone does not give.
+    candidates: crate::reach::Candidates,
 }
 
 impl Behaviour {
@@ -294,6 +296,7 @@ pub fn swarm(
             links: crate::links::Links::default(),
             relay_client,
             dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+            candidates: crate::reach::Candidates::default(),
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))

@@ -199,3 +199,124 @@ pub async fn meet_relays(
     }
     reached
 }
+
+/// Hole punching with an observer that speaks only TCP (js-libp2p relays in Node,
+/// most of the IPFS network): identify then reports only a TCP address, and DCUtR,
+/// which punches with the addresses it is given, would try TCP alone, which few
+/// NATs let through. Most NATs keep a socket's port (the lab's do, and home routers
+/// mostly do), so the QUIC socket is likely seen at the same public IP and its own
+/// port: that guess is offered too, as a candidate only (never advertised as
+/// confirmed), next to what identify saw.
+#[derive(Default)]
+pub struct Candidates {
+    /// This node's QUIC and TCP listen ports.
+    quic: std::collections::BTreeSet<u16>,
+    tcp: std::collections::BTreeSet<u16>,
+    offered: HashSet<Multiaddr>,
+    queue: std::collections::VecDeque<Multiaddr>,
+}
+
+impl Candidates {
+    /// The same IP with our ports of the other transport.
+    fn guesses(&self, observed: &Multiaddr) -> Vec<Multiaddr> {
+        let mut ip = None;
+        let mut is_tcp = false;
+        let mut is_quic = false;
+        for p in observed.iter() {
+            match p {
+                Protocol::Ip4(a) => ip = Some(Protocol::Ip4(a)),
+                Protocol::Ip6(a) => ip = Some(Protocol::Ip6(a)),
+                Protocol::Tcp(_) => is_tcp = true,
+                Protocol::QuicV1 => is_quic = true,
+                Protocol::P2pCircuit => return Vec::new(),
+                _ => {}
+            }
+        }
+        let Some(ip) = ip else { return Vec::new() };
+        let base = Multiaddr::empty().with(ip);
+        if is_tcp {
+            self.quic
+                .iter()
+                .map(|port| base.clone().with(Protocol::Udp(*port)).with(Protocol::QuicV1))
+                .collect()
+        } else if is_quic {
+            self.tcp.iter().map(|port| base.clone().with(Protocol::Tcp(*port))).collect()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl libp2p::swarm::NetworkBehaviour for Candidates {
+    type ConnectionHandler = libp2p::swarm::dummy::ConnectionHandler;
+    type ToSwarm = std::convert::Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(libp2p::swarm::dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: libp2p::core::Endpoint,
+        _: libp2p::core::transport::PortUse,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(libp2p::swarm::dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, event: libp2p::swarm::FromSwarm) {
+        use libp2p::swarm::FromSwarm;
+        match event {
+            FromSwarm::NewListenAddr(l) if !is_circuit(l.addr) => {
+                let mut udp = None;
+                for p in l.addr.iter() {
+                    match p {
+                        Protocol::Tcp(port) => {
+                            self.tcp.insert(port);
+                        }
+                        Protocol::Udp(port) => udp = Some(port),
+                        Protocol::QuicV1 => {
+                            self.quic.extend(udp);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            FromSwarm::NewExternalAddrCandidate(c) => {
+                for guess in self.guesses(c.addr) {
+                    if self.offered.insert(guess.clone()) {
+                        self.queue.push_back(guess);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: libp2p::swarm::ConnectionId,
+        event: libp2p::swarm::THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::swarm::ToSwarm<Self::ToSwarm, libp2p::swarm::THandlerInEvent<Self>>> {
+        match self.queue.pop_front() {
+            Some(addr) => std::task::Poll::Ready(libp2p::swarm::ToSwarm::NewExternalAddrCandidate(addr)),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
