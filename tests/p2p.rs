@@ -911,3 +911,56 @@ fn tandem_peers_meet_through_a_js_libp2p_relay() {
     let _ = node.kill();
     let _ = node.wait();
 }
+
+/// A session that must stay on the relay (symmetric NATs on both sides) outlives
+/// libp2p's default circuit limits, 2 minutes and 128 KiB, which would have cut it:
+/// `tandem relay` sizes them for editing. Takes a little over 2 minutes.
+#[test]
+fn a_relayed_session_outlives_the_default_circuit_limits() {
+    use common::natlab::{NatLab, PEER_A, PEER_B, PUBLIC};
+    let Some(lab) = NatLab::up() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let relay_dir = root.path().join("relay");
+    std::fs::create_dir_all(&relay_dir).unwrap();
+    let relay = spawn_on(
+        Some(PUBLIC),
+        &relay_dir,
+        &root.path().join("relay-home"),
+        "relay",
+        &["relay", "--json"],
+        relay_dir.join("none"),
+    );
+    let relay_addr = relay.info["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.contains("198.51.100.10") && a.contains("quic"))
+        .unwrap()
+        .to_owned();
+    lab.nat('A', "symmetric", 0);
+    lab.nat('B', "symmetric", 0);
+    let sharer = share_on(Some(PEER_A), root.path(), "ada", "start\n", &["--relay", &relay_addr]);
+    let joiner = join_on(Some(PEER_B), root.path(), "bob", &sharer.ticket(), &[]);
+    converge(&[&sharer, &joiner], &["start"]);
+    let first = peer_entry(&joiner, &sharer).unwrap();
+    assert_eq!(first["direct"], false, "{first}");
+    // More than 128 KiB through the circuit, in pieces, for more than 2 minutes.
+    let started = Instant::now();
+    let piece = noise(300);
+    let mut sent = 0;
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(130) || sent < 160 << 10 {
+        let marker = format!("[{round}]");
+        sharer.edit(0, &format!("{marker}{piece}"));
+        sent += piece.len();
+        converge(&[&sharer, &joiner], &[&marker]);
+        round += 1;
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    joiner.edit(0, "still here. ");
+    converge(&[&sharer, &joiner], &["still here. "]);
+    let last = peer_entry(&joiner, &sharer).unwrap();
+    assert_eq!(last["via"], relay.info["peer_id"], "{last}");
+    eprintln!("{sent} bytes over {:?} through one relay, {round} rounds", started.elapsed());
+}
