@@ -319,11 +319,26 @@ fn prepare(file: &Path) -> Result<(PathBuf, Workspace, Arc<Service>), Failure> {
 }
 
 /// `tandem FILE`.
+/// A document shared before (this device has met other members of it) comes back
+/// online by itself: the node reconnects to whichever members are reachable.
 pub fn open(file: &Path) -> Result<(), Failure> {
     let (file, ws, service) = prepare(file)?;
     let preview = preview(&ws, &file);
-    run(service, file, preview, None, |ctx| {
-        let _ = ctx.loaded.set(ctx.service.open(&ctx.file, true).map(drop).map_err(|e| e.to_string()));
+    if service.known_peers(&file).is_empty() {
+        return run(service, file, preview, None, |ctx| {
+            let _ = ctx.loaded.set(ctx.service.open(&ctx.file, true).map(drop).map_err(|e| e.to_string()));
+        });
+    }
+    let net = Net::configured();
+    run(service, file, preview, Some((net.clone(), false)), move |ctx| {
+        if let Err(e) = ctx.service.open(&ctx.file, true) {
+            let _ = ctx.loaded.set(Err(e.to_string()));
+            return;
+        }
+        let _ = ctx.loaded.set(Ok(()));
+        let (service, file) = (Arc::clone(&ctx.service), ctx.file.clone());
+        let back = "shared before: reconnecting to its members (the status line shows who is here)";
+        serve_node_saying(&ctx, async move { sharing::start_rejoin(&service, &file, net).await }, back);
     })
 }
 
@@ -331,6 +346,19 @@ pub fn open(file: &Path) -> Result<(), Failure> {
 fn serve_node(
     ctx: &Ctx,
     started: impl std::future::Future<Output = Result<(tandem_net::Node, tandem_net::Ticket), String>>,
+) {
+    serve_node_saying(
+        ctx,
+        started,
+        "joined: editing together (Alt-S shows this device's address ticket, for members only)",
+    )
+}
+
+/// [`serve_node`], saying `joined` once the node runs without an invite to hand out.
+fn serve_node_saying(
+    ctx: &Ctx,
+    started: impl std::future::Future<Output = Result<(tandem_net::Node, tandem_net::Ticket), String>>,
+    joined: &str,
 ) {
     let runtime = match sharing::runtime() {
         Ok(r) => r,
@@ -351,8 +379,7 @@ fn serve_node(
                 let msg = if ticket.invite.is_some() {
                     format!("sharing: ticket copied to the clipboard and saved in {}", saved.display())
                 } else {
-                    "joined: editing together (Alt-S shows this device's address ticket, for members only)"
-                        .to_owned()
+                    joined.to_owned()
                 };
                 if ctx.qr {
                     push(&ctx.popups, ticket_popup(&ticket));

@@ -166,9 +166,50 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     n.checked_mul(ms).ok_or_else(bad)
 }
 
+/// The relays the members this device met before are reached through (their
+/// remembered circuit addresses), beside `configured`.
+fn relays_with_known(
+    service: &Service,
+    file: &Path,
+    configured: &[(PeerId, Multiaddr)],
+) -> Vec<(PeerId, Multiaddr)> {
+    let mut relays = configured.to_vec();
+    let mut found: Vec<(PeerId, Multiaddr)> = service
+        .known_peers(file)
+        .iter()
+        .flat_map(|(_, addrs)| addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()))
+        .filter_map(|a| tandem_net::reach::relay_of(&a))
+        .collect();
+    // One address per relay, QUIC where there is one.
+    found.sort_by_key(|(_, a)| !a.to_string().contains("/quic-v1"));
+    for (peer, addr) in found {
+        if !relays.iter().any(|(p, _)| *p == peer) {
+            relays.push((peer, addr));
+        }
+    }
+    relays
+}
+
 /// Start sharing the open document `file`: returns the node (not yet running) and
-/// its ticket.
+/// its ticket. The node also reconnects to the members this device met before. An
+/// admin's or owner's ticket holds an invite; another member's (and any ticket
+/// when `invite` is false) only lets members reach this device.
 pub async fn start_share(service: &Arc<Service>, file: &Path, net: Net) -> Result<(Node, Ticket), String> {
+    start_sharing(service, file, net, true).await
+}
+
+/// Reopening a shared document (`tandem FILE`): the node, reconnecting to the
+/// members met before, with no invite in its ticket.
+pub async fn start_rejoin(service: &Arc<Service>, file: &Path, net: Net) -> Result<(Node, Ticket), String> {
+    start_sharing(service, file, net, false).await
+}
+
+async fn start_sharing(
+    service: &Arc<Service>,
+    file: &Path,
+    net: Net,
+    invite: bool,
+) -> Result<(Node, Ticket), String> {
     let doc_id = service.with_open(file, |s| Ok(s.doc_id().to_owned())).map_err(|e| e.to_string())?;
     let doc = doc_bytes(&doc_id)?;
     let key = device_key(&home_dir())?;
@@ -178,22 +219,44 @@ pub async fn start_share(service: &Arc<Service>, file: &Path, net: Net) -> Resul
     let (mut swarm, listeners) = node::swarm(key, cert, net.transport, net.listen)?;
     let mut addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
     // Behind a NAT, peers elsewhere reach this one through its relays.
-    let reached = meet_relays(&mut swarm, &net.relays).await;
+    let relays = relays_with_known(service, file, &net.relays);
+    let reached = meet_relays(&mut swarm, &relays).await;
     addrs.extend(reached.circuits.iter().cloned());
     let opts = net.invite;
     let role = match opts.role {
         Role::Reader => "reader",
         Role::Writer => "writer",
     };
-    let expires_ms = opts.expires_in_ms.map(|d| tandem_store::now_ms().saturating_add(d));
-    let invite = service
-        .handle(&Request::Invite { file: file.to_owned(), role: role.into(), expires_ms, uses: opts.uses })
-        .map_err(|e| e.to_string())?;
-    let token = |k: &str| -> Result<[u8; 16], String> { doc_bytes(invite[k].as_str().unwrap_or_default()) };
-    let invite = Some((token("invite")?, token("secret")?));
+    let mine = service.keys().device.public();
+    let admin = matches!(
+        service.role_of(file, &mine),
+        Ok(Some(tandem_auth::group::Role::Owner | tandem_auth::group::Role::Admin))
+    );
+    let invite = if invite && admin {
+        let expires_ms = opts.expires_in_ms.map(|d| tandem_store::now_ms().saturating_add(d));
+        let invite = service
+            .handle(&Request::Invite {
+                file: file.to_owned(),
+                role: role.into(),
+                expires_ms,
+                uses: opts.uses,
+            })
+            .map_err(|e| e.to_string())?;
+        let token =
+            |k: &str| -> Result<[u8; 16], String> { doc_bytes(invite[k].as_str().unwrap_or_default()) };
+        Some((token("invite")?, token("secret")?))
+    } else {
+        if invite {
+            tracing::warn!(
+                "this device is not an admin of {name}: its ticket lets members reach it, and invites no one (an admin's `tandem share` does)"
+            );
+        }
+        None
+    };
     let ticket = Ticket { name, doc, peer, addrs, role: opts.role, invite };
     let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), doc, net.transport);
-    node.use_relays(net.relays.clone(), &reached);
+    node.keep_known_peers();
+    node.use_relays(relays, &reached);
     Ok((node, ticket))
 }
 
@@ -213,7 +276,8 @@ pub async fn start_join(
     // The sharer's relays too: this device keeps a reservation there as well (other
     // members reach it through them), and meets them before dialing through one, so
     // that a hole can be punched (identify tells it its address first).
-    let mut relays = net.relays.clone();
+    let mut relays =
+        if file.exists() { relays_with_known(service, file, &net.relays) } else { net.relays.clone() };
     for (peer, addr) in ticket.addrs.iter().filter_map(tandem_net::reach::relay_of) {
         if !relays.iter().any(|(p, _)| *p == peer) {
             relays.push((peer, addr));
@@ -249,6 +313,7 @@ pub async fn start_join(
     }
     let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), ticket.doc, net.transport);
     node.use_relays(relays, &reached);
+    node.keep_known_peers();
     let connected = node.swarm.is_connected(&ticket.peer);
     node.keep_connected(ticket.peer, ticket.addrs.clone(), connected);
     let own = Ticket {

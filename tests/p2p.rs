@@ -964,3 +964,55 @@ fn a_relayed_session_outlives_the_default_circuit_limits() {
     assert_eq!(last["via"], relay.info["peer_id"], "{last}");
     eprintln!("{sent} bytes over {:?} through one relay, {round} rounds", started.elapsed());
 }
+
+/// Coming back: both peers of a relayed session stop; the sharer starts again (on new
+/// ports), and the joiner, reopening the document as a member with no ticket
+/// (`tandem share` as a writer invites no one, it only reconnects), finds it again
+/// through the relay it remembered, and their edits meet.
+#[test]
+fn members_find_each_other_again_after_both_restart_with_no_new_ticket() {
+    use common::natlab::{NatLab, PEER_A, PEER_B, PUBLIC};
+    let Some(lab) = NatLab::up() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let relay_dir = root.path().join("relay");
+    std::fs::create_dir_all(&relay_dir).unwrap();
+    let relay = spawn_on(
+        Some(PUBLIC),
+        &relay_dir,
+        &root.path().join("relay-home"),
+        "relay",
+        &["relay", "--json"],
+        relay_dir.join("none"),
+    );
+    let relay_addr = relay.info["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.contains("198.51.100.10") && a.contains("quic"))
+        .unwrap()
+        .to_owned();
+    lab.nat('A', "symmetric", 0);
+    lab.nat('B', "symmetric", 0);
+    let sharer = share_on(Some(PEER_A), root.path(), "ada", "hello\n", &["--relay", &relay_addr]);
+    let joiner = join_on(Some(PEER_B), root.path(), "bob", &sharer.ticket(), &[]);
+    joiner.edit(0, "before. ");
+    converge(&[&sharer, &joiner], &["before. "]);
+    // `tandem share doc.md` again, in the same directory with the same device.
+    let reopen = |host: &str, name: &str, extra: &[&str]| {
+        let mut args = vec!["share", "doc.md", "--headless", "--json"];
+        args.extend_from_slice(extra);
+        let (dir, home) = (root.path().join(name), root.path().join(format!("{name}-home")));
+        spawn_on(Some(host), &dir, &home, name, &args, dir.join("doc.md"))
+    };
+    drop(joiner);
+    drop(sharer);
+    let sharer = reopen(PEER_A, "ada", &["--relay", &relay_addr]);
+    sharer.edit(0, "ada again. ");
+    let joiner = reopen(PEER_B, "bob", &[]);
+    assert!(joiner.info["ticket"].as_str().is_some(), "{}", joiner.info);
+    let log = std::fs::read_to_string(root.path().join("bob/bob.log")).unwrap();
+    assert!(log.contains("invites no one"), "{log}");
+    joiner.edit(0, "bob again. ");
+    converge(&[&sharer, &joiner], &["before. ", "ada again. ", "bob again. "]);
+}

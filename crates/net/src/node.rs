@@ -392,9 +392,10 @@ pub struct Node {
     doc: DocId,
     peers: HashSet<PeerId>,
     transport: Transport,
-    /// The peer from the ticket, redialed with backoff while disconnected.
-    bootstrap: Option<(PeerId, Vec<Multiaddr>)>,
-    redial: (u32, tokio::time::Instant),
+    /// The peers to stay connected to (the ticket's, the members met before),
+    /// redialed with backoff while disconnected: attempts so far and when next.
+    bootstrap: Vec<(PeerId, Vec<Multiaddr>)>,
+    redial: HashMap<PeerId, (u32, tokio::time::Instant)>,
     /// Presence shared with the editor, when there is one.
     board: SharedBoard,
     /// This device's actor id, carried by its live edits.
@@ -457,8 +458,8 @@ impl Node {
             doc,
             peers: HashSet::new(),
             transport,
-            bootstrap: None,
-            redial: (0, tokio::time::Instant::now()),
+            bootstrap: Vec::new(),
+            redial: HashMap::new(),
             board: SharedBoard::default(),
             actor,
             inbox: Vec::new(),
@@ -476,6 +477,25 @@ impl Node {
         };
         node.sync_links();
         node
+    }
+
+    /// Stay connected to the members this device met before (see
+    /// `Service::remember_peer`), and to the relays their addresses go through:
+    /// reopening a shared document reconnects with no ticket.
+    pub fn keep_known_peers(&mut self) -> Vec<(PeerId, Multiaddr)> {
+        let mut relays = Vec::new();
+        for (peer, addrs) in self.service.known_peers(&self.file) {
+            let Ok(peer) = peer.parse::<PeerId>() else { continue };
+            let addrs: Vec<Multiaddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            for relay in addrs.iter().filter_map(crate::reach::relay_of) {
+                if !relays.contains(&relay) {
+                    relays.push(relay);
+                }
+            }
+            let connected = self.swarm.is_connected(&peer);
+            self.keep_connected(peer, addrs, connected);
+        }
+        relays
     }
 
     /// Keep reservations at `relays`, listening through each again whenever its
@@ -605,7 +625,17 @@ impl Node {
     /// Keep a connection to `peer` (reconnecting with backoff); `connected` when the
     /// swarm already has one.
     pub fn keep_connected(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, connected: bool) {
-        self.bootstrap = Some((peer, addrs));
+        if peer == *self.swarm.local_peer_id() {
+            return;
+        }
+        let addrs_text = addrs.iter().map(|a| a.to_string()).collect();
+        if let Err(e) = self.service.remember_peer(&self.file, &peer.to_string(), addrs_text) {
+            tracing::debug!("remembering {peer}: {e}");
+        }
+        match self.bootstrap.iter_mut().find(|(p, _)| *p == peer) {
+            Some((_, known)) => *known = addrs,
+            None => self.bootstrap.push((peer, addrs)),
+        }
         if connected {
             self.peers.insert(peer);
             self.hello(&peer);
@@ -616,9 +646,10 @@ impl Node {
     fn report_network(&mut self) {
         let state = if !self.peers.is_empty() {
             None
-        } else if self.bootstrap.is_some() {
-            let secs = self.redial.1.saturating_duration_since(tokio::time::Instant::now()).as_secs();
-            Some(format!("offline, retrying in {} s", secs.max(1)))
+        } else if !self.bootstrap.is_empty() {
+            let now = tokio::time::Instant::now();
+            let next = self.redial.values().map(|(_, at)| at.saturating_duration_since(now)).min();
+            Some(format!("offline, retrying in {} s", next.unwrap_or_default().as_secs().max(1)))
         } else if self.had_peers {
             Some("sharing, no peers connected".to_owned())
         } else {
@@ -710,21 +741,23 @@ impl Node {
     }
 
     fn redial_if_due(&mut self) {
-        let Some((peer, addrs)) = self.bootstrap.clone() else { return };
-        if self.swarm.is_connected(&peer) {
-            self.redial = (0, tokio::time::Instant::now());
-            return;
-        }
-        let (attempts, at) = self.redial;
-        if tokio::time::Instant::now() < at {
-            return;
-        }
-        let backoff = Duration::from_secs((1u64 << attempts.min(5)).min(30));
-        self.redial = (attempts + 1, tokio::time::Instant::now() + backoff);
-        let mut addrs = addrs;
-        addrs.extend(self.found.get(&peer).into_iter().flatten().cloned());
-        if let Err(e) = self.dial(peer, &addrs) {
-            tracing::warn!("redialing {peer}: {e}");
+        for (peer, addrs) in self.bootstrap.clone() {
+            let now = tokio::time::Instant::now();
+            if self.swarm.is_connected(&peer) {
+                self.redial.insert(peer, (0, now));
+                continue;
+            }
+            let (attempts, at) = self.redial.get(&peer).copied().unwrap_or((0, now));
+            if now < at {
+                continue;
+            }
+            let backoff = Duration::from_secs((1u64 << attempts.min(5)).min(30));
+            self.redial.insert(peer, (attempts + 1, now + backoff));
+            let mut addrs = addrs;
+            addrs.extend(self.found.get(&peer).into_iter().flatten().cloned());
+            if let Err(e) = self.dial(peer, &addrs) {
+                tracing::info!("redialing {peer}: {e}");
+            }
         }
     }
 
@@ -1121,6 +1154,24 @@ impl Node {
                     self.report_network();
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if self.is_member(&peer_id) => {
+                // Where it listens now (its circuits through relays too): how this
+                // device finds it again when the document is next opened.
+                // Circuits first (they outlast restarts and new ports), loopback last.
+                let mut listen = info.listen_addrs.clone();
+                let loopback = |a: &Multiaddr| {
+                    a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_loopback()))
+                };
+                listen.sort_by_key(|a| (!crate::reach::is_circuit(a), loopback(a)));
+                let addrs = listen.iter().map(|a| a.to_string()).collect();
+                if let Err(e) = self.service.remember_peer(&self.file, &peer_id.to_string(), addrs) {
+                    tracing::debug!("remembering {peer_id}: {e}");
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                 self.rtts.insert(peer, rtt);
             }
@@ -1157,8 +1208,7 @@ impl Node {
                     // Only members are worth a connection: every other tandem (or
                     // libp2p program) on the LAN answers mDNS too, and a joiner dials
                     // its sharer itself.
-                    let ours =
-                        self.is_member(&peer) || self.bootstrap.as_ref().is_some_and(|(p, _)| *p == peer);
+                    let ours = self.is_member(&peer) || self.bootstrap.iter().any(|(p, _)| *p == peer);
                     if ours && !self.swarm.is_connected(&peer) {
                         tracing::info!(peer = %peer, addr = %addr, "found on the LAN");
                         let _ = dial_unless_connected(&mut self.swarm, peer, vec![addr]);

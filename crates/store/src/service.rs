@@ -21,7 +21,7 @@ use tandem_doc::{Author, ChangeSet, DocConfig, LiveEdit};
 
 use crate::blobs::{BlobHash, BlobStore, ImportError};
 use crate::error::{Result, StoreError};
-use crate::fsutil::read_text;
+use crate::fsutil::{read_text, write_atomic};
 use crate::secure::Keys;
 use crate::stored::{self, Opened, Shared, StoredDoc, now_ms};
 use crate::workspace::{Lock, Workspace};
@@ -244,6 +244,25 @@ pub struct Service {
     reattached: Condvar,
 }
 
+/// Where a document's members were last reachable (see [`Service::remember_peer`]).
+const PEERS: &str = "peers.json";
+/// Most members whose addresses are remembered per document.
+pub const MAX_KNOWN_PEERS: usize = 32;
+
+/// `peers.json`, read leniently: it is a hint, rebuilt as peers are met, so a damaged
+/// one counts as empty.
+fn read_known_peers(path: &Path) -> Vec<(String, Vec<String>, u64)> {
+    let Ok(bytes) = std::fs::read(path) else { return Vec::new() };
+    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else { return Vec::new() };
+    let mut out = Vec::new();
+    for p in v["peers"].as_array().into_iter().flatten() {
+        let Some(id) = p["peer_id"].as_str() else { continue };
+        let addrs = p["addrs"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned));
+        out.push((id.to_owned(), addrs.collect(), p["seen_ms"].as_u64().unwrap_or(0)));
+    }
+    out
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves data that is still consistent on disk;
     // keep serving rather than poisoning every later request.
@@ -365,6 +384,39 @@ impl Service {
         )?;
         lock(&self.docs).insert(rel, stored);
         Ok(())
+    }
+
+    /// Remember where member `peer` (a PeerId) of `file`'s document was last
+    /// reachable, so that reopening the document finds the members again with no
+    /// ticket (`peers.json` in the document's history directory; at most
+    /// [`MAX_KNOWN_PEERS`] peers, the most recently seen kept).
+    pub fn remember_peer(&self, file: &Path, peer: &str, addrs: Vec<String>) -> Result<()> {
+        let rel = self.ws.relative(file)?;
+        let dir = self.ws.doc_dir(&rel);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let path = dir.join(PEERS);
+        let mut known = read_known_peers(&path);
+        let addrs: Vec<String> = addrs.into_iter().take(16).collect();
+        if known.iter().any(|(p, a, _)| p == peer && *a == addrs) {
+            return Ok(());
+        }
+        known.retain(|(p, _, _)| p != peer);
+        known.insert(0, (peer.to_owned(), addrs, now_ms()));
+        known.truncate(MAX_KNOWN_PEERS);
+        let list: Vec<Value> = known
+            .into_iter()
+            .map(|(p, a, seen)| json!({"peer_id": p, "addrs": a, "seen_ms": seen}))
+            .collect();
+        write_atomic(&path, &serde_json::to_vec_pretty(&json!({"peers": list})).expect("json serializes"))
+    }
+
+    /// The members of `file`'s document this device has met, with where each was
+    /// last reachable, most recently seen first (see [`Self::remember_peer`]).
+    pub fn known_peers(&self, file: &Path) -> Vec<(String, Vec<String>)> {
+        let Ok(rel) = self.ws.relative(file) else { return Vec::new() };
+        read_known_peers(&self.ws.doc_dir(&rel).join(PEERS)).into_iter().map(|(p, a, _)| (p, a)).collect()
     }
 
     /// The network node of `file` says who it is connected to (`tandem peers`): a
