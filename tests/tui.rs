@@ -55,6 +55,21 @@ impl Tmux {
         Some(t)
     }
 
+    /// Run `tandem ARGS...` again in the window (after the last one exited), as
+    /// the same device in the same directory.
+    fn respawn(&self, args: &[&str]) {
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        let cmd = format!(
+            "cd '{}' && exec env TANDEM_HOME='{}' TERM=xterm-256color '{}' {}",
+            self.dir.path().display(),
+            self.home.display(),
+            env!("CARGO_BIN_EXE_tandem"),
+            quoted.join(" ")
+        );
+        assert!(self.tmux(&["respawn-pane", "-k", "-t", "main", &cmd]).status.success());
+        self.wait_for("F1 help");
+    }
+
     fn tmux(&self, args: &[&str]) -> Output {
         Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap()
     }
@@ -688,4 +703,55 @@ fn keystrokes_of_a_typist_that_died_come_off_and_the_sharer_still_says_it_shares
     assert_eq!(bob.file("pair.md"), "# pair\n");
     bob.keys(&["C-q"]);
     bob.wait_exit();
+}
+
+/// Coming back: a member who quit reopens the document with plain `tandem FILE` (no
+/// ticket, no flags); the editor reconnects to the sharer by itself, says so, and
+/// what was written meanwhile arrives; what it types reaches the sharer.
+#[test]
+fn reopening_a_shared_document_reconnects_with_no_ticket() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("pair.md"), "# pair\n").unwrap();
+    let mut sharer = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["share", "pair.md", "--headless", "--json"])
+            .current_dir(root.path())
+            .env("TANDEM_HOME", root.path().join("home"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(sharer.0.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    let ticket =
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["ticket"].as_str().unwrap().to_owned();
+    let Some(bob) = Tmux::start_args(&["join", ticket.as_str(), "dir"], None, "bob") else { return };
+    bob.wait_for("# pair");
+    bob.keys(&["C-q"]);
+    if bob.screen().contains("unsaved changes") {
+        bob.keys(&["y"]);
+    }
+    bob.wait_exit();
+    let sharer_edit = |text: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["edit", "pair.md", "--at", "0", "--insert", text])
+            .current_dir(root.path())
+            .env("TANDEM_HOME", root.path().join("home"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    sharer_edit("while bob was away. ");
+    bob.respawn(&["dir/pair.md"]);
+    bob.wait_for("reconnecting to its members");
+    bob.wait_for("while bob was away. # pair");
+    bob.keys(&["C-End"]);
+    bob.type_text("bob is back");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(root.path().join("pair.md")).unwrap().contains("bob is back") {
+        assert!(Instant::now() < deadline, "bob's typing did not reach the sharer:\n{}", bob.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
