@@ -675,6 +675,17 @@ fn peer_entry(p: &Peer, other: &Peer) -> Option<Value> {
 /// `TANDEM_NAT_PAIRS=fullcone:symmetric,...` runs only those pairs.
 #[test]
 fn peers_behind_any_two_nats_meet_through_a_relay_and_punch_a_hole_where_the_nats_allow() {
+    nat_matrix(0);
+}
+
+/// The same with 20% of packets dropped at random by both routers, both ways: the
+/// lab's probe still punches the same holes, and so does tandem.
+#[test]
+fn the_nat_matrix_holds_with_20_percent_packet_loss() {
+    nat_matrix(20);
+}
+
+fn nat_matrix(loss: u32) {
     use common::natlab::{KINDS, NatLab, PEER_A, PEER_B, PUBLIC};
     let Some(lab) = NatLab::up() else { return };
     let root = tempfile::tempdir().unwrap();
@@ -707,8 +718,8 @@ fn peers_behind_any_two_nats_meet_through_a_relay_and_punch_a_hole_where_the_nat
             // The lab's probe: only symmetric against port-restricted or symmetric
             // finds no hole.
             let direct = !(*b == "symmetric" && (*a == "portrestricted" || *a == "symmetric"));
-            lab.nat('A', a, 0);
-            lab.nat('B', b, 0);
+            lab.nat('A', a, loss);
+            lab.nat('B', b, loss);
             let pair = root.path().join(format!("{a}-{b}"));
             let sharer = share_on(Some(PEER_A), &pair, "ada", "hello\n", &["--relay", &relay_addr]);
             let joiner = join_on(Some(PEER_B), &pair, "bob", &sharer.ticket(), &[]);
@@ -728,7 +739,7 @@ fn peers_behind_any_two_nats_meet_through_a_relay_and_punch_a_hole_where_the_nat
             };
             let (b_sees, a_sees) = (link.0.unwrap_or_default(), link.1.unwrap_or_default());
             results.push(format!(
-                "{a} x {b}: bob sees {} ({}), ada sees {}",
+                "{a} x {b} at {loss}% loss: bob sees {} ({}), ada sees {}",
                 b_sees["link"], b_sees["via"], a_sees["link"]
             ));
             let log =
