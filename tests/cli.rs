@@ -752,6 +752,7 @@ fn a_flipped_byte_in_any_file_of_a_history_loses_nothing() {
         "snapshot.copy",
         "changes.copy",
         "../../blobs/blobs.db",
+        "../../FORMAT",
     ] {
         assert!(docs.join(&dir).join(name).exists(), "{name}");
         for k in 0..8 {
@@ -783,7 +784,7 @@ fn a_flipped_byte_in_any_file_of_a_history_loses_nothing() {
     }
     // A store made by a newer tandem is called that, not corrupt.
     let (env, _) = setup();
-    std::fs::write(env.path(".tandem/FORMAT"), "tandem-store 9\n").unwrap();
+    std::fs::write(env.path(".tandem/FORMAT"), tandem_store::format_marker(9)).unwrap();
     let out = env.run(&["cat", "doc.md"]);
     assert!(stderr(&out).contains("newer tandem") && !stderr(&out).contains("corrupt"), "{}", stderr(&out));
 }

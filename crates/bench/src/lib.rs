@@ -8,6 +8,7 @@ pub mod crash;
 pub mod history;
 pub mod keystroke;
 pub mod live;
+pub mod nat;
 pub mod security;
 
 use std::io::Read;

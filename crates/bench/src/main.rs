@@ -106,6 +106,20 @@ enum Cmd {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// Every pair of NAT kinds in the NAT lab (root): join time, time to a direct
+    /// connection, and the relay's bytes and CPU per session.
+    Nat {
+        /// The `tandem` binary (build it with `cargo build --release`).
+        #[arg(long, default_value = "target/release/tandem")]
+        tandem: PathBuf,
+        #[arg(long, default_value = "../shared/natlab")]
+        natlab: PathBuf,
+        /// Edits the sharer makes per pair (each a change the joiner must get).
+        #[arg(long, default_value_t = 50)]
+        edits: usize,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// Per-change cost of signing + checking an envelope and of age encryption +
     /// decryption, on real changes of the automerge-paper trace.
     Security {
@@ -147,6 +161,14 @@ fn main() {
         }
         Cmd::Crash { kills, seed, tandem, record } => crash(&tandem, kills, seed, record.as_deref()),
         Cmd::History { paper, tandem, record } => history(&paper, &tandem, record.as_deref()),
+        Cmd::Nat { tandem, natlab, edits, record } => (|| {
+            let tandem = std::path::absolute(&tandem).map_err(|e| e.to_string())?;
+            let natlab = std::path::absolute(&natlab).map_err(|e| e.to_string())?;
+            let root = tempdir()?;
+            let results = tandem_bench::nat::run(&tandem, &natlab, edits, &root);
+            let _ = std::fs::remove_dir_all(&root);
+            emit(&results?, record.as_deref())
+        })(),
         Cmd::Security { paper, changes, record } => (|| {
             let trace = load_trace(&paper)?;
             let home = tempdir()?;

@@ -49,4 +49,4 @@ pub use stored::{
     BadBlob, INCOMING_TAG, Index, IndexEntry, Opened, Shared, StoredDoc, cached_answer, current_text,
     doc_id_of, first_screen, now_ms,
 };
-pub use workspace::{Lock, STORE_DIR, Workspace, absolute};
+pub use workspace::{Lock, STORE_DIR, Workspace, absolute, format_marker};

@@ -11,10 +11,35 @@ pub const STORE_DIR: &str = ".tandem";
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT: &str = "tandem-store 1\n";
 
-/// `tandem-store N` with N above ours: a newer tandem's, not a damaged file.
-fn newer_format(found: &str) -> bool {
+/// The marker a tandem whose store format is `version` (above 1) writes in
+/// `.tandem/FORMAT`: the line, and a check of it, so that this tandem tells a newer
+/// format from a flipped byte. Format 1 (this one) is the bare line, which older
+/// builds of it read.
+pub fn format_marker(version: u32) -> String {
+    let line = format!("tandem-store {version}");
+    format!("{line}\ncheck {}\n", &blake3::hash(line.as_bytes()).to_hex()[..8])
+}
+
+/// What `.tandem/FORMAT` says.
+enum Marker {
+    Current,
+    /// A newer tandem's (its check holds): this one must not touch the store.
+    Newer,
+    /// Neither: a damaged file.
+    Damaged,
+}
+
+fn marker(found: &str) -> Marker {
+    if found == FORMAT {
+        return Marker::Current;
+    }
     let ours: u32 = FORMAT.trim().rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    found.trim().strip_prefix("tandem-store ").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > ours)
+    let version =
+        found.lines().next().and_then(|l| l.strip_prefix("tandem-store ")).and_then(|n| n.parse().ok());
+    match version {
+        Some(n) if n > ours && found == format_marker(n) => Marker::Newer,
+        _ => Marker::Damaged,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -65,18 +90,30 @@ impl Workspace {
     pub fn ensure(&self) -> Result<()> {
         let dir = self.store_dir();
         let format = dir.join(FORMAT_FILE);
-        match fs::read_to_string(&format) {
-            Ok(f) if f == FORMAT => Ok(()),
-            Ok(f) if newer_format(&f) => Err(StoreError::BadRequest(format!(
-                "{}: this workspace was made by a newer tandem ({:?}; this one reads {:?}): update tandem",
-                dir.display(),
-                f.trim(),
-                FORMAT.trim()
-            ))),
-            Ok(f) => Err(StoreError::corrupt(
-                &format,
-                format!("unknown store format {:?}; this tandem reads {:?}", f.trim(), FORMAT.trim()),
-            )),
+        match fs::read(&format).map(|b| String::from_utf8_lossy(&b).into_owned()) {
+            Ok(f) => match marker(&f) {
+                Marker::Current => Ok(()),
+                Marker::Newer => Err(StoreError::BadRequest(format!(
+                    "{}: this workspace was made by a newer tandem ({:?}; this one reads {:?}): update tandem",
+                    dir.display(),
+                    f.lines().next().unwrap_or_default(),
+                    FORMAT.trim()
+                ))),
+                // Damaged (a flipped byte): the store beside it says what it is.
+                Marker::Damaged if dir.join("docs").is_dir() => {
+                    tracing::warn!(
+                        "{}: damaged ({:?}); written again (the store beside it is in format {:?})",
+                        format.display(),
+                        f.trim(),
+                        FORMAT.trim()
+                    );
+                    crate::fsutil::write_atomic(&format, FORMAT.as_bytes())
+                }
+                Marker::Damaged => Err(StoreError::corrupt(
+                    &format,
+                    format!("unknown store format {:?}; this tandem reads {:?}", f.trim(), FORMAT.trim()),
+                )),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 fs::create_dir_all(dir.join("docs")).map_err(StoreError::io(&dir))?;
                 crate::fsutil::write_atomic(&format, FORMAT.as_bytes())
