@@ -668,6 +668,25 @@ fn peer_entry(p: &Peer, other: &Peer) -> Option<Value> {
     v["peers"].as_array()?.iter().find(|e| e["peer_id"] == id).cloned()
 }
 
+/// `tandem relay --json` on the NAT lab's public host, always as the same device
+/// (`root/relay-home`, so a restart keeps its peer id), and its QUIC address there.
+fn lab_relay(root: &Path) -> (Peer, String) {
+    let dir = root.join("relay");
+    std::fs::create_dir_all(&dir).unwrap();
+    let home = root.join("relay-home");
+    let public = Some(common::natlab::PUBLIC);
+    let relay = spawn_on(public, &dir, &home, "relay", &["relay", "--json"], dir.join("none"));
+    let addr = relay.info["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.contains("198.51.100.10") && a.contains("quic"))
+        .expect("a QUIC address on the public host")
+        .to_owned();
+    (relay, addr)
+}
+
 /// Every pair of NAT kinds (10 pairs): the joiner reaches the sharer through a
 /// `tandem relay` on the lab's public host, a live edit converges both ways, and the
 /// pair ends on a direct connection exactly where the lab's own probe punches a
@@ -686,28 +705,10 @@ fn the_nat_matrix_holds_with_20_percent_packet_loss() {
 }
 
 fn nat_matrix(loss: u32) {
-    use common::natlab::{KINDS, NatLab, PEER_A, PEER_B, PUBLIC};
+    use common::natlab::{KINDS, NatLab, PEER_A, PEER_B};
     let Some(lab) = NatLab::up() else { return };
     let root = tempfile::tempdir().unwrap();
-    let relay_dir = root.path().join("relay");
-    std::fs::create_dir_all(&relay_dir).unwrap();
-    let relay_home = root.path().join("relay-home");
-    let relay = spawn_on(
-        Some(PUBLIC),
-        &relay_dir,
-        &relay_home,
-        "relay",
-        &["relay", "--json"],
-        relay_dir.join("none"),
-    );
-    let relay_addr = relay.info["addrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .find(|a| a.contains("198.51.100.10") && a.contains("quic"))
-        .expect("a QUIC address on the public host")
-        .to_owned();
+    let (relay, relay_addr) = lab_relay(root.path());
     let only = std::env::var("TANDEM_NAT_PAIRS").ok();
     let mut results = Vec::new();
     for (i, a) in KINDS.iter().enumerate() {
@@ -763,24 +764,10 @@ fn nat_matrix(loss: u32) {
 /// through.
 #[test]
 fn a_relay_restart_and_packet_loss_lose_no_edit() {
-    use common::natlab::{NatLab, PEER_A, PEER_B, PUBLIC};
+    use common::natlab::{NatLab, PEER_A, PEER_B};
     let Some(lab) = NatLab::up() else { return };
     let root = tempfile::tempdir().unwrap();
-    let relay_dir = root.path().join("relay");
-    std::fs::create_dir_all(&relay_dir).unwrap();
-    let relay_home = root.path().join("relay-home");
-    let start_relay = || {
-        spawn_on(Some(PUBLIC), &relay_dir, &relay_home, "relay", &["relay", "--json"], relay_dir.join("none"))
-    };
-    let mut relay = start_relay();
-    let relay_addr = relay.info["addrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .find(|a| a.contains("198.51.100.10") && a.contains("quic"))
-        .unwrap()
-        .to_owned();
+    let (mut relay, relay_addr) = lab_relay(root.path());
     for (a, b, loss, direct) in [
         ("fullcone", "portrestricted", 0, true),
         ("symmetric", "symmetric", 0, false),
@@ -803,7 +790,7 @@ fn a_relay_restart_and_packet_loss_lose_no_edit() {
         sharer.edit(0, "two. ");
         joiner.edit(0, "three. ");
         std::thread::sleep(Duration::from_secs(2));
-        relay = start_relay();
+        relay = lab_relay(root.path()).0;
         converge(&[&sharer, &joiner], &["one. ", "two. ", "three. "]);
         // `tandem peers` is brought up to date every second.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -876,7 +863,7 @@ fn js_relay_dir() -> Option<PathBuf> {
 /// direct connection; where none can be (symmetric on both sides) they stay on it.
 #[test]
 fn tandem_peers_meet_through_a_js_libp2p_relay() {
-    use common::natlab::{NatLab, PEER_A, PEER_B, PUBLIC};
+    use common::natlab::{NatLab, PEER_A, PEER_B};
     let Some(js) = js_relay_dir() else { return };
     let Some(lab) = NatLab::up() else { return };
     let root = tempfile::tempdir().unwrap();
@@ -928,27 +915,10 @@ fn tandem_peers_meet_through_a_js_libp2p_relay() {
 /// `tandem relay` sizes them for editing. Takes a little over 2 minutes.
 #[test]
 fn a_relayed_session_outlives_the_default_circuit_limits() {
-    use common::natlab::{NatLab, PEER_A, PEER_B, PUBLIC};
+    use common::natlab::{NatLab, PEER_A, PEER_B};
     let Some(lab) = NatLab::up() else { return };
     let root = tempfile::tempdir().unwrap();
-    let relay_dir = root.path().join("relay");
-    std::fs::create_dir_all(&relay_dir).unwrap();
-    let relay = spawn_on(
-        Some(PUBLIC),
-        &relay_dir,
-        &root.path().join("relay-home"),
-        "relay",
-        &["relay", "--json"],
-        relay_dir.join("none"),
-    );
-    let relay_addr = relay.info["addrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .find(|a| a.contains("198.51.100.10") && a.contains("quic"))
-        .unwrap()
-        .to_owned();
+    let (relay, relay_addr) = lab_relay(root.path());
     lab.nat('A', "symmetric", 0);
     lab.nat('B', "symmetric", 0);
     let sharer = share_on(Some(PEER_A), root.path(), "ada", "start\n", &["--relay", &relay_addr]);
@@ -982,27 +952,10 @@ fn a_relayed_session_outlives_the_default_circuit_limits() {
 /// through the relay it remembered, and their edits meet.
 #[test]
 fn members_find_each_other_again_after_both_restart_with_no_new_ticket() {
-    use common::natlab::{NatLab, PEER_A, PEER_B, PUBLIC};
+    use common::natlab::{NatLab, PEER_A, PEER_B};
     let Some(lab) = NatLab::up() else { return };
     let root = tempfile::tempdir().unwrap();
-    let relay_dir = root.path().join("relay");
-    std::fs::create_dir_all(&relay_dir).unwrap();
-    let relay = spawn_on(
-        Some(PUBLIC),
-        &relay_dir,
-        &root.path().join("relay-home"),
-        "relay",
-        &["relay", "--json"],
-        relay_dir.join("none"),
-    );
-    let relay_addr = relay.info["addrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .find(|a| a.contains("198.51.100.10") && a.contains("quic"))
-        .unwrap()
-        .to_owned();
+    let (relay, relay_addr) = lab_relay(root.path());
     lab.nat('A', "symmetric", 0);
     lab.nat('B', "symmetric", 0);
     let sharer = share_on(Some(PEER_A), root.path(), "ada", "hello\n", &["--relay", &relay_addr]);
