@@ -867,7 +867,7 @@ fn tandem_peers_meet_through_a_js_libp2p_relay() {
     let Some(js) = js_relay_dir() else { return };
     let Some(lab) = NatLab::up() else { return };
     let root = tempfile::tempdir().unwrap();
-    let mut node = command_on(Some(PUBLIC), "node")
+    let mut node = command_on(Some(common::natlab::PUBLIC), "node")
         .arg(js.join("relay.mjs"))
         .args(["198.51.100.10", "4002"])
         .stdout(Stdio::piped())
@@ -955,7 +955,7 @@ fn members_find_each_other_again_after_both_restart_with_no_new_ticket() {
     use common::natlab::{NatLab, PEER_A, PEER_B};
     let Some(lab) = NatLab::up() else { return };
     let root = tempfile::tempdir().unwrap();
-    let (relay, relay_addr) = lab_relay(root.path());
+    let (_relay, relay_addr) = lab_relay(root.path());
     lab.nat('A', "symmetric", 0);
     lab.nat('B', "symmetric", 0);
     let sharer = share_on(Some(PEER_A), root.path(), "ada", "hello\n", &["--relay", &relay_addr]);
