@@ -472,21 +472,7 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
     // directory, join it. What one types appears in the other.
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("pair.md"), "# pair\n").unwrap();
-    let mut sharer = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["share", "pair.md", "--headless", "--json"])
-            .current_dir(root.path())
-            .env("TANDEM_HOME", root.path().join("home"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(sharer.0.stdout.take().unwrap()), &mut line)
-        .unwrap();
-    let ticket =
-        serde_json::from_str::<serde_json::Value>(&line).unwrap()["ticket"].as_str().unwrap().to_owned();
+    let (_sharer, ticket) = headless_sharer(root.path());
     // The flags a user types: every interface, mDNS on, on this machine.
     let join = ["join", ticket.as_str(), "dir"];
     // Ada's typing is committed only after ten minutes: what bob sees of it comes
@@ -552,6 +538,27 @@ fn two_editors_joined_to_one_document_see_each_others_typing() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `tandem share pair.md --headless --json` in `dir` (which holds pair.md): the
+/// process, and its ticket.
+fn headless_sharer(dir: &Path) -> (KillOnDrop, String) {
+    let mut sharer = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["share", "pair.md", "--headless", "--json"])
+            .current_dir(dir)
+            .env("TANDEM_HOME", dir.join("home"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(sharer.0.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    let ticket =
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["ticket"].as_str().unwrap().to_owned();
+    (sharer, ticket)
 }
 
 struct KillOnDrop(std::process::Child);
@@ -712,21 +719,7 @@ fn keystrokes_of_a_typist_that_died_come_off_and_the_sharer_still_says_it_shares
 fn reopening_a_shared_document_reconnects_with_no_ticket() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("pair.md"), "# pair\n").unwrap();
-    let mut sharer = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["share", "pair.md", "--headless", "--json"])
-            .current_dir(root.path())
-            .env("TANDEM_HOME", root.path().join("home"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(sharer.0.stdout.take().unwrap()), &mut line)
-        .unwrap();
-    let ticket =
-        serde_json::from_str::<serde_json::Value>(&line).unwrap()["ticket"].as_str().unwrap().to_owned();
+    let (_sharer, ticket) = headless_sharer(root.path());
     let Some(bob) = Tmux::start_args(&["join", ticket.as_str(), "dir"], None, "bob") else { return };
     bob.wait_for("# pair");
     bob.keys(&["C-q"]);

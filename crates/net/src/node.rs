@@ -327,7 +327,10 @@ fn cannot_listen(ip: std::net::Ipv4Addr, why: &str) -> String {
 /// Loopback addresses are left out when there are others (a joiner on this machine
 /// reaches those too, and a ticket stays short enough for a QR code). A listener that
 /// fails (an address this host does not have) is an error that says so.
-pub async fn listen_addrs(swarm: &mut Swarm<Behaviour>, listeners: usize) -> Result<Vec<Multiaddr>, String> {
+pub async fn listen_addrs<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    listeners: usize,
+) -> Result<Vec<Multiaddr>, String> {
     let mut addrs = Vec::new();
     let mut seen = HashSet::new();
     let deadline = tokio::time::sleep(Duration::from_millis(500));

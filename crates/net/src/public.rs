@@ -89,34 +89,7 @@ pub fn swarm(key: Keypair, listen: &[Multiaddr]) -> Result<Swarm<RelayBehaviour>
 /// reservation). Loopback addresses are kept only when there is nothing else.
 /// Returns them with `/p2p/PEER`, as peers name the relay.
 pub async fn start(swarm: &mut Swarm<RelayBehaviour>, listeners: usize) -> Result<Vec<Multiaddr>, String> {
-    let mut addrs: Vec<Multiaddr> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let settle = tokio::time::sleep(Duration::from_millis(300));
-    tokio::pin!(settle);
-    let give_up = tokio::time::sleep(Duration::from_secs(10));
-    tokio::pin!(give_up);
-    loop {
-        tokio::select! {
-            ev = swarm.select_next_some() => match ev {
-                SwarmEvent::NewListenAddr { listener_id, address } => {
-                    seen.insert(listener_id);
-                    addrs.push(address);
-                }
-                SwarmEvent::ListenerClosed { addresses, reason: Err(e), .. } => {
-                    let at: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
-                    return Err(format!("cannot listen on {}: {e}", at.join(", ")));
-                }
-                SwarmEvent::ListenerError { error, .. } => return Err(format!("cannot listen: {error}")),
-                _ => {}
-            },
-            _ = &mut settle, if seen.len() >= listeners => break,
-            _ = &mut give_up => return Err("the relay did not come up within 10 s (no listen address)".into()),
-        }
-    }
-    let loopback = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_loopback()));
-    if addrs.iter().any(|a| !loopback(a)) {
-        addrs.retain(|a| !loopback(a));
-    }
+    let addrs = crate::node::listen_addrs(swarm, listeners).await?;
     for a in &addrs {
         swarm.add_external_address(a.clone());
     }
