@@ -266,6 +266,11 @@ struct PeerOpts {
     /// config.toml). Its address as `tandem relay` prints it: /ip4/.../p2p/12D3KooW...
     #[arg(long = "relay", value_name = "ADDR")]
     relays: Vec<String>,
+    /// A DHT node to find the other members through when the ticket's addresses are
+    /// stale (repeatable; also `[network] bootstrap` in config.toml; default: the
+    /// public IPFS network's bootstrap nodes). A `tandem relay` is one.
+    #[arg(long = "bootstrap", value_name = "ADDR")]
+    bootstrap: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -624,7 +629,8 @@ fn run(command: Command) -> Result<(), Failure> {
             out(&s)
         }
         Command::Share { file, qr, peer, role, expires, uses } => {
-            let mut net = sharing::Net::parse(&peer.net.transport, peer.net.listen, &peer.relays)?;
+            let mut net =
+                sharing::Net::parse(&peer.net.transport, peer.net.listen, &peer.relays, &peer.bootstrap)?;
             net.invite = sharing::InviteOpts {
                 role: if role == "reader" { tandem_net::Role::Reader } else { tandem_net::Role::Writer },
                 expires_in_ms: expires,
@@ -633,7 +639,8 @@ fn run(command: Command) -> Result<(), Failure> {
             sharing::share(&abs(&file)?, peer.net.headless, peer.net.json, qr, net)
         }
         Command::Join { ticket, dir, peer } => {
-            let net = sharing::Net::parse(&peer.net.transport, peer.net.listen, &peer.relays)?;
+            let net =
+                sharing::Net::parse(&peer.net.transport, peer.net.listen, &peer.relays, &peer.bootstrap)?;
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
             sharing::join(&ticket, &dir, peer.net.headless, peer.net.json, net)
         }
@@ -654,7 +661,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 });
             }
             // `--relay` is this command's own mode: circuit relays come from config.toml.
-            let net = sharing::Net::parse(&peer.transport, peer.listen, &[])?;
+            let net = sharing::Net::parse(&peer.transport, peer.listen, &[], &[])?;
             sharing::relay(&ticket, &dir.unwrap_or_else(|| PathBuf::from(".")), peer.json, net)
         }
         Command::Relay { listen, json } => {

@@ -70,6 +70,9 @@ pub struct Net {
     pub invite: InviteOpts,
     /// Circuit relays (`--relay`, then `[network] relays` in config.toml).
     pub relays: Vec<(PeerId, Multiaddr)>,
+    /// DHT nodes to find members through (`--bootstrap`, else `[network] bootstrap`,
+    /// else the public IPFS network's bootstrap nodes).
+    pub bootstrap: Vec<(PeerId, Multiaddr)>,
 }
 
 /// `tandem share --role --expires --uses`.
@@ -90,9 +93,15 @@ impl Default for InviteOpts {
 }
 
 impl Net {
-    /// `--transport`, `--listen` and `--relay` as given, and the relays of
-    /// config.toml; a malformed relay address is a usage error that names it.
-    pub fn parse(transport: &str, listen: Ipv4Addr, relays: &[String]) -> Result<Net, Failure> {
+    /// `--transport`, `--listen`, `--relay` and `--bootstrap` as given, and the relays
+    /// and bootstrap nodes of config.toml; a malformed address is a usage error that
+    /// names it.
+    pub fn parse(
+        transport: &str,
+        listen: Ipv4Addr,
+        relays: &[String],
+        bootstrap: &[String],
+    ) -> Result<Net, Failure> {
         let path = home_dir().join("config.toml");
         let config = tandem_tui::Config::load(&path).map_err(usage)?;
         let mut net = Net {
@@ -100,7 +109,23 @@ impl Net {
             listen,
             invite: InviteOpts::default(),
             relays: Vec::new(),
+            bootstrap: Vec::new(),
         };
+        let dht = tandem_net::discovery::bootstrap_addr;
+        for b in bootstrap {
+            net.bootstrap.push(dht(b).map_err(|e| usage(format!("--bootstrap: {e}")))?);
+        }
+        match &config.bootstrap {
+            Some(nodes) => {
+                for b in nodes {
+                    let node =
+                        dht(b).map_err(|e| usage(format!("{}: [network] bootstrap: {e}", path.display())))?;
+                    net.bootstrap.push(node);
+                }
+            }
+            None if bootstrap.is_empty() => net.bootstrap = tandem_net::discovery::ipfs_bootstrap(),
+            None => {}
+        }
         for r in relays {
             net.add_relay(tandem_net::reach::relay_addr(r).map_err(|e| usage(format!("--relay: {e}")))?);
         }
@@ -115,13 +140,14 @@ impl Net {
     /// Every transport, every interface, the relays of config.toml (what sharing
     /// from inside the editor does); a bad config.toml is said and its relays left out.
     pub fn configured() -> Net {
-        Net::parse("any", Ipv4Addr::UNSPECIFIED, &[]).unwrap_or_else(|e| {
+        Net::parse("any", Ipv4Addr::UNSPECIFIED, &[], &[]).unwrap_or_else(|e| {
             tracing::warn!("{}", e.message);
             Net {
                 transport: Transport::Any,
                 listen: Ipv4Addr::UNSPECIFIED,
                 invite: InviteOpts::default(),
                 relays: Vec::new(),
+                bootstrap: tandem_net::discovery::ipfs_bootstrap(),
             }
         })
     }
@@ -257,6 +283,7 @@ async fn start_sharing(
     let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), doc, net.transport);
     node.keep_known_peers();
     node.use_relays(relays, &reached);
+    node.use_dht(net.bootstrap);
     Ok((node, ticket))
 }
 
@@ -313,6 +340,7 @@ pub async fn start_join(
     }
     let mut node = Node::new(swarm, Arc::clone(service), file.to_owned(), ticket.doc, net.transport);
     node.use_relays(relays, &reached);
+    node.use_dht(net.bootstrap);
     node.keep_known_peers();
     let connected = node.swarm.is_connected(&ticket.peer);
     node.keep_connected(ticket.peer, ticket.addrs.clone(), connected);

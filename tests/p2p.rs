@@ -671,11 +671,18 @@ fn peer_entry(p: &Peer, other: &Peer) -> Option<Value> {
 /// `tandem relay --json` on the NAT lab's public host, always as the same device
 /// (`root/relay-home`, so a restart keeps its peer id), and its QUIC address there.
 fn lab_relay(root: &Path) -> (Peer, String) {
-    let dir = root.join("relay");
+    lab_relay_named(root, "relay", &[])
+}
+
+/// [`lab_relay`] as the device `root/NAME-home`, with `extra` arguments.
+fn lab_relay_named(root: &Path, name: &str, extra: &[&str]) -> (Peer, String) {
+    let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let home = root.join("relay-home");
+    let home = root.join(format!("{name}-home"));
     let public = Some(common::natlab::PUBLIC);
-    let relay = spawn_on(public, &dir, &home, "relay", &["relay", "--json"], dir.join("none"));
+    let mut args = vec!["relay", "--json"];
+    args.extend_from_slice(extra);
+    let relay = spawn_on(public, &dir, &home, name, &args, dir.join("none"));
     let addr = relay.info["addrs"]
         .as_array()
         .unwrap()
@@ -856,6 +863,22 @@ fn js_relay_dir() -> Option<PathBuf> {
     None
 }
 
+/// `node relay.mjs` (js-libp2p's relay and DHT server) on the lab's public host at
+/// TCP `port`, with what it printed (`{"peer_id", "addrs"}`).
+fn js_node(js: &Path, root: &Path, port: &str) -> (Child, Value) {
+    let mut node = command_on(Some(common::natlab::PUBLIC), "node")
+        .arg(js.join("relay.mjs"))
+        .args(["198.51.100.10", port])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(root.join("relay-js.log")).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("the js relay printed {line:?}"));
+    (node, info)
+}
+
 /// Only standard libp2p protocols: an independent implementation, js-libp2p's
 /// circuit relay v2 server (from npm, TCP), on the lab's public host is the relay
 /// two tandem peers behind NATs meet through; they edit through it both ways, and
@@ -867,16 +890,7 @@ fn tandem_peers_meet_through_a_js_libp2p_relay() {
     let Some(js) = js_relay_dir() else { return };
     let Some(lab) = NatLab::up() else { return };
     let root = tempfile::tempdir().unwrap();
-    let mut node = command_on(Some(common::natlab::PUBLIC), "node")
-        .arg(js.join("relay.mjs"))
-        .args(["198.51.100.10", "4002"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(root.path().join("relay-js.log")).unwrap()))
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let info: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("the js relay printed {line:?}"));
+    let (mut node, info) = js_node(&js, root.path(), "4002");
     let relay_addr = info["addrs"][0].as_str().unwrap().to_owned();
     for (kind, direct) in [("fullcone", true), ("symmetric", false)] {
         lab.nat('A', kind, 0);
@@ -979,4 +993,81 @@ fn members_find_each_other_again_after_both_restart_with_no_new_ticket() {
     assert!(log.contains("invites no one"), "{log}");
     joiner.edit(0, "bob again. ");
     converge(&[&sharer, &joiner], &["before. ", "ada again. ", "bob again. "]);
+}
+
+/// Discovery beyond the ticket: the sharer moves (its old relay is gone, it
+/// restarts on new ports behind another relay), so every address the joiner
+/// remembers is stale; the joiner, reopening the document with no ticket, finds it
+/// through the DHT (a `tandem relay` on the lab's public host named as the only
+/// `[network] bootstrap` node in both devices' config.toml), by the group's
+/// rendezvous key, and their edits meet.
+#[test]
+fn a_member_finds_a_sharer_that_moved_through_the_dht() {
+    let Some(lab) = common::natlab::NatLab::up() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let [q, t] = relay_listen("4003");
+    let (_dht, dht_addr) = lab_relay_named(root.path(), "dht", &["--listen", &q, "--listen", &t]);
+    sharer_moves_and_is_found_through(&lab, root.path(), &dht_addr);
+}
+
+/// The same through an independent Kademlia implementation: js-libp2p's DHT server
+/// (from npm) is the bootstrap node, and holds the providers' records.
+#[test]
+fn a_member_finds_a_sharer_that_moved_through_a_js_libp2p_dht() {
+    let Some(js) = js_relay_dir() else { return };
+    let Some(lab) = common::natlab::NatLab::up() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (mut node, info) = js_node(&js, root.path(), "4003");
+    sharer_moves_and_is_found_through(&lab, root.path(), info["addrs"][0].as_str().unwrap());
+    let _ = node.kill();
+    let _ = node.wait();
+}
+
+/// `tandem relay`'s `--listen` addresses for `port` on every interface.
+fn relay_listen(port: &str) -> [String; 2] {
+    [format!("/ip4/0.0.0.0/udp/{port}/quic-v1"), format!("/ip4/0.0.0.0/tcp/{port}")]
+}
+
+fn sharer_moves_and_is_found_through(lab: &common::natlab::NatLab, root: &Path, dht_addr: &str) {
+    use common::natlab::{PEER_A, PEER_B};
+    let (old_relay, old_addr) = lab_relay(root);
+    let [q, t] = relay_listen("4002");
+    let (_new_relay, new_addr) = lab_relay_named(root, "relay2", &["--listen", &q, "--listen", &t]);
+    for name in ["ada", "bob"] {
+        let home = root.join(format!("{name}-home"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join("config.toml"), format!("[network]\nbootstrap = [\"{dht_addr}\"]\n"))
+            .unwrap();
+    }
+    lab.nat('A', "portrestricted", 0);
+    lab.nat('B', "restricted", 0);
+    let sharer = share_on(Some(PEER_A), root, "ada", "hello\n", &["--relay", &old_addr]);
+    let joiner = join_on(Some(PEER_B), root, "bob", &sharer.ticket(), &[]);
+    joiner.edit(0, "before. ");
+    converge(&[&sharer, &joiner], &["before. "]);
+    drop(joiner);
+    drop(sharer);
+    drop(old_relay);
+    let reopen = |host: &str, name: &str, extra: &[&str]| {
+        let mut args = vec!["share", "doc.md", "--headless", "--json"];
+        args.extend_from_slice(extra);
+        let (dir, home) = (root.join(name), root.join(format!("{name}-home")));
+        spawn_on(Some(host), &dir, &home, name, &args, dir.join("doc.md"))
+    };
+    let sharer = reopen(PEER_A, "ada", &["--relay", &new_addr]);
+    sharer.edit(0, "ada moved. ");
+    let joiner = reopen(PEER_B, "bob", &[]);
+    joiner.edit(0, "bob again. ");
+    converge(&[&sharer, &joiner], &["before. ", "ada moved. ", "bob again. "]);
+    let log = std::fs::read_to_string(root.join("bob/bob.log")).unwrap();
+    assert!(log.contains("found a member through the DHT"), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        match peer_entry(&joiner, &sharer) {
+            Some(seen) => break seen,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(250)),
+            None => panic!("tandem peers never listed ada"),
+        }
+    };
+    eprintln!("bob reached ada again through the DHT: {seen}");
 }

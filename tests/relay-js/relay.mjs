@@ -1,7 +1,9 @@
-// A circuit relay v2 server built with js-libp2p, an implementation that shares no
-// code with tandem's (rust-libp2p): `node relay.mjs IP PORT` listens on TCP, prints
-// {"peer_id", "addrs"} as one line, and relays until it gets SIGTERM. Its limits are
-// raised from js-libp2p's defaults (2 minutes, 128 KiB a circuit) for editing.
+// A circuit relay v2 server and Kademlia DHT server built with js-libp2p, an
+// implementation that shares no code with tandem's (rust-libp2p): `node relay.mjs IP
+// PORT` listens on TCP, prints {"peer_id", "addrs"} as one line, and serves until it
+// gets SIGTERM. Its relay limits are raised from js-libp2p's defaults (2 minutes,
+// 128 KiB a circuit) for editing; its DHT keeps private addresses (the NAT lab's
+// are not global), which js-libp2p drops by default.
 
 // libp2p 3 uses Promise.withResolvers (Node 22); Node 20, Debian's, lacks it.
 if (!Promise.withResolvers) {
@@ -18,6 +20,7 @@ const { yamux } = await import('@chainsafe/libp2p-yamux')
 const { identify } = await import('@libp2p/identify')
 const { ping } = await import('@libp2p/ping')
 const { circuitRelayServer } = await import('@libp2p/circuit-relay-v2')
+const { kadDHT, passthroughMapper } = await import('@libp2p/kad-dht')
 
 const [ip, port] = process.argv.slice(2)
 if (!ip || !port) {
@@ -33,6 +36,11 @@ const node = await createLibp2p({
   services: {
     identify: identify(),
     ping: ping(),
+    dht: kadDHT({
+      protocol: '/ipfs/kad/1.0.0',
+      clientMode: false,
+      peerInfoMapper: passthroughMapper
+    }),
     relay: circuitRelayServer({
       reservations: {
         maxReservations: 64,

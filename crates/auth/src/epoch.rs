@@ -41,6 +41,12 @@ impl EpochKey {
         EpochKey(random())
     }
 
+    /// A 32-byte secret for `context`, derived from this key (BLAKE3's key derivation):
+    /// what only the epoch's members can compute, and that says nothing of the key.
+    pub fn derive(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.0)
+    }
+
     /// `plaintext` encrypted and authenticated, bound to `aad` (the envelope header):
     /// `nonce | ciphertext | tag`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {

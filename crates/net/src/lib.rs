@@ -9,7 +9,10 @@
 //! - [`identity`]: the device's Ed25519 key, whose public half is its PeerId;
 //! - [`relay`]: a keyless member that keeps and forwards ciphertext;
 //! - [`reach`]: peers behind NATs: reservations at circuit relays, hole punching;
-//! - [`public`]: `tandem relay`, a public circuit relay with limits for editing;
+//! - [`public`]: `tandem relay`, a public circuit relay with limits for editing, an
+//!   AutoNAT server and a DHT server;
+//! - [`discovery`]: finding members beyond the ticket through the Kademlia DHT, by a
+//!   key derived from the group's epoch key;
 //! - [`node`]: the swarm (QUIC, WebRTC, TCP + Noise + Yamux, mDNS for members) and
 //!   the sync logic, driving a `tandem_store::Service` that owns the document on disk;
 //!   the join, with errors said for people.
@@ -18,6 +21,7 @@
 //! store's service, which also serves scripts and the editor.
 
 pub mod blobs;
+pub mod discovery;
 pub mod identity;
 pub mod links;
 pub mod node;

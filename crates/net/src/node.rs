@@ -34,7 +34,8 @@ use libp2p::swarm::{
     DialError, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts,
 };
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, dcutr, identify, mdns, noise, ping, relay, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, dcutr, identify, kad, mdns, noise, ping, relay, tcp,
+    yamux,
 };
 use tandem_doc::{ActorId, ChangeHash, LiveEdit};
 use tandem_store::{BlobFetch, BlobHash, BlobStore, ImportError, Service, Shared};
@@ -196,6 +197,11 @@ pub struct Behaviour {
     dcutr: dcutr::Behaviour,
     /// Candidate addresses for it that identify alone does not give.
     candidates: crate::reach::Candidates,
+    /// Finding members beyond the ticket (see [`crate::discovery`]).
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Whether this node is publicly reachable, asked of its relays and bootstrap
+    /// nodes only (never of members: their dial-backs would be connections of their own).
+    autonat: autonat::Behaviour,
 }
 
 impl Behaviour {
@@ -264,6 +270,9 @@ pub fn swarm(
                 .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn))))
         })
         .map_err(|e| e.to_string())?
+        // `/dnsaddr` bootstrap addresses (the public IPFS network's) need DNS.
+        .with_dns()
+        .map_err(|e| format!("reading the system's DNS configuration: {e}"))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| e.to_string())?
         .with_behaviour(|key, relay_client| Behaviour {
@@ -297,6 +306,8 @@ pub fn swarm(
             relay_client,
             dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
             candidates: crate::reach::Candidates::default(),
+            kad: crate::discovery::kademlia(key.public().to_peer_id(), kad::Mode::Client),
+            autonat: autonat::Behaviour::new(key.public().to_peer_id(), crate::discovery::autonat_config()),
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -427,6 +438,15 @@ pub struct Node {
     relay_retry: tokio::time::Instant,
     /// The last round trip measured to each connected peer (libp2p ping).
     rtts: HashMap<PeerId, Duration>,
+    /// DHT nodes this node bootstraps from (see [`crate::discovery`]).
+    dht_nodes: Vec<(PeerId, Multiaddr)>,
+    /// Providing the group's rendezvous key and looking the others up by it, once
+    /// there are DHT nodes and this device holds the current epoch's key.
+    rendezvous: Option<crate::discovery::Rendezvous>,
+    /// When the rendezvous secret is read again (it changes when the epoch does).
+    rendezvous_checked: tokio::time::Instant,
+    /// What AutoNAT last said of this node's reachability.
+    nat: autonat::NatStatus,
 }
 
 /// How often a relay without a reservation is asked again.
@@ -477,6 +497,10 @@ impl Node {
             reserved: HashSet::new(),
             relay_retry: tokio::time::Instant::now(),
             rtts: HashMap::new(),
+            dht_nodes: Vec::new(),
+            rendezvous: None,
+            rendezvous_checked: tokio::time::Instant::now(),
+            nat: autonat::NatStatus::Unknown,
         };
         node.sync_links();
         node
@@ -521,6 +545,124 @@ impl Node {
 
     fn is_relay(&self, peer: &PeerId) -> bool {
         self.relays.iter().any(|(p, _)| p == peer)
+    }
+
+    /// Find the members through the DHT of `nodes` (see [`crate::discovery`]); the
+    /// relays count as DHT nodes too (a `tandem relay` is one). With none at all, the
+    /// DHT is left alone.
+    pub fn use_dht(&mut self, nodes: Vec<(PeerId, Multiaddr)>) {
+        for (peer, addr) in nodes.into_iter().chain(self.relays.clone()) {
+            if !self.dht_nodes.iter().any(|(p, a)| *p == peer && *a == addr) {
+                self.dht_nodes.push((peer, addr));
+            }
+        }
+        let behaviour = self.swarm.behaviour_mut();
+        for (peer, addr) in &self.dht_nodes {
+            behaviour.kad.add_address(peer, addr.clone());
+            behaviour.autonat.add_server(*peer, Some(addr.clone()));
+        }
+        if !self.dht_nodes.is_empty()
+            && let Err(e) = behaviour.kad.bootstrap()
+        {
+            tracing::debug!("DHT bootstrap: {e}");
+        }
+    }
+
+    /// Provide the group's rendezvous key when due, and look the other members up by
+    /// it while none is connected.
+    fn discover(&mut self) {
+        if self.dht_nodes.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if self.rendezvous.is_none() || now >= self.rendezvous_checked {
+            self.rendezvous_checked = now + Duration::from_secs(10);
+            let secret = self.service.rendezvous(&self.file).ok().flatten();
+            let current = self.rendezvous.as_ref().map(|r| r.key().clone());
+            match secret {
+                Some(secret) if current.as_ref() != Some(&crate::discovery::rendezvous_key(&secret)) => {
+                    if let Some(old) = current {
+                        self.swarm.behaviour_mut().kad.stop_providing(&old);
+                    }
+                    self.rendezvous = Some(crate::discovery::Rendezvous::new(&secret, now));
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(old) = current {
+                        self.swarm.behaviour_mut().kad.stop_providing(&old);
+                    }
+                    self.rendezvous = None;
+                }
+            }
+        }
+        let connected = !self.peers.is_empty();
+        let Some(r) = self.rendezvous.as_mut() else { return };
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if r.provide_due(now) {
+            match kad.start_providing(r.key().clone()) {
+                Ok(_) => tracing::debug!("providing the group's rendezvous key in the DHT"),
+                Err(e) => tracing::warn!("cannot provide the rendezvous key: {e}"),
+            }
+        }
+        if r.lookup_due(connected, now) {
+            tracing::debug!("looking the other members up in the DHT");
+            r.lookup = Some(kad.get_providers(r.key().clone()));
+        }
+    }
+
+    /// A lookup found providers of the rendezvous key: dial the members among them
+    /// (kad supplies the addresses their records carry while the query runs).
+    fn found_providers(&mut self, providers: impl IntoIterator<Item = PeerId>) {
+        let me = *self.swarm.local_peer_id();
+        for peer in providers {
+            if peer == me || !self.is_member(&peer) || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            tracing::info!(peer = %peer, "found a member through the DHT");
+            if let Err(e) = dial_unless_connected(&mut self.swarm, peer, Vec::new()) {
+                tracing::info!(peer = %peer, "dialing a member found through the DHT: {e}");
+            }
+        }
+    }
+
+    fn on_kad(&mut self, ev: kad::Event) {
+        use kad::{Event, GetProvidersOk, QueryResult};
+        let Event::OutboundQueryProgressed { id, result, step, .. } = ev else { return };
+        let ours = self.rendezvous.as_ref().is_some_and(|r| r.lookup == Some(id));
+        match result {
+            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) if ours => {
+                self.found_providers(providers)
+            }
+            QueryResult::GetProviders(Err(e)) if ours => tracing::debug!("DHT lookup: {e}"),
+            QueryResult::StartProviding(Ok(_)) => tracing::debug!("the rendezvous key is provided"),
+            QueryResult::StartProviding(Err(e)) => tracing::debug!("providing the rendezvous key: {e}"),
+            QueryResult::Bootstrap(Err(e)) => tracing::debug!("DHT bootstrap: {e}"),
+            _ => {}
+        }
+        if ours
+            && step.last
+            && let Some(r) = self.rendezvous.as_mut()
+        {
+            r.lookup = None;
+        }
+    }
+
+    /// AutoNAT changed its mind: serve the DHT only when publicly reachable.
+    fn on_autonat(&mut self, ev: autonat::Event) {
+        let autonat::Event::StatusChanged { new, .. } = ev else { return };
+        let mode = match &new {
+            autonat::NatStatus::Public(addr) => {
+                tracing::info!(addr = %addr, "publicly reachable: serving the DHT too");
+                kad::Mode::Server
+            }
+            autonat::NatStatus::Private => {
+                tracing::info!("behind a NAT (AutoNAT): reached through relays and hole punching");
+                kad::Mode::Client
+            }
+            autonat::NatStatus::Unknown => kad::Mode::Client,
+        };
+        self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+        self.nat = new;
     }
 
     /// Listen again through every relay that has no circuit listener, at most every
@@ -1110,6 +1252,7 @@ impl Node {
                 _ = tick.tick() => {
                     self.redial_if_due();
                     self.keep_reservations();
+                    self.discover();
                     self.close_superseded();
                     self.sync_links();
                     self.report_network();
@@ -1128,9 +1271,10 @@ impl Node {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.sync_links();
-                // It becomes a peer once it says hello for this document (a relay
-                // is no member: it only carries circuits).
-                if !self.peers.contains(&peer_id) && !self.is_relay(&peer_id) {
+                // It becomes a peer once it says hello for this document. A member
+                // is greeted at once; any other peer (a joiner, a relay, a DHT node)
+                // only once identify says it speaks tandem's protocol.
+                if !self.peers.contains(&peer_id) && self.is_member(&peer_id) && !self.is_relay(&peer_id) {
                     self.hello(&peer_id);
                 }
             }
@@ -1173,6 +1317,32 @@ impl Node {
                 let addrs = listen.iter().map(|a| a.to_string()).collect();
                 if let Err(e) = self.service.remember_peer(&self.file, &peer_id.to_string(), addrs) {
                     tracing::debug!("remembering {peer_id}: {e}");
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(ev)) => self.on_autonat(ev),
+            SwarmEvent::NewListenAddr { .. }
+            | SwarmEvent::ExpiredListenAddr { .. }
+            | SwarmEvent::ExternalAddrConfirmed { .. }
+            | SwarmEvent::ExternalAddrExpired { .. } => {
+                // Providers' records carry their addresses: new ones go out again.
+                if let Some(r) = self.rendezvous.as_mut() {
+                    r.addresses_changed(tokio::time::Instant::now());
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if info.protocols.iter().any(|p| p.as_ref() == kad::PROTOCOL_NAME.as_ref()) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+                let tandem = info.protocols.iter().any(|p| p.as_ref() == PROTOCOL);
+                if tandem && !self.peers.contains(&peer_id) && !self.is_relay(&peer_id) {
+                    self.hello(&peer_id);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {

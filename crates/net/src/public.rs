@@ -11,6 +11,10 @@
 //! [`CIRCUIT_BYTES`] (a zero duration would end every circuit at once in libp2p, it
 //! does not mean unlimited), while reservations and circuits are counted and rate
 //! limited per peer and per IP against abuse.
+//!
+//! It is also a Kademlia DHT server (members meet there by their group's
+//! rendezvous key, see [`crate::discovery`]) and an AutoNAT server (it dials a peer
+//! back to tell it whether it is publicly reachable).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -19,7 +23,7 @@ use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, Swarm, identify, noise, ping, relay, tcp, yamux};
+use libp2p::{Multiaddr, Swarm, autonat, identify, kad, noise, ping, relay, tcp, yamux};
 
 /// How long one relayed session may last before the peers must reconnect (they do
 /// by themselves).
@@ -35,6 +39,10 @@ pub struct RelayBehaviour {
     relay: relay::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    /// A DHT server: members provide their rendezvous key here and look it up.
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Tells peers whether they are publicly reachable, by dialing them back.
+    autonat: autonat::Behaviour,
 }
 
 /// The relay's limits: sized for editing sessions, bounded against abuse.
@@ -74,6 +82,8 @@ pub fn swarm(key: Keypair, listen: &[Multiaddr]) -> Result<Swarm<RelayBehaviour>
             relay: relay::Behaviour::new(peer, config()),
             identify: identify::Behaviour::new(identify::Config::new("/tandem/1".into(), key.public())),
             ping: ping::Behaviour::default(),
+            kad: crate::discovery::kademlia(peer, kad::Mode::Server),
+            autonat: autonat::Behaviour::new(peer, crate::discovery::autonat_server_config()),
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
@@ -112,6 +122,13 @@ pub async fn run(mut swarm: Swarm<RelayBehaviour>) {
                 ..
             })) => {
                 tracing::debug!(peer = %peer_id, observed = %info.observed_addr, "identified");
+                // Other DHT servers join the routing table; clients (peers behind
+                // NATs) do not list the protocol and stay out of it.
+                if info.protocols.iter().any(|p| p.as_ref() == kad::PROTOCOL_NAME.as_ref()) {
+                    for addr in info.listen_addrs {
+                        swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
             }
             _ => {}
         }

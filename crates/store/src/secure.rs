@@ -255,6 +255,14 @@ impl Secure {
         self.doc
     }
 
+    /// The group's rendezvous secret for peer discovery: derived from the current
+    /// epoch's key, so only current members can compute it (a removed member cannot
+    /// find the others), and the document id is never part of it. `None` when this
+    /// device holds no key for the current epoch.
+    pub fn rendezvous(&self) -> Option<[u8; 32]> {
+        self.epoch_keys.get(&self.members.epoch).map(|k| k.derive("tandem 2026-12 rendezvous v1"))
+    }
+
     /// The role of `key` now.
     pub fn role(&self, key: &PublicKey) -> Option<Role> {
         self.members.role(key)

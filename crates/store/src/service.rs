@@ -730,6 +730,11 @@ impl Service {
         self.with_open_live(file, |s| s.secure().open_live(envelope, sender).map_err(crate::secure::denied))
     }
 
+    /// The open `file`'s rendezvous secret (see [`crate::secure::Secure::rendezvous`]).
+    pub fn rendezvous(&self, file: &Path) -> Result<Option<[u8; 32]>> {
+        self.with_open(file, |s| Ok(s.secure().rendezvous()))
+    }
+
     /// The role of device `peer` (its public key) in the open `file`'s group.
     pub fn role_of(&self, file: &Path, peer: &[u8; 32]) -> Result<Option<tandem_auth::group::Role>> {
         self.with_open(file, |s| Ok(s.secure().role(peer)))

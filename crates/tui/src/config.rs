@@ -22,6 +22,9 @@
 //! relays = [              # NATs reach this device through them), as `tandem relay`
 //!   "/ip4/203.0.113.7/udp/4001/quic-v1/p2p/12D3KooW...",  # prints them
 //! ]
+//! bootstrap = [           # DHT nodes to find the other members through; left out:
+//!   "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...",  # the public IPFS network's; [] for none
+//! ]
 //! ```
 //!
 //! Colors degrade to the terminal: truecolor when `COLORTERM` says so, else the 256-color
@@ -51,6 +54,9 @@ pub struct Config {
     pub commit_max_ms: u64,
     /// `[network] relays`: circuit relay addresses (checked by whoever dials them).
     pub relays: Vec<String>,
+    /// `[network] bootstrap`: DHT node addresses; `None` when the file names none
+    /// (then the public IPFS network's are used), `Some([])` to use no DHT.
+    pub bootstrap: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -65,6 +71,7 @@ impl Default for Config {
             commit_idle_ms: 300,
             commit_max_ms: 2_000,
             relays: Vec::new(),
+            bootstrap: None,
         }
     }
 }
@@ -270,6 +277,7 @@ struct RawConfig {
 struct RawNetwork {
     #[serde(default)]
     relays: Vec<String>,
+    bootstrap: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -321,6 +329,7 @@ impl Config {
         c.commit_idle_ms = raw.commit.idle_ms.unwrap_or(c.commit_idle_ms);
         c.commit_max_ms = raw.commit.max_ms.unwrap_or(c.commit_max_ms);
         c.relays = raw.network.relays;
+        c.bootstrap = raw.network.bootstrap;
         if !(1..=3_600_000).contains(&c.commit_idle_ms) || c.commit_max_ms < c.commit_idle_ms {
             return Err(format!(
                 "[commit] idle_ms = {}, max_ms = {}: use 1 to 3600000 ms, with max_ms >= idle_ms",

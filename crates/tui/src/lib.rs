@@ -121,10 +121,18 @@ pub fn run(host: &mut dyn Host, config: Config, name: &str, preview: Option<rope
     let mut signals = Signals::new([SIGTERM, SIGHUP, SIGINT])?;
     let closer = host.closer();
     let stopping = Arc::clone(&stop);
+    // Set by the event loop once every key it read is in the document (keys typed
+    // while the history loads wait in the loop until then), so the commit has them.
+    let handed = Arc::new(AtomicBool::new(false));
+    let handed_over = Arc::clone(&handed);
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             stopping.store(true, Ordering::SeqCst);
             tracing::info!("signal {sig}: committing and leaving");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !handed_over.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             // Commit on a thread of its own and wait a bounded time: whatever holds the
             // document must not keep a dead terminal's editor alive.
             let (done, finished) = std::sync::mpsc::channel();
@@ -155,6 +163,7 @@ pub fn run(host: &mut dyn Host, config: Config, name: &str, preview: Option<rope
         SetCursorStyle::SteadyBar
     )?;
     let result = event_loop(host, config, name, depth, &stop, preview);
+    handed.store(true, Ordering::SeqCst);
     host.close();
     restore_terminal();
     result
@@ -183,7 +192,17 @@ fn event_loop(
     early_editor.network = Some("loading the history…".into());
     while !host.ready().map_err(io::Error::other)? {
         if stop.load(Ordering::Relaxed) {
-            return Ok(());
+            // A signal while loading: what was typed is only on the stand-in. Give the
+            // history a moment to load so those keys are committed, not lost.
+            let deadline = Instant::now() + Duration::from_millis(2500);
+            while !host.ready().map_err(io::Error::other)? {
+                if Instant::now() > deadline {
+                    tracing::warn!("the history did not load in time: {} early keys are lost", early.len());
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            break;
         }
         terminal.draw(|frame| {
             let area = frame.area();
