@@ -219,7 +219,8 @@ enum Command {
     Peers {
         file: PathBuf,
         /// `{"file", "shared", "peers": [{"peer_id", "name", "role", "link", "direct",
-        /// "via", "rtt_ms", "in_sync"}], "relays": [{"peer_id", "addr", "reserved", "connected"}]}`.
+        /// "via", "rtt_ms", "in_sync"}], "relays": [{"peer_id", "addr", "reserved", "connected"}],
+        /// "reachable": {"public", "addr"} or null, "dht": {"nodes", "routing_table", "providing", "mode"}}`.
         #[arg(long)]
         json: bool,
     },
@@ -786,6 +787,24 @@ fn peers_report(v: &Value) -> String {
             r["addr"].as_str().unwrap_or_default(),
             if r["reserved"] == true { "reservation held" } else { "unreachable (asking again)" }
         );
+    }
+    let dht = &v["dht"];
+    if dht["nodes"].as_u64().unwrap_or(0) > 0 {
+        s += &format!(
+            "DHT: {} nodes configured, {} in the routing table; {}\n",
+            dht["nodes"].as_u64().unwrap_or(0),
+            dht["routing_table"].as_u64().unwrap_or(0),
+            if dht["providing"] == true {
+                "members find this device by the group's rendezvous key"
+            } else {
+                "not providing (no key for the current epoch)"
+            }
+        );
+    }
+    match (&v["reachable"]["public"], v["reachable"]["addr"].as_str()) {
+        (Value::Bool(true), Some(addr)) => s += &format!("reachable from the internet at {addr} (AutoNAT)\n"),
+        (Value::Bool(false), _) => s += "behind a NAT (AutoNAT): reached through relays and hole punching\n",
+        _ => {}
     }
     s
 }

@@ -883,9 +883,9 @@ fn info_and_log_are_kept_and_never_stale() {
     assert_eq!(env.json(&["info", "doc.md", "--json"]), info, "a damaged cache is not used");
 }
 
-/// A relay address that cannot be one is a usage error naming it and what is
-/// missing, on the command line and in config.toml; so is a bad `tandem relay
-/// --listen`; `tandem peers` on a document no tandem shares says so.
+/// A relay or bootstrap address that cannot be one is a usage error naming it and
+/// what is missing, on the command line and in config.toml; so is a bad `tandem
+/// relay --listen`; `tandem peers` on a document no tandem shares says so.
 #[test]
 fn malformed_relay_addresses_are_usage_errors_that_name_them() {
     let env = Env::new();
@@ -897,14 +897,16 @@ fn malformed_relay_addresses_are_usage_errors_that_name_them() {
         (format!("/p2p/{peer}"), "no address"),
         (format!("/ip4/198.51.100.10/tcp/4001/p2p/{peer}/p2p-circuit"), "not a circuit"),
     ] {
-        for cmd in [
-            vec!["share", "doc.md", "--headless", "--relay", &bad],
-            vec!["join", "tandem1abc", "--headless", "--relay", &bad],
-        ] {
-            let out = env.run(&cmd);
-            assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", stderr(&out));
-            let err = stderr(&out);
-            assert!(err.contains(&bad) && err.contains(needle) && err.contains("--relay"), "{cmd:?}: {err}");
+        for flag in ["--relay", "--bootstrap"] {
+            for cmd in [
+                vec!["share", "doc.md", "--headless", flag, &bad],
+                vec!["join", "tandem1abc", "--headless", flag, &bad],
+            ] {
+                let out = env.run(&cmd);
+                assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", stderr(&out));
+                let err = stderr(&out);
+                assert!(err.contains(&bad) && err.contains(needle) && err.contains(flag), "{cmd:?}: {err}");
+            }
         }
     }
     std::fs::create_dir_all(&env.home).unwrap();
@@ -917,6 +919,11 @@ fn malformed_relay_addresses_are_usage_errors_that_name_them() {
         err.contains("config.toml") && err.contains("/ip4/10.0.0.1/tcp/4001") && err.contains("peer id"),
         "{err}"
     );
+    std::fs::write(env.home.join("config.toml"), "[network]\nbootstrap = [\"dht.example.org\"]\n").unwrap();
+    let out = env.run(&["share", "doc.md", "--headless"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("[network] bootstrap") && err.contains("dht.example.org"), "{err}");
     std::fs::remove_file(env.home.join("config.toml")).unwrap();
 
     let out = env.run(&["relay", "--listen", "0.0.0.0:4001"]);

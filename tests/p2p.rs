@@ -1070,4 +1070,26 @@ fn sharer_moves_and_is_found_through(lab: &common::natlab::NatLab, root: &Path, 
         }
     };
     eprintln!("bob reached ada again through the DHT: {seen}");
+    for p in [&sharer, &joiner] {
+        let out = tandem(&p.dir, &p.home, &p.name, &["peers", "doc.md", "--json"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["dht"]["providing"], true, "{}: {v}", p.name);
+        assert!(v["dht"]["routing_table"].as_u64() >= Some(1), "{}: {v}", p.name);
+        eprintln!("{}: dht {}, reachable {}", p.name, v["dht"], v["reachable"]);
+        if p.name == "ada" {
+            // Behind a port-restricted NAT, AutoNAT's dial-back (a port it never
+            // sent to) is dropped: not publicly reachable, so a DHT client.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut v = v;
+            while v["reachable"].is_null() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(500));
+                let out = tandem(&p.dir, &p.home, &p.name, &["peers", "doc.md", "--json"]).output().unwrap();
+                v = serde_json::from_slice(&out.stdout).unwrap();
+            }
+            assert_eq!(v["reachable"]["public"], false, "{v}");
+            assert_eq!(v["dht"]["mode"], "client", "{v}");
+        }
+        let out = tandem(&p.dir, &p.home, &p.name, &["peers", "doc.md"]).output().unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    }
 }

@@ -94,12 +94,12 @@ pub fn kademlia(peer: PeerId, mode: kad::Mode) -> kad::Behaviour<MemoryStore> {
 }
 
 /// AutoNAT (v1) for a peer: it asks only the servers it is given (its relays and
-/// bootstrap nodes), soon after starting; addresses that are not global count,
+/// bootstrap nodes that speak AutoNAT, while connected), soon after starting; addresses that are not global count,
 /// since a LAN, a lab or a carrier-grade NAT has those too.
 pub fn autonat_config() -> libp2p::autonat::Config {
     libp2p::autonat::Config {
         boot_delay: Duration::from_secs(2),
-        retry_interval: Duration::from_secs(30),
+        retry_interval: Duration::from_secs(10),
         refresh_interval: Duration::from_secs(5 * 60),
         use_connected: false,
         only_global_ips: false,

@@ -536,6 +536,12 @@ impl Node {
             }
         }
         for (peer, addr) in relays {
+            // Met before this node ran, so identify's answer came before it too: a
+            // relay that is connected is asked as an AutoNAT server now (one that
+            // does not speak AutoNAT fails that probe, and another is asked).
+            if self.swarm.is_connected(&peer) {
+                self.swarm.behaviour_mut().autonat.add_server(peer, Some(addr.clone()));
+            }
             if !self.relays.iter().any(|(p, _)| *p == peer) {
                 self.relays.push((peer, addr));
             }
@@ -559,7 +565,6 @@ impl Node {
         let behaviour = self.swarm.behaviour_mut();
         for (peer, addr) in &self.dht_nodes {
             behaviour.kad.add_address(peer, addr.clone());
-            behaviour.autonat.add_server(*peer, Some(addr.clone()));
         }
         if !self.dht_nodes.is_empty()
             && let Err(e) = behaviour.kad.bootstrap()
@@ -737,7 +742,24 @@ impl Node {
             })
             .collect();
         let file = self.file.display().to_string();
-        let state = serde_json::json!({"file": file, "shared": true, "peers": peers, "relays": relays});
+        let reachable = match &self.nat {
+            autonat::NatStatus::Public(addr) => serde_json::json!({"public": true, "addr": addr.to_string()}),
+            autonat::NatStatus::Private => serde_json::json!({"public": false}),
+            autonat::NatStatus::Unknown => serde_json::Value::Null,
+        };
+        // The DHT: its nodes, how many answer, and whether this device can be found.
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let routing: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
+        let dht = serde_json::json!({
+            "nodes": self.dht_nodes.len(),
+            "routing_table": routing,
+            "providing": self.rendezvous.is_some(),
+            "mode": if matches!(self.nat, autonat::NatStatus::Public(_)) { "server" } else { "client" },
+        });
+        let state = serde_json::json!({
+            "file": file, "shared": true, "peers": peers, "relays": relays,
+            "reachable": reachable, "dht": dht,
+        });
         self.service.set_network(&self.file, state);
     }
 
@@ -1335,6 +1357,12 @@ impl Node {
                 info,
                 ..
             })) => {
+                // An AutoNAT server among the relays and DHT nodes is asked while it is
+                // connected (asking one that is gone would fail the probe).
+                let ours = self.is_relay(&peer_id) || self.dht_nodes.iter().any(|(p, _)| *p == peer_id);
+                if ours && info.protocols.iter().any(|p| *p == autonat::DEFAULT_PROTOCOL_NAME) {
+                    self.swarm.behaviour_mut().autonat.add_server(peer_id, None);
+                }
                 if info.protocols.iter().any(|p| p.as_ref() == kad::PROTOCOL_NAME.as_ref()) {
                     for addr in info.listen_addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
@@ -1355,6 +1383,7 @@ impl Node {
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.swarm.behaviour_mut().autonat.remove_server(&peer_id);
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
                 self.synced.remove(&peer_id);
