@@ -200,20 +200,25 @@ fn relays_with_known(
     configured: &[(PeerId, Multiaddr)],
 ) -> Vec<(PeerId, Multiaddr)> {
     let mut relays = configured.to_vec();
-    let mut found: Vec<(PeerId, Multiaddr)> = service
-        .known_peers(file)
-        .iter()
-        .flat_map(|(_, addrs)| addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()))
-        .filter_map(|a| tandem_net::reach::relay_of(&a))
-        .collect();
-    // One address per relay, QUIC where there is one.
+    let known = service.known_peers(file);
+    add_relays_of(
+        &mut relays,
+        known.iter().flat_map(|(_, addrs)| addrs.iter().filter_map(|a| a.parse().ok())),
+    );
+    relays
+}
+
+/// Add the relays that the circuit addresses among `addrs` go through, one address
+/// per relay and QUIC where there is one (its handshake recovers from loss much
+/// faster than TCP's), unless `relays` has the relay already.
+fn add_relays_of(relays: &mut Vec<(PeerId, Multiaddr)>, addrs: impl Iterator<Item = Multiaddr>) {
+    let mut found: Vec<(PeerId, Multiaddr)> = addrs.filter_map(|a| tandem_net::reach::relay_of(&a)).collect();
     found.sort_by_key(|(_, a)| !a.to_string().contains("/quic-v1"));
     for (peer, addr) in found {
         if !relays.iter().any(|(p, _)| *p == peer) {
             relays.push((peer, addr));
         }
     }
-    relays
 }
 
 /// Start sharing the open document `file`: returns the node (not yet running) and
@@ -305,11 +310,7 @@ pub async fn start_join(
     // that a hole can be punched (identify tells it its address first).
     let mut relays =
         if file.exists() { relays_with_known(service, file, &net.relays) } else { net.relays.clone() };
-    for (peer, addr) in ticket.addrs.iter().filter_map(tandem_net::reach::relay_of) {
-        if !relays.iter().any(|(p, _)| *p == peer) {
-            relays.push((peer, addr));
-        }
-    }
+    add_relays_of(&mut relays, ticket.addrs.iter().cloned());
     let reached = meet_relays(&mut swarm, &relays).await;
     addrs.extend(reached.circuits.iter().cloned());
     // A member rejoining (through any member's or a relay's ticket) already holds
