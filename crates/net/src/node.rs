@@ -1360,7 +1360,7 @@ impl Node {
                 // An AutoNAT server among the relays and DHT nodes is asked while it is
                 // connected (asking one that is gone would fail the probe).
                 let ours = self.is_relay(&peer_id) || self.dht_nodes.iter().any(|(p, _)| *p == peer_id);
-                if ours && info.protocols.iter().any(|p| *p == autonat::DEFAULT_PROTOCOL_NAME) {
+                if ours && info.protocols.contains(&autonat::DEFAULT_PROTOCOL_NAME) {
                     self.swarm.behaviour_mut().autonat.add_server(peer_id, None);
                 }
                 if info.protocols.iter().any(|p| p.as_ref() == kad::PROTOCOL_NAME.as_ref()) {
