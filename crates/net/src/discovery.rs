@@ -19,7 +19,6 @@
 use std::time::Duration;
 
 use libp2p::kad::{self, RecordKey, store::MemoryStore};
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
 
@@ -45,20 +44,7 @@ const LOOKUP_MAX: Duration = Duration::from_secs(60);
 /// A bootstrap node's address as a user gives it: a multiaddr that ends in its peer
 /// id. The error names the address and what is wrong with it.
 pub fn bootstrap_addr(s: &str) -> Result<(PeerId, Multiaddr), String> {
-    let addr: Multiaddr =
-        s.trim().parse().map_err(|e| format!("bootstrap address {s:?} is not a multiaddr ({e})"))?;
-    if crate::reach::is_circuit(&addr) {
-        return Err(format!("bootstrap address {s}: name the node itself, not a circuit through a relay"));
-    }
-    match addr.iter().last() {
-        Some(Protocol::P2p(peer)) if addr.iter().any(|p| !matches!(p, Protocol::P2p(_))) => Ok((peer, addr)),
-        Some(Protocol::P2p(_)) => {
-            Err(format!("bootstrap address {s}: it has a peer id but no address to reach it at"))
-        }
-        _ => Err(format!(
-            "bootstrap address {s}: it must end in the node's peer id (/p2p/12D3KooW...), as `tandem relay` prints it"
-        )),
-    }
+    crate::reach::peer_addr("bootstrap", s)
 }
 
 /// The default bootstrap nodes, parsed.

@@ -33,18 +33,24 @@ pub const RELAY_WAIT: Duration = Duration::from_secs(8);
 /// (`/ip4/198.51.100.10/udp/4001/quic-v1/p2p/12D3KooW...`). The error names the
 /// address and says what is wrong with it.
 pub fn relay_addr(s: &str) -> Result<(PeerId, Multiaddr), String> {
+    peer_addr("relay", s)
+}
+
+/// The address of a node to dial by its peer id (a `what`: "relay", "bootstrap"),
+/// as a user gives it: a multiaddr of the node itself that ends in `/p2p/PEER`.
+pub fn peer_addr(what: &str, s: &str) -> Result<(PeerId, Multiaddr), String> {
     let addr: Multiaddr =
-        s.trim().parse().map_err(|e| format!("relay address {s:?} is not a multiaddr ({e})"))?;
-    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
-        return Err(format!("relay address {s}: name the relay itself, not a circuit through it"));
+        s.trim().parse().map_err(|e| format!("{what} address {s:?} is not a multiaddr ({e})"))?;
+    if is_circuit(&addr) {
+        return Err(format!("{what} address {s}: name the node itself, not a circuit through a relay"));
     }
     match addr.iter().last() {
         Some(Protocol::P2p(peer)) if addr.iter().any(|p| !matches!(p, Protocol::P2p(_))) => Ok((peer, addr)),
         Some(Protocol::P2p(_)) => {
-            Err(format!("relay address {s}: it has a peer id but no address to reach it at"))
+            Err(format!("{what} address {s}: it has a peer id but no address to reach it at"))
         }
         _ => Err(format!(
-            "relay address {s}: it must end in the relay's peer id (/p2p/12D3KooW...), as `tandem relay` prints it"
+            "{what} address {s}: it must end in the node's peer id (/p2p/12D3KooW...), as `tandem relay` prints it"
         )),
     }
 }
