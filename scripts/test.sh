@@ -17,6 +17,14 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 # nft and conntrack make the NAT lab's routers (../shared/natlab): the NAT tests.
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v conntrack >/dev/null || need_apt+=(conntrack)
+# The lab's delay shim (nfq_delay.py: this kernel has no netem) takes packets from an
+# iptables NFQUEUE rule through the NetfilterQueue module (from PyPI, built against
+# libnetfilter-queue).
+command -v iptables >/dev/null || need_apt+=(iptables)
+python3 -c 'import netfilterqueue' 2>/dev/null || {
+    [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || need_apt+=(libnetfilter-queue-dev)
+    need_pip=1
+}
 # node and npm run tests/car/verify.mjs, which checks our CAR export with the
 # JavaScript IPFS libraries, an implementation that shares no code with ours.
 command -v node >/dev/null || need_apt+=(nodejs)
@@ -30,6 +38,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     else
         sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
     fi
+fi
+if [ "${need_pip:-0}" = 1 ]; then
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore NetfilterQueue==1.1.0 \
+        || python3 -m pip install --quiet --disable-pip-version-check --user NetfilterQueue==1.1.0
 fi
 # The verifiers' packages exactly as locked (tests/car: the JS IPFS libraries that
 # check our CAR export; tests/relay-js: js-libp2p's circuit relay, which tandem peers

@@ -701,19 +701,32 @@ fn lab_relay_named(root: &Path, name: &str, extra: &[&str]) -> (Peer, String) {
 /// `TANDEM_NAT_PAIRS=fullcone:symmetric,...` runs only those pairs.
 #[test]
 fn peers_behind_any_two_nats_meet_through_a_relay_and_punch_a_hole_where_the_nats_allow() {
-    nat_matrix(0);
+    nat_matrix(0, 0);
 }
 
 /// The same with 20% of packets dropped at random by both routers, both ways: the
 /// lab's probe still punches the same holes, and so does tandem.
 #[test]
 fn the_nat_matrix_holds_with_20_percent_packet_loss() {
-    nat_matrix(20);
+    nat_matrix(20, 0);
 }
 
-fn nat_matrix(loss: u32) {
+/// The same with every packet held 50 ms by each router (the lab's `nfq_delay.py`;
+/// this kernel has no netem): 100 ms round trips to the relay, 200 ms between the
+/// peers, so every step of DCUtR's timing (it measures the round trip and sends its
+/// SYNC half of it before both dial) is tried at an internet's pace.
+#[test]
+fn the_nat_matrix_holds_with_50_ms_delay_at_each_router() {
+    nat_matrix(0, 50);
+}
+
+fn nat_matrix(loss: u32, delay_ms: u32) {
     use common::natlab::{KINDS, NatLab, PEER_A, PEER_B};
     let Some(lab) = NatLab::up() else { return };
+    if delay_ms > 0 {
+        lab.delay('A', delay_ms);
+        lab.delay('B', delay_ms);
+    }
     let root = tempfile::tempdir().unwrap();
     let (relay, relay_addr) = lab_relay(root.path());
     let only = std::env::var("TANDEM_NAT_PAIRS").ok();
@@ -747,8 +760,8 @@ fn nat_matrix(loss: u32) {
             };
             let (b_sees, a_sees) = (link.0.unwrap_or_default(), link.1.unwrap_or_default());
             results.push(format!(
-                "{a} x {b} at {loss}% loss: bob sees {} ({}), ada sees {}",
-                b_sees["link"], b_sees["via"], a_sees["link"]
+                "{a} x {b} at {loss}% loss, {delay_ms} ms delay: bob sees {} ({}, rtt {} ms), ada sees {}",
+                b_sees["link"], b_sees["via"], b_sees["rtt_ms"], a_sees["link"]
             ));
             let log =
                 |p: &Peer| std::fs::read_to_string(p.dir.join(format!("{}.log", p.name))).unwrap_or_default();

@@ -2,12 +2,14 @@
 //! public host (`nl-pub`, .10 and .11) and two peers (`nl-peerA` 10.10.1.2,
 //! `nl-peerB` 10.10.2.2), each behind a NAT router whose kind a test sets (full
 //! cone, restricted, port-restricted, symmetric), all network namespaces on this
-//! machine. The lab's namespaces have fixed names, so one test at a time holds it.
-//! Needs root (CI is root); without it [`NatLab::up`] says why and gives none.
+//! machine, driven by [`tandem_bench::natlab::Lab`]. The lab's namespaces have fixed
+//! names, so one test at a time holds it. Needs root (CI is root); without it
+//! [`NatLab::up`] says why and gives none.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
+
+use tandem_bench::natlab::Lab;
 
 pub const PUBLIC: &str = "nl-pub";
 pub const PEER_A: &str = "nl-peerA";
@@ -17,21 +19,9 @@ pub const PEER_B: &str = "nl-peerB";
 pub const KINDS: [&str; 4] = ["fullcone", "restricted", "portrestricted", "symmetric"];
 
 pub struct NatLab {
+    // Dropped first: the lab goes down before the next test may take it.
+    lab: Lab,
     _one_at_a_time: MutexGuard<'static, ()>,
-}
-
-fn scripts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/natlab")
-}
-
-fn natlab(args: &[&str]) {
-    let out = Command::new("bash").arg(scripts().join("natlab.sh")).args(args).output().expect("bash runs");
-    assert!(
-        out.status.success(),
-        "natlab.sh {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl NatLab {
@@ -45,21 +35,20 @@ impl NatLab {
             return None;
         }
         let guard = LAB.lock().unwrap_or_else(|e| e.into_inner());
-        assert!(scripts().join("natlab.sh").exists(), "the NAT lab is missing: {}", scripts().display());
-        let _ = Command::new("bash").arg(scripts().join("natlab.sh")).arg("down").output();
-        natlab(&["up"]);
-        Some(NatLab { _one_at_a_time: guard })
+        let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/natlab");
+        let lab = Lab::up(&scripts).unwrap_or_else(|e| panic!("{e}"));
+        Some(NatLab { lab, _one_at_a_time: guard })
     }
 
     /// Make router `side` ('A' or 'B') a NAT of `kind`, dropping `loss` percent of
     /// what it forwards.
     pub fn nat(&self, side: char, kind: &str, loss: u32) {
-        natlab(&["nat", &side.to_string(), kind, &loss.to_string()]);
+        self.lab.nat(side, kind, loss).unwrap_or_else(|e| panic!("{e}"));
     }
-}
 
-impl Drop for NatLab {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(scripts().join("natlab.sh")).arg("down").output();
+    /// Hold every packet router `side` forwards for `ms` milliseconds (see
+    /// [`Lab::delay`]).
+    pub fn delay(&self, side: char, ms: u32) {
+        self.lab.delay(side, ms).unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -9,6 +9,7 @@ pub mod history;
 pub mod keystroke;
 pub mod live;
 pub mod nat;
+pub mod natlab;
 pub mod security;
 
 use std::io::Read;

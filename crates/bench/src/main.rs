@@ -117,6 +117,11 @@ enum Cmd {
         /// Edits the sharer makes per pair (each a change the joiner must get).
         #[arg(long, default_value_t = 50)]
         edits: usize,
+        /// Milliseconds each router holds every packet it forwards (the lab's
+        /// `nfq_delay.py`): 50 makes a 100 ms round trip to the relay, 200 ms between
+        /// the peers.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u32,
         #[arg(long)]
         record: Option<PathBuf>,
     },
@@ -161,11 +166,11 @@ fn main() {
         }
         Cmd::Crash { kills, seed, tandem, record } => crash(&tandem, kills, seed, record.as_deref()),
         Cmd::History { paper, tandem, record } => history(&paper, &tandem, record.as_deref()),
-        Cmd::Nat { tandem, natlab, edits, record } => (|| {
+        Cmd::Nat { tandem, natlab, edits, delay_ms, record } => (|| {
             let tandem = std::path::absolute(&tandem).map_err(|e| e.to_string())?;
             let natlab = std::path::absolute(&natlab).map_err(|e| e.to_string())?;
             let root = tempdir()?;
-            let results = tandem_bench::nat::run(&tandem, &natlab, edits, &root);
+            let results = tandem_bench::nat::run(&tandem, &natlab, edits, delay_ms, &root);
             let _ = std::fs::remove_dir_all(&root);
             emit(&results?, record.as_deref())
         })(),

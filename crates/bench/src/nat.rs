@@ -2,15 +2,21 @@
 //! network namespaces; needs root), with the real `tandem` binary and a `tandem
 //! relay` on the lab's public host. Per pair: how long `tandem join` takes to have
 //! the document (fetched, verified, written), whether and how soon the pair moves to
-//! a direct connection, and what the relay spent on the session (bytes through its
-//! interface, CPU time) while the sharer made `edits` edits that reached the joiner.
+//! a direct connection, the round trip and how long an edit takes to reach the other
+//! peer on the connection they ended on (direct or relayed), and what the relay spent
+//! on the session (bytes through its interface, CPU time). Optionally with every
+//! packet held `--delay-ms` by each router, as an internet path would.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tandem_store::{Client, Request, Workspace};
+
+use crate::keystroke::stats;
+use crate::natlab::Lab;
 
 const KINDS: [&str; 4] = ["fullcone", "restricted", "portrestricted", "symmetric"];
 
@@ -20,16 +26,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn lab(natlab: &Path, args: &[&str]) -> Result<(), String> {
-    let out =
-        Command::new("bash").arg(natlab.join("natlab.sh")).args(args).output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("natlab.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
     }
 }
 
@@ -88,19 +84,71 @@ fn cpu_ms(pid: u32) -> f64 {
     ticks as f64 * 1000.0 / hz
 }
 
-pub fn run(tandem: &Path, natlab: &Path, edits: usize, root: &Path) -> Result<Vec<Value>, String> {
+/// One edit and its wait on the receiver, through the two peers' control sockets
+/// (each one connection for the whole run, so no process start is in the figure).
+struct Keyboard {
+    ada: Client,
+    bob: Client,
+    ada_file: PathBuf,
+    bob_file: PathBuf,
+}
+
+impl Keyboard {
+    fn connect(ada: &Path, bob: &Path) -> Result<Keyboard, String> {
+        let client = |dir: &Path| {
+            let ws = Workspace::at(dir).map_err(|e| e.to_string())?;
+            Client::connect(&ws).ok_or_else(|| format!("no tandem process answers in {}", dir.display()))
+        };
+        Ok(Keyboard {
+            ada: client(ada)?,
+            bob: client(bob)?,
+            ada_file: ada.join("doc.md"),
+            bob_file: bob.join("doc.md"),
+        })
+    }
+
+    fn text(client: &mut Client, file: &Path) -> Result<String, String> {
+        let v = client.call(&Request::Cat { file: file.to_owned(), at: None }).map_err(|e| e.to_string())?;
+        Ok(v["text"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Ada inserts `key` at the start; how long until Bob's document starts with
+    /// everything Ada's does (`None` after 10 s).
+    fn key(&mut self, key: &str) -> Result<Option<f64>, String> {
+        let t0 = Instant::now();
+        let edit = Request::Edit { file: self.ada_file.clone(), at: 0, delete: 0, insert: key.to_owned() };
+        self.ada.call(&edit).map_err(|e| e.to_string())?;
+        let want = Self::text(&mut self.ada, &self.ada_file)?;
+        while t0.elapsed() < Duration::from_secs(10) {
+            if Self::text(&mut self.bob, &self.bob_file)? == want {
+                return Ok(Some(t0.elapsed().as_secs_f64() * 1000.0));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(None)
+    }
+}
+
+pub fn run(
+    tandem: &Path,
+    natlab: &Path,
+    edits: usize,
+    delay_ms: u32,
+    root: &Path,
+) -> Result<Vec<Value>, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err("the NAT lab needs root (network namespaces)".into());
     }
-    let _ = lab(natlab, &["down"]);
-    lab(natlab, &["up"])?;
-    let result = pairs(tandem, natlab, edits, root);
-    let _ = lab(natlab, &["down"]);
-    result
+    let lab = Lab::up(natlab)?;
+    if delay_ms > 0 {
+        lab.delay('A', delay_ms)?;
+        lab.delay('B', delay_ms)?;
+    }
+    pairs(tandem, &lab, edits, delay_ms, root)
 }
 
-fn pairs(tandem: &Path, natlab: &Path, edits: usize, root: &Path) -> Result<Vec<Value>, String> {
+fn pairs(tandem: &Path, lab: &Lab, edits: usize, delay_ms: u32, root: &Path) -> Result<Vec<Value>, String> {
     let relay_home = root.join("relay-home");
     let (relay, relay_proc) =
         spawn(tandem, "nl-pub", &root.join("relay"), &relay_home, &["relay", "--json"])?;
@@ -115,8 +163,8 @@ fn pairs(tandem: &Path, natlab: &Path, edits: usize, root: &Path) -> Result<Vec<
     let mut out = Vec::new();
     for (i, a) in KINDS.iter().enumerate() {
         for b in &KINDS[i..] {
-            lab(natlab, &["nat", "A", a])?;
-            lab(natlab, &["nat", "B", b])?;
+            lab.nat('A', a, 0)?;
+            lab.nat('B', b, 0)?;
             let pair = root.join(format!("{a}-{b}"));
             let (ada, bob) = (pair.join("ada"), pair.join("bob"));
             let (ada_home, bob_home) = (pair.join("ada-home"), pair.join("bob-home"));
@@ -132,44 +180,55 @@ fn pairs(tandem: &Path, natlab: &Path, edits: usize, root: &Path) -> Result<Vec<
             let join_ms = started.elapsed().as_secs_f64() * 1000.0;
             // Direct, or not within 20 s (three DCUtR rounds take less).
             let mut to_direct_ms = None;
+            let mut link = Value::Null;
             while started.elapsed() < Duration::from_secs(20) {
                 let peers: Value =
                     serde_json::from_str(&cli(tandem, &bob, &bob_home, &["peers", "doc.md", "--json"])?)
                         .map_err(|e| e.to_string())?;
-                if peers["peers"][0]["direct"] == true {
+                link = peers["peers"][0].clone();
+                if link["direct"] == true {
                     to_direct_ms = Some(started.elapsed().as_secs_f64() * 1000.0 - join_ms);
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let edits_started = Instant::now();
+            // Let the move to the direct connection (or the relayed one's set-up) settle.
+            std::thread::sleep(Duration::from_secs(1));
+            let rtt_ms =
+                serde_json::from_str::<Value>(&cli(tandem, &bob, &bob_home, &["peers", "doc.md", "--json"])?)
+                    .map_err(|e| e.to_string())?["peers"][0]["rtt_ms"]
+                    .clone();
+            // Keystrokes at 10 a second, each timed until the joiner has it.
+            let mut keys = Keyboard::connect(&ada, &bob)?;
+            let mut latency = Vec::with_capacity(edits);
+            let mut missed = 0;
             for k in 0..edits {
-                cli(
-                    tandem,
-                    &ada,
-                    &ada_home,
-                    &["edit", "doc.md", "--at", "0", "--insert", &format!("{}", k % 10)],
-                )?;
-            }
-            let marker = "end.";
-            cli(tandem, &ada, &ada_home, &["edit", "doc.md", "--at", "0", "--insert", marker])?;
-            while !cli(tandem, &bob, &bob_home, &["cat", "doc.md"])?.starts_with(marker) {
-                if edits_started.elapsed() > Duration::from_secs(60) {
-                    return Err(format!("{a} x {b}: the edits did not arrive"));
+                let pace = Instant::now() + Duration::from_millis(100);
+                match keys.key(&format!("{}", k % 10))? {
+                    Some(ms) => latency.push(ms),
+                    None => missed += 1,
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(pace.saturating_duration_since(Instant::now()));
+            }
+            if latency.is_empty() {
+                return Err(format!("{a} x {b}: no edit reached the joiner"));
             }
             let (bytes1, cpu1) = (relay_bytes(), cpu_ms(relay_proc.0.id()));
             out.push(json!({
                 "bench": "nat",
                 "pair": format!("{a} x {b}"),
+                "delay_ms_per_router": delay_ms,
                 "join_ms": round(join_ms),
                 "direct": to_direct_ms.is_some(),
+                "link": link["link"],
                 "to_direct_ms": to_direct_ms.map(round),
-                "edits": edits + 1,
+                "edits": edits,
+                "edit_to_remote_ms": stats(latency),
+                "missed": missed,
+                "rtt_ms": rtt_ms,
                 "relay_bytes": bytes1.saturating_sub(bytes0),
                 "relay_cpu_ms": round(cpu1 - cpu0),
-                "command": format!("sudo target/release/tandem-bench nat --edits {edits}"),
+                "command": format!("sudo target/release/tandem-bench nat --edits {edits} --delay-ms {delay_ms}"),
             }));
         }
     }
