@@ -38,7 +38,7 @@ use libp2p::{
     yamux,
 };
 use tandem_doc::{ActorId, ChangeHash, LiveEdit};
-use tandem_store::{BlobFetch, BlobHash, BlobStore, ImportError, Service, Shared};
+use tandem_store::{BlobFetch, BlobHash, BlobStore, ImportError, Service, Shared, StoreError};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::blobs::{BlobCodec, BlobRequest, BlobResponse};
@@ -418,6 +418,14 @@ pub struct Node {
     inbox: Vec<(PeerId, Vec<Vec<u8>>)>,
     /// Live edits already seen (by a hash of their envelope), so forwarding stops.
     seen_live: HashSet<u64>,
+    /// Each typist's live edits of its open transaction (its own included), as
+    /// sealed, oldest first, and when the last came: a peer admitted mid-transaction
+    /// gets them (see [`Node::replay_live`]), or it would see none of that typing
+    /// until the change came.
+    typing: HashMap<Vec<u8>, (tokio::time::Instant, Vec<Vec<u8>>)>,
+    /// Peers admitted while they fetched the history (to let them fetch): they
+    /// could take no requests then, so their first hello is welcomed again.
+    fetching_history: HashSet<PeerId>,
     /// Addresses of peers found on the LAN by mDNS.
     found: HashMap<PeerId, Vec<Multiaddr>>,
     /// Heads each peer last told us that we knew too: what it surely has.
@@ -447,6 +455,9 @@ pub struct Node {
     rendezvous_checked: tokio::time::Instant,
     /// What AutoNAT last said of this node's reachability.
     nat: autonat::NatStatus,
+    /// When each peer was last asked for the group's log because its envelopes cite
+    /// membership ops this node lacks (see [`Node::ask_group`]).
+    group_asked: HashMap<PeerId, tokio::time::Instant>,
 }
 
 /// How often a relay without a reservation is asked again.
@@ -462,6 +473,8 @@ const BLOBS_IN_FLIGHT: usize = 4;
 const MAX_HISTORY_BYTES: u64 = 1 << 30;
 /// Most live edits remembered for de-duplication before the memory is cleared.
 const SEEN_LIVE_MAX: usize = 100_000;
+/// Most live edits of one transaction kept for peers that come later.
+const TYPING_MAX: usize = 4096;
 /// Most swarm events handled at one wake-up before a batch of changes is applied.
 const EVENTS_PER_BATCH: usize = 256;
 
@@ -487,6 +500,8 @@ impl Node {
             actor,
             inbox: Vec::new(),
             seen_live: HashSet::new(),
+            typing: HashMap::new(),
+            fetching_history: HashSet::new(),
             found: HashMap::new(),
             synced: HashMap::new(),
             hellos: HashSet::new(),
@@ -501,6 +516,7 @@ impl Node {
             rendezvous: None,
             rendezvous_checked: tokio::time::Instant::now(),
             nat: autonat::NatStatus::Unknown,
+            group_asked: HashMap::new(),
         };
         node.sync_links();
         node
@@ -892,19 +908,26 @@ impl Node {
         if self.peers.insert(peer) {
             self.had_peers = true;
             tracing::info!(peer = %peer, "syncing with peer");
-            match self.service.group_ops(&self.file) {
-                Ok(ops) => {
-                    self.send(&peer, Message::Group { doc: self.doc, ops });
-                }
-                Err(e) => tracing::error!("{e}"),
-            }
-            let mine = self.board().local();
-            if let Some(p) = mine {
-                let p = presence::sign(p, &self.service.keys().device, &self.doc);
-                self.swarm.behaviour_mut().presence.send_request(&peer, p);
-            }
+            self.welcome(peer);
             self.report_network();
         }
+    }
+
+    /// What a peer that starts syncing gets first: the membership log, our
+    /// presence, and the live edits still being typed.
+    fn welcome(&mut self, peer: PeerId) {
+        match self.service.group_ops(&self.file) {
+            Ok(ops) => {
+                self.send(&peer, Message::Group { doc: self.doc, ops });
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+        let mine = self.board().local();
+        if let Some(p) = mine {
+            let p = presence::sign(p, &self.service.keys().device, &self.doc);
+            self.swarm.behaviour_mut().presence.send_request(&peer, p);
+        }
+        self.replay_live(peer);
     }
 
     fn redial_if_due(&mut self) {
@@ -998,26 +1021,36 @@ impl Node {
         }
         let inbox = std::mem::take(&mut self.inbox);
         let all: Vec<Vec<u8>> = inbox.iter().flat_map(|(_, e)| e.iter().cloned()).collect();
-        let applied = self.service.apply_remote(&self.file, all).map_err(|e| e.to_string());
+        let applied = self.service.apply_remote(&self.file, all);
         let forward = match applied {
             Ok((fresh, _)) => {
                 tracing::debug!(fresh, senders = inbox.len(), "applied a batch of remote changes");
                 inbox.into_iter().filter(|_| fresh > 0).collect()
             }
-            Err(_) => inbox
-                .into_iter()
-                .filter(|(from, envelopes)| {
-                    let one =
-                        self.service.apply_remote(&self.file, envelopes.clone()).map_err(|e| e.to_string());
-                    match one {
-                        Ok((fresh, _)) => fresh > 0,
-                        Err(e) => {
-                            tracing::warn!(peer = %from, "refused changes: {e}");
-                            false
+            Err(_) => {
+                let mut behind = Vec::new();
+                let forward = inbox
+                    .into_iter()
+                    .filter(|(from, envelopes)| {
+                        match self.service.apply_remote(&self.file, envelopes.clone()) {
+                            Ok((fresh, _)) => fresh > 0,
+                            Err(e @ StoreError::GroupBehind(_)) => {
+                                tracing::info!(peer = %from, "{e}: asking it for the group's log");
+                                behind.push(*from);
+                                false
+                            }
+                            Err(e) => {
+                                tracing::warn!(peer = %from, "refused changes: {e}");
+                                false
+                            }
                         }
-                    }
-                })
-                .collect::<Vec<_>>(),
+                    })
+                    .collect::<Vec<_>>();
+                for from in behind {
+                    self.ask_group(from);
+                }
+                forward
+            }
         };
         for (from, envelopes) in forward {
             let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
@@ -1036,8 +1069,15 @@ impl Node {
         // The connection proves who `from` is: its own keystrokes need no signature
         // check here (those it forwards do).
         let sender = tandem_auth::device::public_of(&from);
-        let (signer, plain) =
-            self.service.open_live(&self.file, &envelope, sender.as_ref()).map_err(|e| e.to_string())?;
+        let (signer, plain) = match self.service.open_live(&self.file, &envelope, sender.as_ref()) {
+            Ok(opened) => opened,
+            Err(e) => {
+                if matches!(e, StoreError::GroupBehind(_)) {
+                    self.ask_group(from);
+                }
+                return Err(e.to_string());
+            }
+        };
         let (actor, live) = protocol::decode_live(&plain).map_err(|e| e.to_string())?;
         if actor.to_bytes() != signer {
             return Err("a live edit whose actor is not its signer".into());
@@ -1047,11 +1087,58 @@ impl Node {
         }
         let shown = self.service.apply_live(&self.file, &actor, &live).map_err(|e| e.to_string())?;
         tracing::trace!(peer = %from, seq = live.seq, shown, "live edit");
+        self.remember_typing(actor.to_bytes().to_vec(), live.seq, &envelope);
         let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
         for p in others {
             self.send(&p, Message::Live { doc: self.doc, envelope: envelope.clone() });
         }
         Ok(())
+    }
+
+    /// Ask `peer` for the group's whole membership log (a member's `Join` without an
+    /// invite), at most every two seconds: its envelopes cite ops this node has not
+    /// seen, which happens when a push of them was lost (a peer admitted while it was
+    /// still fetching the history cannot take requests yet). Its answer
+    /// ([`Message::Group`]) catches the log up, and the envelopes its sender pushes
+    /// again are taken.
+    fn ask_group(&mut self, peer: PeerId) {
+        let now = tokio::time::Instant::now();
+        if self.group_asked.get(&peer).is_some_and(|t| now < *t + Duration::from_secs(2)) {
+            return;
+        }
+        self.group_asked.insert(peer, now);
+        let ask = Message::Join { doc: self.doc, invite: [0; 16], secret: [0; 16], recipient: String::new() };
+        self.send(&peer, ask);
+    }
+
+    /// Keep a live edit for peers admitted later in its transaction (`seq` 0 starts
+    /// a new one).
+    fn remember_typing(&mut self, actor: Vec<u8>, seq: u32, envelope: &[u8]) {
+        let now = tokio::time::Instant::now();
+        let (at, edits) = self.typing.entry(actor).or_insert_with(|| (now, Vec::new()));
+        if seq == 0 {
+            edits.clear();
+        }
+        // A transaction this long is committed long before (`[commit] max_ms`); past
+        // it the replay would not fit anyway.
+        if edits.len() as u32 == seq && edits.len() < TYPING_MAX {
+            edits.push(envelope.to_vec());
+        }
+        *at = now;
+    }
+
+    /// Send a newly admitted `peer` the live edits of every transaction still being
+    /// typed (its last key within [`tandem_store::LIVE_UNCONFIRMED_MS`]), in order:
+    /// it shows them as if it had been there. Stale ones (a change has confirmed them
+    /// since) do not fit its document and are ignored there.
+    fn replay_live(&mut self, peer: PeerId) {
+        let fresh = Duration::from_millis(tandem_store::LIVE_UNCONFIRMED_MS);
+        let now = tokio::time::Instant::now();
+        self.typing.retain(|_, (at, _)| now < *at + fresh);
+        let envelopes: Vec<Vec<u8>> = self.typing.values().flat_map(|(_, e)| e.iter().cloned()).collect();
+        for envelope in envelopes {
+            self.send(&peer, Message::Live { doc: self.doc, envelope });
+        }
     }
 
     /// Send a local live edit to every peer.
@@ -1064,6 +1151,7 @@ impl Node {
             }
         };
         self.seen_live.insert(envelope_id(&envelope));
+        self.remember_typing(self.actor.to_bytes().to_vec(), live.seq, &envelope);
         let peers: Vec<PeerId> = self.peers.iter().copied().collect();
         for p in peers {
             self.send(&p, Message::Live { doc: self.doc, envelope: envelope.clone() });
@@ -1546,6 +1634,10 @@ impl Node {
                 Message::Error { message: NOT_A_MEMBER.into() }
             }
             Message::Hello { heads, .. } => {
+                if self.fetching_history.remove(&peer) && self.peers.contains(&peer) {
+                    tracing::debug!(peer = %peer, "fetched the history: welcoming it again");
+                    self.welcome(peer);
+                }
                 self.admit(peer);
                 self.need_if_missing(&peer, &heads);
                 match self.service.heads_and_missing(&self.file, &[]) {
@@ -1559,6 +1651,7 @@ impl Node {
                 Ok(blobs) => {
                     // It may fetch them before its hello arrives.
                     self.admit(peer);
+                    self.fetching_history.insert(peer);
                     let blobs = blobs
                         .into_iter()
                         .map(|(hash, size, snapshot)| BlobRef { hash: *hash.as_bytes(), size, snapshot })
@@ -1665,6 +1758,12 @@ impl Node {
                     tracing::warn!(peer = %peer, "refused changes: {e}");
                 }
             }
+            // The log asked for by [`Node::ask_group`]; then what we lack of the
+            // document, whose changes may have been refused meanwhile.
+            Message::Group { doc, ops } if doc == self.doc => match self.receive_group(peer, ops) {
+                Ok(()) => self.hello(&peer),
+                Err(e) => tracing::warn!(peer = %peer, "refused membership ops: {e}"),
+            },
             Message::Error { message } => tracing::warn!(peer = %peer, "peer says: {message}"),
             other => tracing::warn!(peer = %peer, "unexpected response {:?}", std::mem::discriminant(&other)),
         }

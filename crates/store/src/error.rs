@@ -26,6 +26,11 @@ pub enum StoreError {
     /// signature or ciphertext.
     #[error("{0}")]
     Denied(String),
+    /// A peer's envelope cites membership ops this device has not seen yet: not a
+    /// refusal for good, only a sign that this device's copy of the group's log is
+    /// behind the sender's (ask the sender for it, then take the envelope again).
+    #[error("{0}")]
+    GroupBehind(String),
     #[error("control socket: {0}")]
     Protocol(String),
 }
@@ -58,6 +63,7 @@ impl StoreError {
             StoreError::IsDirectory(_) => "is_directory",
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Denied(_) => "denied",
+            StoreError::GroupBehind(_) => "group_behind",
             StoreError::Io { .. } => "io",
             StoreError::Busy(_) => "busy",
             StoreError::BadRequest(_) => "bad_request",

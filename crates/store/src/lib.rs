@@ -44,7 +44,7 @@ pub use error::{Result, StoreError};
 pub use fsutil::{dir_bytes, read_text, text_from_bytes, write_atomic, write_private};
 pub use identity::{home_dir, load_author};
 pub use secure::Keys;
-pub use service::{Access, BlobFetch, Client, Request, Service, access};
+pub use service::{Access, BlobFetch, Client, LIVE_UNCONFIRMED_MS, Request, Service, access};
 pub use stored::{
     BadBlob, INCOMING_TAG, Index, IndexEntry, Opened, Shared, StoredDoc, cached_answer, current_text,
     doc_id_of, first_screen, now_ms,

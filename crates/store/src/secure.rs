@@ -88,6 +88,15 @@ pub(crate) fn denied(e: impl std::fmt::Display) -> StoreError {
     StoreError::Denied(e.to_string())
 }
 
+/// A peer's envelope refused here, `what` naming it: [`StoreError::GroupBehind`]
+/// when only this device's membership log is behind, else denied.
+pub(crate) fn refused(what: &str, e: EnvelopeError) -> StoreError {
+    match e {
+        EnvelopeError::UnknownHeads => StoreError::GroupBehind(format!("{what} refused: {e}")),
+        e => denied(format!("{what} refused: {e}")),
+    }
+}
+
 pub struct Secure {
     doc: [u8; 16],
     keys: Keys,

@@ -727,7 +727,9 @@ impl Service {
         envelope: &[u8],
         sender: Option<&[u8; 32]>,
     ) -> Result<([u8; 32], Vec<u8>)> {
-        self.with_open_live(file, |s| s.secure().open_live(envelope, sender).map_err(crate::secure::denied))
+        self.with_open_live(file, |s| {
+            s.secure().open_live(envelope, sender).map_err(|e| crate::secure::refused("a live edit", e))
+        })
     }
 
     /// The open `file`'s rendezvous secret (see [`crate::secure::Secure::rendezvous`]).
@@ -1384,7 +1386,7 @@ pub fn access(ws: Workspace, author: &Author, config: &DocConfig, keys: &Keys) -
 
 /// How long live edits may stay on the screen with no change confirming them (a
 /// typist's change follows its keys within `[commit] max_ms`, 2 s by default).
-const LIVE_UNCONFIRMED_MS: u64 = 10_000;
+pub const LIVE_UNCONFIRMED_MS: u64 = 10_000;
 
 /// A group change that would leave the document with no owner (removing or demoting
 /// the only one) is refused before anything is written: nobody could manage the

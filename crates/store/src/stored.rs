@@ -587,7 +587,7 @@ impl StoredDoc {
                             })?;
                     vouched.extend(doc.changes_since(&[]));
                 }
-                Err(e) => return Err(crate::secure::denied(format!("envelope {i} refused: {e}"))),
+                Err(e) => return Err(crate::secure::refused(&format!("envelope {i}"), e)),
             }
         }
         Ok((changes, vouched))
