@@ -1475,6 +1475,8 @@ impl Node {
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
                 self.synced.remove(&peer_id);
+                self.fetching_history.remove(&peer_id);
+                self.group_asked.remove(&peer_id);
                 self.sync_links();
                 self.board().remove(&peer_id);
                 // Its keystrokes that no change confirmed leave the screen with it.
