@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tandem_doc::DocConfig;
 use tandem_net::libp2p::{Multiaddr, PeerId};
-use tandem_net::node::{self, Node};
+use tandem_net::{Node, join, transport};
 use tandem_net::{Role, Ticket, Transport, device_key};
 use tandem_store::{Keys, Request, Service, Workspace, home_dir, load_author};
 
@@ -162,7 +162,7 @@ impl Net {
 /// Reservations at `relays`: said on stderr (the log) for each one that failed, so
 /// sharing goes on over whatever else works.
 async fn meet_relays(
-    swarm: &mut node::NodeSwarm,
+    swarm: &mut transport::NodeSwarm,
     relays: &[(PeerId, Multiaddr)],
 ) -> tandem_net::reach::Reached {
     let reached = tandem_net::reach::meet_relays(swarm, relays, true).await;
@@ -246,9 +246,9 @@ async fn start_sharing(
     let key = device_key(&home_dir())?;
     let peer = key.public().to_peer_id();
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let cert = node::webrtc_certificate(&home_dir())?;
-    let (mut swarm, listeners) = node::swarm(key, cert, net.transport, net.listen)?;
-    let mut addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
+    let cert = transport::webrtc_certificate(&home_dir())?;
+    let (mut swarm, listeners) = transport::swarm(key, cert, net.transport, net.listen)?;
+    let mut addrs = transport::listen_addrs(&mut swarm, listeners.len()).await?;
     // Behind a NAT, peers elsewhere reach this one through its relays.
     let relays = relays_with_known(service, file, &net.relays);
     let reached = meet_relays(&mut swarm, &relays).await;
@@ -302,9 +302,9 @@ pub async fn start_join(
     net: Net,
 ) -> Result<(Node, Ticket), String> {
     let key = device_key(&home_dir())?;
-    let cert = node::webrtc_certificate(&home_dir())?;
-    let (mut swarm, listeners) = node::swarm(key.clone(), cert, net.transport, net.listen)?;
-    let mut addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
+    let cert = transport::webrtc_certificate(&home_dir())?;
+    let (mut swarm, listeners) = transport::swarm(key.clone(), cert, net.transport, net.listen)?;
+    let mut addrs = transport::listen_addrs(&mut swarm, listeners.len()).await?;
     // The sharer's relays too: this device keeps a reservation there as well (other
     // members reach it through them), and meets them before dialing through one, so
     // that a hole can be punched (identify tells it its address first).
@@ -361,14 +361,14 @@ pub async fn start_join(
 /// A fresh join: enrolment, then the history's blobs, stored as `file`.
 async fn fetch_and_join(
     service: &Arc<Service>,
-    swarm: &mut node::NodeSwarm,
+    swarm: &mut transport::NodeSwarm,
     file: &Path,
     ticket: &Ticket,
     transport: Transport,
 ) -> Result<(), String> {
     let store = service.blob_store().map_err(|e| e.to_string())?;
     let recipient = service.keys().age.recipient();
-    let (shared, group) = node::fetch(
+    let (shared, group) = join::fetch(
         swarm,
         ticket.peer,
         &ticket.addrs,
@@ -522,10 +522,10 @@ pub fn relay(ticket: &str, dir: &Path, json: bool, net: Net) -> Result<(), Failu
     let state = dir.join(".tandem").join("relay").join(hex(&ticket.doc));
     let key = device_key(&home_dir()).map_err(fail)?;
     runtime().map_err(fail)?.block_on(async {
-        let cert = node::webrtc_certificate(&home_dir()).map_err(fail)?;
+        let cert = transport::webrtc_certificate(&home_dir()).map_err(fail)?;
         let (mut swarm, listeners) =
-            node::swarm(key.clone(), cert, net.transport, net.listen).map_err(fail)?;
-        let addrs = node::listen_addrs(&mut swarm, listeners.len()).await.map_err(fail)?;
+            transport::swarm(key.clone(), cert, net.transport, net.listen).map_err(fail)?;
+        let addrs = transport::listen_addrs(&mut swarm, listeners.len()).await.map_err(fail)?;
         let ops = tandem_net::relay::enrol(&mut swarm, ticket.peer, &ticket.addrs, ticket.doc)
             .await
             .map_err(|e| fail(format!("enrolling as the relay of {}: {e}", ticket.name)))?;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 use serde_json::{Value, json};
 use tandem_doc::{ActorId, Author, DocConfig};
-use tandem_net::node::{self, Node, SYNC_BYTES_BY_KIND, SYNC_BYTES_SENT, Transport};
+use tandem_net::codec::{SYNC_BYTES_BY_KIND, SYNC_BYTES_SENT};
+use tandem_net::{Node, Transport, join, transport};
 use tandem_store::{Service, Shared, Workspace, now_ms};
 
 use crate::keystroke::stats;
@@ -83,12 +84,12 @@ async fn swarm(
     dir: &Path,
     service: &Service,
     transport: Transport,
-) -> Result<(libp2p::Swarm<node::Behaviour>, PeerId, Vec<Multiaddr>), String> {
+) -> Result<(libp2p::Swarm<transport::Behaviour>, PeerId, Vec<Multiaddr>), String> {
     let key = service.keys().device.keypair().clone();
     let id = key.public().to_peer_id();
-    let cert = node::webrtc_certificate(&dir.join("home"))?;
-    let (mut swarm, listeners) = node::swarm(key, cert, transport, "127.0.0.1".parse().expect("ip"))?;
-    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await?;
+    let cert = transport::webrtc_certificate(&dir.join("home"))?;
+    let (mut swarm, listeners) = transport::swarm(key, cert, transport, "127.0.0.1".parse().expect("ip"))?;
+    let addrs = transport::listen_addrs(&mut swarm, listeners.len()).await?;
     Ok((swarm, id, addrs))
 }
 
@@ -145,7 +146,7 @@ pub async fn join(
     let store = service.blob_store().map_err(|e| e.to_string())?;
     let recipient = service.keys().age.recipient();
     let (shared, group) =
-        node::fetch(&mut swarm, to.id, &to.addrs, doc, transport, &store, invite, recipient).await?;
+        join::fetch(&mut swarm, to.id, &to.addrs, doc, transport, &store, invite, recipient).await?;
     let fetch_ms = started.elapsed().as_secs_f64() * 1e3;
     let blob_bytes =
         tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed) - blobs_before;

@@ -3,7 +3,8 @@
 //! Request: `version: u8 | doc: 16 bytes | hash: 32 bytes` (BLAKE3 of the blob).
 //! Response: `version: u8 | status: u8 | len: u32 BE | body`, where status 0 carries
 //! the blob in bao form (iroh-blobs' verified-streaming encoding: 8-byte size, then
-//! the BLAKE3 tree interleaved with the data), and status 1 a UTF-8 reason.
+//! the BLAKE3 tree interleaved with the data), and status 1 a refusal (a
+//! [`crate::protocol::Code`], u16 BE, then a UTF-8 reason).
 //!
 //! The receiver never trusts the body: it is imported with
 //! [`tandem_store::BlobStore::import_bao`], which checks every 16 KiB group against
@@ -15,10 +16,11 @@ use std::io;
 use futures::AsyncReadExt;
 use libp2p::StreamProtocol;
 
-use crate::protocol::{DocId, Hash};
+use crate::protocol::{DocId, Hash, Refusal};
 
 pub const PROTOCOL: &str = "/tandem/blobs/1";
-const VERSION: u8 = 1;
+/// 2: a refusal carries a code.
+const VERSION: u8 = 2;
 /// Largest blob served or accepted (a snapshot of a very large document).
 pub const MAX_BLOB: u64 = 256 << 20;
 const FOUND: u8 = 0;
@@ -34,7 +36,7 @@ pub struct BlobRequest {
 pub enum BlobResponse {
     /// The blob in bao form (unverified until imported).
     Found(Vec<u8>),
-    Refused(String),
+    Refused(Refusal),
 }
 
 /// Bytes of blob responses this process has read (for benchmarks).
@@ -91,7 +93,7 @@ impl libp2p::request_response::Codec for BlobCodec {
         }
         match head[1] {
             FOUND => Ok(BlobResponse::Found(body)),
-            REFUSED => Ok(BlobResponse::Refused(String::from_utf8_lossy(&body).into_owned())),
+            REFUSED => Refusal::decode(&body).map(BlobResponse::Refused).map_err(|e| invalid(e.to_string())),
             s => Err(invalid(format!("unknown blob status {s}"))),
         }
     }
@@ -104,23 +106,27 @@ impl libp2p::request_response::Codec for BlobCodec {
         buf.push(VERSION);
         buf.extend_from_slice(&req.doc);
         buf.extend_from_slice(&req.hash);
-        crate::node::write_pieces(io, &buf).await
+        crate::codec::write_pieces(io, &buf).await
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: BlobResponse) -> io::Result<()>
     where
         T: futures::AsyncWrite + Unpin + Send,
     {
+        let mut refusal = Vec::new();
         let (status, body) = match &res {
             BlobResponse::Found(bao) => (FOUND, bao.as_slice()),
-            BlobResponse::Refused(why) => (REFUSED, why.as_bytes()),
+            BlobResponse::Refused(why) => {
+                why.encode(&mut refusal);
+                (REFUSED, refusal.as_slice())
+            }
         };
         let mut buf = Vec::with_capacity(6 + body.len());
         buf.push(VERSION);
         buf.push(status);
         buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
         buf.extend_from_slice(body);
-        crate::node::write_pieces(io, &buf).await
+        crate::codec::write_pieces(io, &buf).await
     }
 }
 

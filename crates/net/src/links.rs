@@ -21,7 +21,7 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
-use crate::node::Transport;
+use crate::transport::Transport;
 
 /// A relayed connection is closed this long after a direct one to its peer opened.
 pub const RELAYED_GRACE: Duration = Duration::from_secs(3);

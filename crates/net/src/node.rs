@@ -21,368 +21,25 @@
 //! cited membership heads, epoch, actor) before it can touch the document.
 
 use std::collections::{HashMap, HashSet};
-use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use libp2p::core::transport::ListenerId;
-use libp2p::identity::Keypair;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
-use libp2p::swarm::{
-    DialError, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts,
-};
-use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, dcutr, identify, kad, mdns, noise, ping, relay, tcp,
-    yamux,
-};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, kad, mdns, ping, relay};
 use tandem_doc::{ActorId, ChangeHash, LiveEdit};
-use tandem_store::{BlobFetch, BlobHash, BlobStore, ImportError, Service, Shared, StoreError};
+use tandem_store::{BlobFetch, BlobHash, ImportError, Service, StoreError};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::blobs::{BlobCodec, BlobRequest, BlobResponse};
-use crate::presence::{self, PresenceCodec, SharedBoard};
-use crate::protocol::{self, BlobRef, DocId, Hash, Message, PROTOCOL};
-
-/// Which transports a node listens and dials on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// QUIC, WebRTC and TCP, in that order.
-    Any,
-    Quic,
-    Webrtc,
-    Tcp,
-}
-
-impl std::str::FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Transport, String> {
-        match s {
-            "any" => Ok(Transport::Any),
-            "quic" => Ok(Transport::Quic),
-            "webrtc" => Ok(Transport::Webrtc),
-            "tcp" => Ok(Transport::Tcp),
-            other => Err(format!("--transport {other}: use quic, webrtc or tcp")),
-        }
-    }
-}
-
-impl Transport {
-    pub(crate) fn of(addr: &Multiaddr) -> Transport {
-        use libp2p::multiaddr::Protocol;
-        if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
-            Transport::Quic
-        } else if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
-            Transport::Webrtc
-        } else {
-            Transport::Tcp
-        }
-    }
-
-    fn allows(self, addr: &Multiaddr) -> bool {
-        self == Transport::Any || self == Transport::of(addr)
-    }
-
-    /// Its name, as the status line shows it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Any => "any",
-            Transport::Quic => "quic",
-            Transport::Webrtc => "webrtc",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
-
-/// The codec of `/tandem/sync/1`: one framed [`Message`] per request and response.
-#[derive(Clone, Default)]
-pub struct SyncCodec;
-
-async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Message> {
-    let mut head = [0u8; 6];
-    io.read_exact(&mut head).await?;
-    let len = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
-    protocol::check_header(len, head[4], head[5])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let mut body = vec![0u8; len - 2];
-    io.read_exact(&mut body).await?;
-    protocol::decode_body(head[5], &body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Largest single write to a stream (see `write_frame`).
-const WRITE_PIECE: usize = 4096;
-
-/// Bytes of `/tandem/sync/1` frames this process has written (for benchmarks).
-pub static SYNC_BYTES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// The same, by message kind (the frame's kind byte, 1 to 7).
-pub static SYNC_BYTES_BY_KIND: [std::sync::atomic::AtomicU64; 8] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 8];
-
-async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(io: &mut T, msg: Message) -> io::Result<()> {
-    let frame = protocol::encode(&msg);
-    SYNC_BYTES_SENT.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    SYNC_BYTES_BY_KIND[(frame[5] as usize).min(7)]
-        .fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    write_pieces(io, &frame).await
-}
-
-/// Write `bytes` and close the stream, in flushed pieces: libp2p-webrtc (0.10 alpha)
-/// batches unflushed writes into one data-channel message, and its reader takes at
-/// most 8192 bytes per message ("Short buffer (size: 8192) to be filled"): any frame
-/// over ~8 KB, such as a fresh join, failed over WebRTC.
-pub(crate) async fn write_pieces<T: futures::AsyncWrite + Unpin + Send>(
-    io: &mut T,
-    bytes: &[u8],
-) -> io::Result<()> {
-    for piece in bytes.chunks(WRITE_PIECE) {
-        io.write_all(piece).await?;
-        io.flush().await?;
-    }
-    io.close().await
-}
-
-impl request_response::Codec for SyncCodec {
-    type Protocol = StreamProtocol;
-    type Request = Message;
-    type Response = Message;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Message>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        read_frame(io).await
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Message>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        read_frame(io).await
-    }
-
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Message) -> io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, req).await
-    }
-
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Message) -> io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, res).await
-    }
-}
-
-/// The swarm every tandem node runs.
-pub type NodeSwarm = Swarm<Behaviour>;
-
-#[derive(NetworkBehaviour)]
-pub struct Behaviour {
-    sync: request_response::Behaviour<SyncCodec>,
-    presence: request_response::Behaviour<PresenceCodec>,
-    blobs: request_response::Behaviour<BlobCodec>,
-    identify: identify::Behaviour,
-    ping: ping::Behaviour,
-    /// Peers on the same LAN, found with no address given (off when listening on
-    /// loopback only).
-    mdns: Toggle<mdns::tokio::Behaviour>,
-    /// How each connected peer is reached.
-    links: crate::links::Links,
-    /// Reservations at circuit relays, and dials through them (see [`crate::reach`]).
-    relay_client: relay::client::Behaviour,
-    /// Hole punching over a relayed connection.
-    dcutr: dcutr::Behaviour,
-    /// Candidate addresses for it that identify alone does not give.
-    candidates: crate::reach::Candidates,
-    /// Finding members beyond the ticket (see [`crate::discovery`]).
-    kad: kad::Behaviour<kad::store::MemoryStore>,
-    /// Whether this node is publicly reachable, asked of its relays and bootstrap
-    /// nodes only (never of members: their dial-backs would be connections of their own).
-    autonat: autonat::Behaviour,
-}
-
-impl Behaviour {
-    /// The sync protocol, for sending requests outside a [`Node`] (joins, tests).
-    pub fn sync_mut(&mut self) -> &mut request_response::Behaviour<SyncCodec> {
-        &mut self.sync
-    }
-
-    /// The blob protocol, likewise.
-    pub fn blobs_mut(&mut self) -> &mut request_response::Behaviour<BlobCodec> {
-        &mut self.blobs
-    }
-
-    /// How each connected peer is reached (`quic`, `webrtc`, `tcp`).
-    pub fn links(&self) -> &crate::links::Links {
-        &self.links
-    }
-
-    /// The presence protocol, likewise.
-    pub fn presence_mut(&mut self) -> &mut request_response::Behaviour<PresenceCodec> {
-        &mut self.presence
-    }
-}
-
-/// The WebRTC certificate in `home` (its hash is part of this device's WebRTC
-/// addresses, so it is kept), created on first use.
-pub fn webrtc_certificate(home: &std::path::Path) -> Result<libp2p_webrtc::tokio::Certificate, String> {
-    use libp2p_webrtc::tokio::Certificate;
-    let path = home.join("webrtc.pem");
-    match std::fs::read_to_string(&path) {
-        Ok(pem) => Certificate::from_pem(&pem)
-            .map_err(|e| format!("{}: not a certificate ({e}); move it aside", path.display())),
-        Err(_) => {
-            let cert = Certificate::generate(&mut rand::rng()).map_err(|e| e.to_string())?;
-            std::fs::create_dir_all(home).map_err(|e| format!("{}: {e}", home.display()))?;
-            std::fs::write(&path, cert.serialize_pem()).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(cert)
-        }
-    }
-}
-
-/// Build a swarm for `key` listening on `ip` (all interfaces for 0.0.0.0; the port is
-/// chosen by the OS). `cert` is the WebRTC certificate.
-pub fn swarm(
-    key: Keypair,
-    cert: libp2p_webrtc::tokio::Certificate,
-    transport: Transport,
-    ip: std::net::Ipv4Addr,
-) -> Result<(Swarm<Behaviour>, Vec<ListenerId>), String> {
-    use libp2p::core::Transport as _;
-    use libp2p::core::muxing::StreamMuxerBox;
-    // Two TLS back ends end up in the build (ring through QUIC, aws-lc through the
-    // WebRTC stack), so rustls cannot pick one by itself: pick ring, once.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    // libp2p says nothing useful about an address this host lacks: ask the OS first.
-    if let Err(e) = std::net::UdpSocket::bind((ip, 0)) {
-        return Err(cannot_listen(ip, &e.to_string()));
-    }
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| e.to_string())?
-        .with_quic()
-        .with_other_transport(|key| {
-            Ok(libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
-                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn))))
-        })
-        .map_err(|e| e.to_string())?
-        // `/dnsaddr` bootstrap addresses (the public IPFS network's) need DNS.
-        .with_dns()
-        .map_err(|e| format!("reading the system's DNS configuration: {e}"))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| e.to_string())?
-        .with_behaviour(|key, relay_client| Behaviour {
-            sync: request_response::Behaviour::new(
-                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
-            ),
-            presence: request_response::Behaviour::new(
-                [(StreamProtocol::new(presence::PROTOCOL), ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
-            ),
-            blobs: request_response::Behaviour::new(
-                [(StreamProtocol::new(crate::blobs::PROTOCOL), ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
-            ),
-            // New addresses (a circuit through a relay) reach connected peers at once.
-            identify: identify::Behaviour::new(
-                identify::Config::new("/tandem/1".into(), key.public()).with_push_listen_addr_updates(true),
-            ),
-            ping: ping::Behaviour::default(),
-            mdns: Toggle::from(if ip.is_loopback() {
-                None
-            } else {
-                let config =
-                    mdns::Config { query_interval: Duration::from_secs(20), ..mdns::Config::default() };
-                mdns::tokio::Behaviour::new(config, key.public().to_peer_id())
-                    .map_err(|e| tracing::warn!("no LAN discovery (mDNS): {e}"))
-                    .ok()
-            }),
-            links: crate::links::Links::default(),
-            relay_client,
-            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
-            candidates: crate::reach::Candidates::default(),
-            kad: crate::discovery::kademlia(key.public().to_peer_id(), kad::Mode::Client),
-            autonat: autonat::Behaviour::new(key.public().to_peer_id(), crate::discovery::autonat_config()),
-        })
-        .map_err(|e| e.to_string())?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
-    let mut listeners = Vec::new();
-    for a in [
-        format!("/ip4/{ip}/udp/0/quic-v1"),
-        format!("/ip4/{ip}/udp/0/webrtc-direct"),
-        format!("/ip4/{ip}/tcp/0"),
-    ] {
-        let addr: Multiaddr = a.parse().expect("valid listen address");
-        if transport.allows(&addr) {
-            listeners.push(swarm.listen_on(addr).map_err(|e| cannot_listen(ip, &e.to_string()))?);
-        }
-    }
-    Ok((swarm, listeners))
-}
-
-/// Why `--listen IP` failed, with what to do about it.
-fn cannot_listen(ip: std::net::Ipv4Addr, why: &str) -> String {
-    let why = if why.trim().is_empty() { "refused".to_owned() } else { why.to_owned() };
-    format!(
-        "cannot listen on {ip}: {why}; is it an address of this host? (`ip addr` lists them; leave --listen out to listen on all)"
-    )
-}
-
-/// Wait until the swarm reports its listen addresses (one per listener), QUIC first.
-/// Loopback addresses are left out when there are others (a joiner on this machine
-/// reaches those too, and a ticket stays short enough for a QR code). A listener that
-/// fails (an address this host does not have) is an error that says so.
-pub async fn listen_addrs<B: NetworkBehaviour>(
-    swarm: &mut Swarm<B>,
-    listeners: usize,
-) -> Result<Vec<Multiaddr>, String> {
-    let mut addrs = Vec::new();
-    let mut seen = HashSet::new();
-    let deadline = tokio::time::sleep(Duration::from_millis(500));
-    tokio::pin!(deadline);
-    let give_up = tokio::time::sleep(Duration::from_secs(10));
-    tokio::pin!(give_up);
-    loop {
-        tokio::select! {
-            ev = swarm.select_next_some() => match ev {
-                SwarmEvent::NewListenAddr { listener_id, address } => {
-                    seen.insert(listener_id);
-                    addrs.push(address);
-                }
-                SwarmEvent::ListenerClosed { addresses, reason: Err(e), .. } => {
-                    let at: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
-                    return Err(format!("cannot listen on {}: {e}", at.join(", ")));
-                }
-                SwarmEvent::ListenerError { error, .. } => {
-                    return Err(format!("cannot listen: {error}"));
-                }
-                _ => {}
-            },
-            _ = &mut deadline, if seen.len() >= listeners => break,
-            _ = &mut give_up => {
-                return Err("the network did not come up within 10 s (no listen address)".into());
-            }
-        }
-    }
-    let is_loopback = |a: &Multiaddr| {
-        a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_loopback()))
-    };
-    if addrs.iter().any(|a| !is_loopback(a)) {
-        addrs.retain(|a| !is_loopback(a));
-    }
-    addrs.sort_by_key(|a| match Transport::of(a) {
-        Transport::Quic => 0,
-        Transport::Webrtc => 1,
-        _ => 2,
-    });
-    Ok(addrs)
-}
+use crate::blobs::{BlobRequest, BlobResponse};
+use crate::error::NetError;
+use crate::join::{dial_unless_connected, unreachable};
+use crate::presence::{self, SharedBoard};
+use crate::protocol::{self, BlobRef, Code, DocId, Hash, Message, PROTOCOL, Refusal};
+use crate::transport::{Behaviour, BehaviourEvent, Transport};
 
 /// The last characters of a peer id, as the status line names a peer.
 fn short_peer(peer: &PeerId) -> String {
@@ -463,14 +120,12 @@ pub struct Node {
 /// How often a relay without a reservation is asked again.
 const RELAY_RETRY: Duration = Duration::from_secs(5);
 
+/// Why a request about another document is refused.
+const NOT_SHARED: &str = "this peer does not share that document";
 /// Why a peer is not synced with.
 const NOT_A_MEMBER: &str =
     "not a member of this document's group (ask an admin for an invite: `tandem share FILE --role writer`)";
 
-/// Blob requests a fresh join keeps in flight at once.
-const BLOBS_IN_FLIGHT: usize = 4;
-/// Largest history a fresh join takes from a peer (all its blobs together).
-const MAX_HISTORY_BYTES: u64 = 1 << 30;
 /// Most live edits remembered for de-duplication before the memory is cleared.
 const SEEN_LIVE_MAX: usize = 100_000;
 /// Most live edits of one transaction kept for peers that come later.
@@ -880,8 +535,8 @@ impl Node {
 
     /// Ops a peer sent: added to the group, passed on when new, and peers no longer
     /// members dropped.
-    fn receive_group(&mut self, from: PeerId, ops: Vec<Vec<u8>>) -> Result<(), String> {
-        let n = self.service.add_group_ops(&self.file, &ops).map_err(|e| e.to_string())?;
+    fn receive_group(&mut self, from: PeerId, ops: Vec<Vec<u8>>) -> Result<(), Refusal> {
+        let n = self.service.add_group_ops(&self.file, &ops).map_err(|e| refusal(&e))?;
         if n > 0 {
             tracing::info!(peer = %from, new = n, "membership changed");
             self.send_group(ops, Some(from));
@@ -892,10 +547,10 @@ impl Node {
 
     /// Sync with `peer` if it is a member (it may send before its hello's answer
     /// arrives here, as a relay does).
-    fn admit_if_member(&mut self, peer: &PeerId) -> Result<(), String> {
+    fn admit_if_member(&mut self, peer: &PeerId) -> Result<(), Refusal> {
         if !self.peers.contains(peer) {
             if !self.is_member(peer) {
-                return Err(NOT_A_MEMBER.into());
+                return Err(Refusal::new(Code::NotAMember, NOT_A_MEMBER));
             }
             self.admit(*peer);
         }
@@ -952,10 +607,10 @@ impl Node {
     }
 
     /// Dial `peer` at `addrs` (those the transport allows).
-    pub fn dial(&mut self, peer: PeerId, addrs: &[Multiaddr]) -> Result<(), String> {
+    pub fn dial(&mut self, peer: PeerId, addrs: &[Multiaddr]) -> Result<(), NetError> {
         let addrs: Vec<Multiaddr> = addrs.iter().filter(|a| self.transport.allows(a)).cloned().collect();
         if addrs.is_empty() && !self.swarm.behaviour().mdns.is_enabled() {
-            return Err(format!("the ticket has no {:?} address", self.transport));
+            return Err(NetError::NoAddress(self.transport.name()));
         }
         // With no address, mDNS supplies what it found on the LAN.
         dial_unless_connected(&mut self.swarm, peer, addrs.clone())
@@ -1003,10 +658,13 @@ impl Node {
     }
 
     /// Queue envelopes from a member for the next batch (the store checks each).
-    fn receive(&mut self, from: PeerId, envelopes: Vec<Vec<u8>>) -> Result<(), String> {
+    fn receive(&mut self, from: PeerId, envelopes: Vec<Vec<u8>>) -> Result<(), Refusal> {
         self.admit_if_member(&from)?;
         if let Some(bad) = envelopes.iter().position(|e| !tandem_auth::envelope::is_envelope(e)) {
-            return Err(format!("item {bad} is not a signed envelope (an old tandem, or a forged message)"));
+            return Err(Refusal::new(
+                Code::Malformed,
+                format!("item {bad} is not a signed envelope (an old tandem, or a forged message)"),
+            ));
         }
         self.inbox.push((from, envelopes));
         Ok(())
@@ -1061,7 +719,7 @@ impl Node {
     }
 
     /// A live edit from `from`: show it if it fits, and pass it on once.
-    fn receive_live(&mut self, from: PeerId, envelope: Vec<u8>) -> Result<(), String> {
+    fn receive_live(&mut self, from: PeerId, envelope: Vec<u8>) -> Result<(), Refusal> {
         self.admit_if_member(&from)?;
         if !self.seen_live.insert(envelope_id(&envelope)) {
             return Ok(());
@@ -1075,17 +733,18 @@ impl Node {
                 if matches!(e, StoreError::GroupBehind(_)) {
                     self.ask_group(from);
                 }
-                return Err(e.to_string());
+                return Err(refusal(&e));
             }
         };
-        let (actor, live) = protocol::decode_live(&plain).map_err(|e| e.to_string())?;
+        let (actor, live) =
+            protocol::decode_live(&plain).map_err(|e| Refusal::new(Code::Malformed, e.to_string()))?;
         if actor.to_bytes() != signer {
-            return Err("a live edit whose actor is not its signer".into());
+            return Err(Refusal::new(Code::Denied, "a live edit whose actor is not its signer"));
         }
         if self.seen_live.len() > SEEN_LIVE_MAX {
             self.seen_live.clear();
         }
-        let shown = self.service.apply_live(&self.file, &actor, &live).map_err(|e| e.to_string())?;
+        let shown = self.service.apply_live(&self.file, &actor, &live).map_err(|e| refusal(&e))?;
         tracing::trace!(peer = %from, seq = live.seq, shown, "live edit");
         self.remember_typing(actor.to_bytes().to_vec(), live.seq, &envelope);
         let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
@@ -1608,16 +1267,16 @@ impl Node {
     /// only to peers that said hello for it.
     fn serve_blob(&mut self, peer: PeerId, request: BlobRequest) -> BlobResponse {
         if request.doc != self.doc {
-            return BlobResponse::Refused("this peer does not share that document".into());
+            return BlobResponse::Refused(Refusal::new(Code::NotShared, NOT_SHARED));
         }
         if !self.peers.contains(&peer) || !self.is_member(&peer) {
-            return BlobResponse::Refused(NOT_A_MEMBER.into());
+            return BlobResponse::Refused(Refusal::new(Code::NotAMember, NOT_A_MEMBER));
         }
         match self.service.export_blob(&self.file, BlobHash::from_bytes(request.hash)) {
             Ok(bao) => BlobResponse::Found(bao),
             Err(why) => {
                 tracing::warn!(peer = %peer, "not serving a blob: {why}");
-                BlobResponse::Refused(why)
+                BlobResponse::Refused(Refusal::new(Code::NoSuchBlob, why))
             }
         }
     }
@@ -1629,11 +1288,11 @@ impl Node {
                 if wrong_doc(&doc, &self.doc) =>
             {
                 let _ = heads;
-                Message::Error { message: "this peer does not share that document".into() }
+                Message::Error(Refusal::new(Code::NotShared, NOT_SHARED))
             }
             Message::Hello { .. } | Message::Need { .. } if !self.is_member(&peer) => {
                 tracing::info!(peer = %peer, "refused a peer that is not a member");
-                Message::Error { message: NOT_A_MEMBER.into() }
+                Message::Error(Refusal::new(Code::NotAMember, NOT_A_MEMBER))
             }
             Message::Hello { heads, .. } => {
                 if self.fetching_history.remove(&peer) && self.peers.contains(&peer) {
@@ -1644,7 +1303,7 @@ impl Node {
                 self.need_if_missing(&peer, &heads);
                 match self.service.heads_and_missing(&self.file, &[]) {
                     Ok((ours, _)) => Message::Ack { heads: hashes(&ours) },
-                    Err(e) => Message::Error { message: e.to_string() },
+                    Err(e) => Message::Error(refusal(&e)),
                 }
             }
             // A fresh peer: the history's blobs (a snapshot, a fraction of its changes'
@@ -1660,7 +1319,7 @@ impl Node {
                         .collect();
                     Message::History { doc: self.doc, blobs }
                 }
-                Err(e) => Message::Error { message: e.to_string() },
+                Err(e) => Message::Error(refusal(&e)),
             },
             Message::Need { have, .. } => match self.service.changes_since(
                 &self.file,
@@ -1668,7 +1327,7 @@ impl Node {
                 &change_hashes(self.synced.get(&peer).map_or(&[][..], Vec::as_slice)),
             ) {
                 Ok(envelopes) => Message::Changes { doc: self.doc, envelopes },
-                Err(e) => Message::Error { message: e.to_string() },
+                Err(e) => Message::Error(refusal(&e)),
             },
             Message::Changes { doc, .. }
             | Message::Live { doc, .. }
@@ -1676,7 +1335,7 @@ impl Node {
             | Message::Join { doc, .. }
                 if doc != self.doc =>
             {
-                Message::Error { message: "this peer does not share that document".into() }
+                Message::Error(Refusal::new(Code::NotShared, NOT_SHARED))
             }
             Message::Changes { envelopes, .. } => match self.receive(peer, envelopes) {
                 // A bare ack: heads here would only make the sender ask for changes
@@ -1684,42 +1343,43 @@ impl Node {
                 Ok(()) => Message::Ack { heads: vec![] },
                 Err(e) => {
                     tracing::warn!(peer = %peer, "refused changes: {e}");
-                    Message::Error { message: e }
+                    Message::Error(e)
                 }
             },
             Message::Live { envelope, .. } => match self.receive_live(peer, envelope) {
                 Ok(()) => Message::Ack { heads: vec![] },
                 Err(e) => {
                     tracing::warn!(peer = %peer, "refused a live edit: {e}");
-                    Message::Error { message: e }
+                    Message::Error(e)
                 }
             },
             Message::Group { ops, .. } => {
                 if let Err(e) = self.admit_if_member(&peer) {
-                    return Message::Error { message: e };
+                    return Message::Error(e);
                 }
                 match self.receive_group(peer, ops) {
                     Ok(()) => Message::Ack { heads: vec![] },
                     Err(e) => {
                         tracing::warn!(peer = %peer, "refused membership ops: {e}");
-                        Message::Error { message: e }
+                        Message::Error(e)
                     }
                 }
             }
             Message::Join { invite, .. } if invite == [0; 16] => {
                 if !self.is_member(&peer) {
-                    return Message::Error { message: NOT_A_MEMBER.into() };
+                    return Message::Error(Refusal::new(Code::NotAMember, NOT_A_MEMBER));
                 }
                 match self.service.group_ops(&self.file) {
                     Ok(ops) => Message::Group { doc: self.doc, ops },
-                    Err(e) => Message::Error { message: e.to_string() },
+                    Err(e) => Message::Error(refusal(&e)),
                 }
             }
             Message::Join { invite, secret, recipient, .. } => {
                 let Some(key) = tandem_auth::device::public_of(&peer) else {
-                    return Message::Error {
-                        message: "a peer id without an Ed25519 key cannot be a member".into(),
-                    };
+                    return Message::Error(Refusal::new(
+                        Code::Malformed,
+                        "a peer id without an Ed25519 key cannot be a member",
+                    ));
                 };
                 match self.service.redeem_invite(&self.file, (invite, secret), key, &recipient) {
                     Ok(ops) => {
@@ -1728,12 +1388,12 @@ impl Node {
                     }
                     Err(e) => {
                         tracing::warn!(peer = %peer, "refused an invite: {e}");
-                        Message::Error { message: e.to_string() }
+                        Message::Error(refusal(&e))
                     }
                 }
             }
-            Message::Ack { .. } | Message::Error { .. } | Message::History { .. } => {
-                Message::Error { message: "not a request".into() }
+            Message::Ack { .. } | Message::Error(_) | Message::History { .. } => {
+                Message::Error(Refusal::new(Code::NotARequest, "not a request"))
             }
         }
     }
@@ -1766,7 +1426,7 @@ impl Node {
                 Ok(()) => self.hello(&peer),
                 Err(e) => tracing::warn!(peer = %peer, "refused membership ops: {e}"),
             },
-            Message::Error { message } => tracing::warn!(peer = %peer, "peer says: {message}"),
+            Message::Error(refusal) => tracing::warn!(peer = %peer, "peer says: {refusal}"),
             other => tracing::warn!(peer = %peer, "unexpected response {:?}", std::mem::discriminant(&other)),
         }
     }
@@ -1806,248 +1466,15 @@ fn bridge<T: Send + 'static>(rx: std::sync::mpsc::Receiver<T>) -> tokio::sync::m
     out
 }
 
+/// A store's refusal as a peer is told it.
+fn refusal(e: &StoreError) -> Refusal {
+    Refusal::new(Code::of_store(e.kind()), e.to_string())
+}
+
 /// A stable id for a live edit's envelope (for de-duplication only).
 fn envelope_id(envelope: &[u8]) -> u64 {
     use std::hash::{Hash as _, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     envelope.hash(&mut h);
     h.finish()
-}
-
-/// What a device sends to be enrolled: an invite (id, secret) from a ticket, or
-/// none for a device that is a member already.
-pub type Invite = Option<([u8; 16], [u8; 16])>;
-
-/// Fetch a whole document from `peer` (a fresh join): enrolment with `invite` (the
-/// answer is the membership log), then its list of history blobs, then each blob,
-/// verified into `store` (see [`fetch_blobs`]). Returns the history and the log.
-#[allow(clippy::too_many_arguments)]
-pub async fn fetch(
-    swarm: &mut Swarm<Behaviour>,
-    peer: PeerId,
-    addrs: &[Multiaddr],
-    doc: DocId,
-    transport: Transport,
-    store: &BlobStore,
-    invite: Invite,
-    recipient: String,
-) -> Result<(Shared, Vec<Vec<u8>>), String> {
-    let (invite, secret) = invite.unwrap_or(([0; 16], [0; 16]));
-    let join = Message::Join { doc, invite, secret, recipient };
-    let mut group: Option<Vec<Vec<u8>>> = None;
-    let addrs: Vec<Multiaddr> = addrs.iter().filter(|a| transport.allows(a)).cloned().collect();
-    // With mDNS on, a sharer on this LAN is found even when the ticket's addresses
-    // are missing or stale; then a failed dial is not the end.
-    let lan = swarm.behaviour().mdns.is_enabled();
-    if addrs.is_empty() && !lan {
-        return Err(format!("the ticket has no address for --transport {transport:?}"));
-    }
-    // The sharer may be connected already (it found us on the LAN first, or a dial is
-    // under way): that is a success, not a dial error.
-    if !addrs.is_empty() {
-        dial_unless_connected(swarm, peer, addrs.clone()).map_err(|e| unreachable(&peer, &addrs, &e))?;
-    }
-    let wait = if lan { 30 } else { 60 };
-    let mut deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let mut asked = None;
-    let mut last_error = None;
-    // mDNS may have found the sharer already (while the listeners came up): a dial
-    // with no address uses what it found.
-    let mut retry = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = retry.tick(), if asked.is_none() => {
-                if swarm.is_connected(&peer) {
-                    asked = Some(swarm.behaviour_mut().sync.send_request(&peer, join.clone()));
-                    continue;
-                }
-                let known = swarm.behaviour().mdns.as_ref().is_some_and(|m| m.discovered_nodes().any(|p| *p == peer));
-                if known {
-                    let _ = dial_unless_connected(swarm, peer, vec![]);
-                }
-            }
-            ev = swarm.select_next_some() => {
-                match ev {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer && asked.is_none() => {
-                    asked = Some(swarm.behaviour_mut().sync.send_request(&peer, join.clone()));
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) if asked.is_none() => {
-                    let addrs: Vec<Multiaddr> =
-                        found.into_iter().filter(|(p, a)| *p == peer && transport.allows(a)).map(|(_, a)| a).collect();
-                    if !addrs.is_empty() {
-                        tracing::info!(peer = %peer, "found the sharer on the LAN");
-                        let _ = dial_unless_connected(swarm, peer, addrs);
-                    }
-                }
-                SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == peer => {
-                    tracing::info!(peer = %peer, "dialing the sharer failed: {error}");
-                    // Another connection (the sharer's own dial, or mDNS's) may be up.
-                    if swarm.is_connected(&peer) {
-                        continue;
-                    }
-                    if !lan {
-                        return Err(unreachable(&peer, &addrs, &error));
-                    }
-                    // mDNS answers within a second or two on a LAN: a little longer
-                    // for it, not the whole wait.
-                    last_error = Some(unreachable(&peer, &addrs, &error));
-                    deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(5));
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
-                    message: request_response::Message::Response { request_id, response }, ..
-                })) if Some(request_id) == asked => {
-                    match response {
-                        Message::Group { doc: d, ops } if d == doc && group.is_none() => {
-                            group = Some(ops);
-                            asked = Some(swarm.behaviour_mut().sync.send_request(&peer, Message::Need { doc, have: vec![] }));
-                            continue;
-                        }
-                        _ => {}
-                    }
-                    return match (response, group.take()) {
-                        (Message::History { doc: d, blobs }, Some(ops)) if d == doc => {
-                            fetch_blobs(swarm, peer, doc, &blobs, store).await.map(|b| (Shared::Blobs(b), ops))
-                        }
-                        (Message::Error { message }, _) => Err(format!("the sharer refused: {message}")),
-                        (other, _) => Err(format!("unexpected answer from the sharer: {:?}", std::mem::discriminant(&other))),
-                    };
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
-                    request_id, error, ..
-                })) if Some(request_id) == asked => {
-                    tracing::info!(peer = %peer, "the join request failed: {error}");
-                    return Err(match error {
-                        request_response::OutboundFailure::UnsupportedProtocols => format!(
-                            "{peer} answered but does not speak tandem's sync protocol: the ticket names another program's node"
-                        ),
-                        request_response::OutboundFailure::Timeout => {
-                            "the sharer took too long to answer: try again".to_owned()
-                        }
-                        _ => format!(
-                            "the connection to the sharer {peer} broke during the join: is `tandem share` still running there?"
-                        ),
-                    });
-                }
-                _ => {}
-            }},
-            _ = tokio::time::sleep_until(deadline), if asked.is_none() => {
-                return Err(match last_error {
-                    Some(e) => format!("{e} (nor was it found on this LAN by mDNS)"),
-                    None if lan => format!("the sharer {peer} was not found on this LAN by mDNS within {wait} s, and the ticket has no address that answers: is `tandem share` still running there?"),
-                    None => format!("the sharer {peer} did not answer within {wait} s: is `tandem share` still running there?"),
-                });
-            }
-        }
-    }
-}
-
-/// Dial `peer` (at `addrs`, or where mDNS found it) unless a connection is up or
-/// being dialed; that is not an error.
-pub fn dial_unless_connected(
-    swarm: &mut Swarm<Behaviour>,
-    peer: PeerId,
-    addrs: Vec<Multiaddr>,
-) -> Result<(), DialError> {
-    if swarm.is_connected(&peer) {
-        return Ok(());
-    }
-    // Addresses mDNS found are added to those given (`addresses()` alone turns that off).
-    let opts = DialOpts::peer_id(peer).addresses(addrs).extend_addresses_through_behaviour().build();
-    match swarm.dial(opts) {
-        Err(DialError::DialPeerConditionFalse(_)) => Ok(()),
-        other => other,
-    }
-}
-
-/// A failed dial of `peer` at `addrs`, said for people: who could not be reached and
-/// what to check (libp2p's own account, every address with every transport's error,
-/// goes to the log).
-pub fn unreachable(peer: &PeerId, addrs: &[Multiaddr], error: &DialError) -> String {
-    match error {
-        DialError::LocalPeerId { .. } => {
-            "the ticket names this device itself: join from another device (or another TANDEM_HOME)"
-                .to_owned()
-        }
-        DialError::WrongPeerId { obtained, .. } => format!(
-            "the ticket's address answers as another device ({obtained}, not {peer}): the ticket is stale; ask for a new one"
-        ),
-        DialError::NoAddresses => format!("the ticket has no address for {peer}"),
-        _ => {
-            let shown: Vec<String> = addrs.iter().take(3).map(|a| a.to_string()).collect();
-            let more = if addrs.len() > 3 { format!(" and {} more", addrs.len() - 3) } else { String::new() };
-            format!(
-                "the sharer {peer} is not reachable (tried {}{more}): is `tandem share` still running there, and is its network reachable from here?",
-                shown.join(", ")
-            )
-        }
-    }
-}
-
-/// Fetch `blobs` from `peer` (all asked at once) into `store`, each verified against
-/// its hash as it is imported; tagged [`tandem_store::INCOMING_TAG`] until a history
-/// adopts them. A blob that does not verify drops the peer and fails the fetch,
-/// naming the blob. Returns the hashes in the order given.
-pub async fn fetch_blobs(
-    swarm: &mut Swarm<Behaviour>,
-    peer: PeerId,
-    doc: DocId,
-    blobs: &[BlobRef],
-    store: &BlobStore,
-) -> Result<Vec<BlobHash>, String> {
-    // A peer names the sizes: refuse absurd ones before asking for anything, and keep
-    // a few requests in flight (each answer is held whole until verified).
-    let total: u64 = blobs.iter().map(|b| b.size).fold(0, u64::saturating_add);
-    if blobs.iter().any(|b| b.size > crate::blobs::MAX_BLOB) || total > MAX_HISTORY_BYTES {
-        return Err(format!("the peer's history is too large ({total} bytes in {} blobs)", blobs.len()));
-    }
-    let mut todo: Vec<(BlobHash, u64)> = blobs
-        .iter()
-        .map(|b| (BlobHash::from_bytes(b.hash), b.size))
-        .filter(|(hash, _)| !(store.has(*hash) && store.get(*hash).is_ok()))
-        .rev()
-        .collect();
-    let mut asked: HashMap<OutboundRequestId, (BlobHash, u64)> = HashMap::new();
-    while !todo.is_empty() || !asked.is_empty() {
-        while asked.len() < BLOBS_IN_FLIGHT
-            && let Some((hash, size)) = todo.pop()
-        {
-            let req = BlobRequest { doc, hash: *hash.as_bytes() };
-            let id = swarm.behaviour_mut().blobs.send_request(&peer, req);
-            asked.insert(id, (hash, size));
-        }
-        let ev = swarm.select_next_some().await;
-        let (id, response) = match ev {
-            SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
-                message: request_response::Message::Response { request_id, response },
-                ..
-            })) => (request_id, Ok(response)),
-            SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::OutboundFailure {
-                request_id,
-                error,
-                ..
-            })) => (request_id, Err(error.to_string())),
-            _ => continue,
-        };
-        let Some((hash, size)) = asked.remove(&id) else { continue };
-        let bad = match response {
-            Ok(BlobResponse::Found(bao)) if bao.len() < 8 || bao[..8] != size.to_le_bytes() => {
-                let _ = swarm.disconnect_peer_id(peer);
-                format!("the peer sent blob {hash} with another size than it listed; dropped that peer")
-            }
-            Ok(BlobResponse::Found(bao)) => {
-                match store.import_bao(hash, format!("{}{hash}", tandem_store::INCOMING_TAG), bao) {
-                    Ok(()) => continue,
-                    Err(e @ ImportError::Local(_)) => format!("blob {hash}: {e}"),
-                    Err(e) => {
-                        let _ = swarm.disconnect_peer_id(peer);
-                        format!("the peer sent blob {hash} wrong ({e}); dropped that peer")
-                    }
-                }
-            }
-            Ok(BlobResponse::Refused(why)) => format!("the peer refused blob {hash}: {why}"),
-            Err(e) => format!("fetching blob {hash} failed: {e}"),
-        };
-        return Err(bad);
-    }
-    Ok(blobs.iter().map(|b| BlobHash::from_bytes(b.hash)).collect())
 }

@@ -17,9 +17,10 @@ use tandem_doc::{ActorId, ChangeHash, ChangeSet, LiveEdit, Op};
 
 /// The protocol name negotiated on every stream.
 pub const PROTOCOL: &str = "/tandem/sync/1";
-/// The version byte of every frame (2: envelopes are encrypted and signed; a peer
-/// speaking 1 sends bare changes and is refused).
-pub const VERSION: u8 = 2;
+/// The version byte of every frame (2: envelopes are encrypted and signed, and a
+/// peer speaking 1 sends bare changes and is refused; 3: a refusal carries a
+/// [`Code`]).
+pub const VERSION: u8 = 3;
 
 /// Largest frame of any kind (a fresh join of a big document).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -44,7 +45,7 @@ pub enum Message {
     /// "Applied; my heads are now these."
     Ack { heads: Vec<Hash> },
     /// The request was refused.
-    Error { message: String },
+    Error(Refusal),
     /// A keystroke ahead of its change: an envelope holding a [`tandem_doc::LiveEdit`]
     /// and its author (see [`encode_live`]).
     Live { doc: DocId, envelope: Vec<u8> },
@@ -57,6 +58,133 @@ pub enum Message {
     Group { doc: DocId, ops: Vec<Vec<u8>> },
     /// "Enrol me with this invite; my age recipient is this." Answered with `Group`.
     Join { doc: DocId, invite: [u8; 16], secret: [u8; 16], recipient: String },
+}
+
+/// Why a peer refused a request: a [`Code`] for programs (and tests) to match, and
+/// words for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: Code, message: impl Into<String>) -> Refusal {
+        Refusal { code, message: message.into() }
+    }
+
+    /// Its wire form: the code (u16 BE), then the words (UTF-8).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.code as u16).to_be_bytes());
+        out.extend_from_slice(self.message.as_bytes());
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Refusal, WireError> {
+        if body.len() < 2 {
+            return Err(WireError::Truncated);
+        }
+        let code = Code::from_u16(u16::from_be_bytes([body[0], body[1]]));
+        let message = std::str::from_utf8(&body[2..]).map_err(|_| WireError::Malformed("error text"))?;
+        Ok(Refusal { code, message: message.to_owned() })
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [{}]", self.message, self.code.name())
+    }
+}
+
+/// What kind of refusal a [`Refusal`] is. The numbers are the wire form: new codes
+/// are added at the end, and a code this version does not know reads as
+/// [`Code::Other`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum Code {
+    /// A code from a newer peer.
+    Other = 0,
+    /// The peer does not share that document.
+    NotShared = 1,
+    /// The asking device is not a member of the document's group.
+    NotAMember = 2,
+    /// A response sent as a request.
+    NotARequest = 3,
+    /// Refused by the group: a reader's change, a bad signature, a stale epoch.
+    Denied = 4,
+    /// The envelope cites membership ops the peer has not seen yet (ask it for the
+    /// group's log, then send again).
+    GroupBehind = 5,
+    /// The request is damaged: not an envelope, not a live edit, a bad recipient.
+    Malformed = 6,
+    /// The invite is unknown there (revoked, or made by another device).
+    InviteUnknown = 7,
+    /// The invite's secret is wrong (a damaged ticket).
+    InviteWrongSecret = 8,
+    InviteExpired = 9,
+    InviteUsedUp = 10,
+    /// The peer cannot do that (a blind relay enrols no one and holds no history).
+    Unsupported = 11,
+    /// The peer failed on its side (its disk, its store).
+    Internal = 12,
+    /// The peer does not have that blob (not in its history, or damaged there).
+    NoSuchBlob = 13,
+}
+
+impl Code {
+    const ALL: [Code; 14] = [
+        Code::Other,
+        Code::NotShared,
+        Code::NotAMember,
+        Code::NotARequest,
+        Code::Denied,
+        Code::GroupBehind,
+        Code::Malformed,
+        Code::InviteUnknown,
+        Code::InviteWrongSecret,
+        Code::InviteExpired,
+        Code::InviteUsedUp,
+        Code::Unsupported,
+        Code::Internal,
+        Code::NoSuchBlob,
+    ];
+
+    pub fn from_u16(n: u16) -> Code {
+        Code::ALL.get(n as usize).copied().unwrap_or(Code::Other)
+    }
+
+    /// Its name, as errors show it (`[not_a_member]`) and scripts match it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Other => "other",
+            Code::NotShared => "not_shared",
+            Code::NotAMember => "not_a_member",
+            Code::NotARequest => "not_a_request",
+            Code::Denied => "denied",
+            Code::GroupBehind => "group_behind",
+            Code::Malformed => "malformed",
+            Code::InviteUnknown => "invite_unknown",
+            Code::InviteWrongSecret => "invite_wrong_secret",
+            Code::InviteExpired => "invite_expired",
+            Code::InviteUsedUp => "invite_used_up",
+            Code::Unsupported => "unsupported",
+            Code::Internal => "internal",
+            Code::NoSuchBlob => "no_such_blob",
+        }
+    }
+
+    /// The code for a refusal by the store (`StoreError::kind`).
+    pub fn of_store(kind: &str) -> Code {
+        match kind {
+            "denied" => Code::Denied,
+            "group_behind" => Code::GroupBehind,
+            "malformed" | "bad_request" | "binary" | "invalid_utf8" | "doc" => Code::Malformed,
+            "invite_unknown" => Code::InviteUnknown,
+            "invite_wrong_secret" => Code::InviteWrongSecret,
+            "invite_expired" => Code::InviteExpired,
+            "invite_used_up" => Code::InviteUsedUp,
+            _ => Code::Internal,
+        }
+    }
 }
 
 /// A blob of a document's history as a peer names it.
@@ -170,8 +298,8 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             put_hashes(&mut body, heads);
             ACK
         }
-        Message::Error { message } => {
-            body.extend_from_slice(message.as_bytes());
+        Message::Error(refusal) => {
+            refusal.encode(&mut body);
             ERROR
         }
         Message::Live { doc, envelope } => {
@@ -307,11 +435,7 @@ pub fn decode_body(kind: u8, body: &[u8]) -> Result<Message, WireError> {
             Message::Join { doc, invite, secret, recipient }
         }
         ACK => Message::Ack { heads: r.hashes()? },
-        ERROR => {
-            let text =
-                std::str::from_utf8(r.take(body.len())?).map_err(|_| WireError::Malformed("error text"))?;
-            Message::Error { message: text.to_owned() }
-        }
+        ERROR => Message::Error(Refusal::decode(r.rest())?),
         LIVE => Message::Live { doc: r.doc()?, envelope: r.rest().to_vec() },
         HISTORY => {
             let doc = r.doc()?;
@@ -413,7 +537,8 @@ mod tests {
             Message::Need { doc: [1; 16], have: vec![] },
             Message::Changes { doc: [4; 16], envelopes: vec![vec![1, 2, 3], vec![], vec![9; 1000]] },
             Message::Ack { heads: vec![[5; 32]] },
-            Message::Error { message: "no such document".into() },
+            Message::Error(Refusal::new(Code::NotShared, "no such document")),
+            Message::Error(Refusal::new(Code::InviteUsedUp, "")),
             Message::Live { doc: [6; 16], envelope: vec![7; 40] },
             Message::History {
                 doc: [8; 16],
@@ -473,9 +598,11 @@ mod tests {
         );
         assert!(check_header(MAX_FRAME, VERSION, CHANGES).is_ok());
         assert!(matches!(check_header(MAX_FRAME + 1, VERSION, CHANGES), Err(WireError::TooLarge { .. })));
-        // The protocol before signed envelopes (1), and one from the future.
+        // The protocol before signed envelopes (1), before coded refusals (2), and
+        // one from the future.
         assert_eq!(check_header(10, 1, HELLO), Err(WireError::WrongVersion(1)));
-        assert_eq!(check_header(10, 3, HELLO), Err(WireError::WrongVersion(3)));
+        assert_eq!(check_header(10, 2, HELLO), Err(WireError::WrongVersion(2)));
+        assert_eq!(check_header(10, VERSION + 1, HELLO), Err(WireError::WrongVersion(VERSION + 1)));
         assert_eq!(check_header(10, VERSION, 77), Err(WireError::UnknownKind(77)));
         let mut f = encode(&samples()[0]);
         f[4] = 0;
@@ -511,5 +638,28 @@ mod tests {
         let mut body = vec![0u8; 16];
         body.extend_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(decode_body(CHANGES, &body), Err(WireError::Malformed("too many envelopes")));
+    }
+
+    /// Every code keeps its number and name on the wire; a newer peer's code reads
+    /// as `Other` with its words intact; a refusal cut before its code is refused.
+    #[test]
+    fn refusal_codes_round_trip_and_unknown_ones_read_as_other() {
+        for (n, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(*code as u16 as usize, n, "{code:?} is listed at its number");
+            assert_eq!(Code::from_u16(n as u16), *code);
+            let frame = encode(&Message::Error(Refusal::new(*code, "why")));
+            assert_eq!(decode(&frame), Ok(Message::Error(Refusal::new(*code, "why"))));
+        }
+        let names: std::collections::HashSet<&str> = Code::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), Code::ALL.len(), "names are distinct");
+        let mut body = 999u16.to_be_bytes().to_vec();
+        body.extend_from_slice("from the future".as_bytes());
+        assert_eq!(
+            decode_body(ERROR, &body),
+            Ok(Message::Error(Refusal::new(Code::Other, "from the future")))
+        );
+        assert_eq!(decode_body(ERROR, &[0]), Err(WireError::Truncated));
+        let shown = Refusal::new(Code::InviteUsedUp, "the invite has been used up").to_string();
+        assert!(shown.ends_with("[invite_used_up]"), "{shown}");
     }
 }

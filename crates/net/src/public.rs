@@ -99,7 +99,7 @@ pub fn swarm(key: Keypair, listen: &[Multiaddr]) -> Result<Swarm<RelayBehaviour>
 /// reservation). Loopback addresses are kept only when there is nothing else.
 /// Returns them with `/p2p/PEER`, as peers name the relay.
 pub async fn start(swarm: &mut Swarm<RelayBehaviour>, listeners: usize) -> Result<Vec<Multiaddr>, String> {
-    let addrs = crate::node::listen_addrs(swarm, listeners).await?;
+    let addrs = crate::transport::listen_addrs(swarm, listeners).await?;
     for a in &addrs {
         swarm.add_external_address(a.clone());
     }

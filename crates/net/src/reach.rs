@@ -23,7 +23,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify};
 
-use crate::node::{Behaviour, BehaviourEvent};
+use crate::transport::{Behaviour, BehaviourEvent};
 
 /// How long a node waits for its relays (connection, identify, reservation) before
 /// it prints a ticket without the ones that did not answer.
@@ -127,7 +127,7 @@ pub async fn meet_relays(
             continue;
         }
         pending.insert(*peer, addr.clone());
-        if let Err(e) = crate::node::dial_unless_connected(swarm, *peer, vec![addr.clone()]) {
+        if let Err(e) = crate::join::dial_unless_connected(swarm, *peer, vec![addr.clone()]) {
             reached.failed.push(format!("relay {addr} cannot be dialed: {e}"));
             pending.remove(peer);
         }

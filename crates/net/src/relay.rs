@@ -30,8 +30,10 @@ use tandem_auth::envelope::{self, Kind};
 use tandem_auth::group::{Group, Op, Role};
 
 use crate::blobs::BlobResponse;
-use crate::node::{self, Behaviour, BehaviourEvent};
-use crate::protocol::{DocId, Message};
+use crate::error::NetError;
+use crate::join;
+use crate::protocol::{Code, DocId, Message, Refusal};
+use crate::transport::{Behaviour, BehaviourEvent};
 
 /// Most bytes of envelopes a relay keeps for one document.
 pub const MAX_KEPT: usize = 256 << 20;
@@ -166,9 +168,20 @@ impl Relay {
     }
 
     /// What a relay checks of an envelope without a key.
-    fn check(&self, env: &[u8]) -> Result<Kind, String> {
-        let checked = envelope::check(env, &self.doc).map_err(|e| e.to_string())?;
-        envelope::authorize(&self.group, &checked.header).map_err(|e| e.to_string())?;
+    fn check(&self, env: &[u8]) -> Result<Kind, Refusal> {
+        let refused = |e: envelope::EnvelopeError| {
+            let code = match e {
+                envelope::EnvelopeError::UnknownHeads => Code::GroupBehind,
+                envelope::EnvelopeError::BadSignature
+                | envelope::EnvelopeError::NotWriter
+                | envelope::EnvelopeError::Revoked
+                | envelope::EnvelopeError::EpochMismatch { .. } => Code::Denied,
+                _ => Code::Malformed,
+            };
+            Refusal::new(code, e.to_string())
+        };
+        let checked = envelope::check(env, &self.doc).map_err(refused)?;
+        envelope::authorize(&self.group, &checked.header).map_err(refused)?;
         Ok(checked.header.kind)
     }
 
@@ -215,13 +228,13 @@ impl Relay {
             | Message::Group { doc, .. }
             | Message::Join { doc, .. }
             | Message::History { doc, .. } => *doc,
-            _ => return Message::Error { message: "not a request".into() },
+            _ => return Message::Error(Refusal::new(Code::NotARequest, "not a request")),
         };
         if doc != self.doc {
-            return Message::Error { message: "this peer does not share that document".into() };
+            return Message::Error(Refusal::new(Code::NotShared, "this peer does not share that document"));
         }
         if !self.is_member(&peer) {
-            return Message::Error { message: "not a member of this document's group".into() };
+            return Message::Error(Refusal::new(Code::NotAMember, "not a member of this document's group"));
         }
         self.admit(peer);
         match request {
@@ -230,11 +243,12 @@ impl Relay {
                 Message::Group { doc, ops: self.group.ops_in_order().into_iter().map(Op::encode).collect() }
             }
             Message::Join { .. } => {
-                Message::Error { message: "a relay cannot enrol anyone; ask an admin".into() }
+                Message::Error(Refusal::new(Code::Unsupported, "a relay cannot enrol anyone; ask an admin"))
             }
-            Message::Need { .. } => {
-                Message::Error { message: "a relay holds no history to send; it pushes what it keeps".into() }
-            }
+            Message::Need { .. } => Message::Error(Refusal::new(
+                Code::Unsupported,
+                "a relay holds no history to send; it pushes what it keeps",
+            )),
             Message::Changes { envelopes, .. } => {
                 let mut fresh = Vec::new();
                 for (i, env) in envelopes.iter().enumerate() {
@@ -245,11 +259,17 @@ impl Relay {
                             }
                         }
                         Ok(Kind::Live) => {
-                            return Message::Error { message: format!("envelope {i} is a live edit") };
+                            return Message::Error(Refusal::new(
+                                Code::Malformed,
+                                format!("envelope {i} is a live edit"),
+                            ));
                         }
                         Err(e) => {
                             tracing::warn!(peer = %peer, "refused an envelope: {e}");
-                            return Message::Error { message: format!("envelope {i} refused: {e}") };
+                            return Message::Error(Refusal::new(
+                                e.code,
+                                format!("envelope {i} refused: {}", e.message),
+                            ));
                         }
                     }
                 }
@@ -263,8 +283,8 @@ impl Relay {
                     self.forward(peer, Message::Live { doc, envelope });
                     Message::Ack { heads: vec![] }
                 }
-                Ok(_) => Message::Error { message: "not a live edit".into() },
-                Err(e) => Message::Error { message: e },
+                Ok(_) => Message::Error(Refusal::new(Code::Malformed, "not a live edit")),
+                Err(e) => Message::Error(e),
             },
             Message::Group { ops, .. } => match self.add_ops(&ops) {
                 Ok(0) => Message::Ack { heads: vec![] },
@@ -272,9 +292,9 @@ impl Relay {
                     self.forward(peer, Message::Group { doc, ops });
                     Message::Ack { heads: vec![] }
                 }
-                Err(e) => Message::Error { message: e },
+                Err(e) => Message::Error(Refusal::new(Code::Denied, e)),
             },
-            _ => Message::Error { message: "not a request".into() },
+            _ => Message::Error(Refusal::new(Code::NotARequest, "not a request")),
         }
     }
 
@@ -308,7 +328,7 @@ impl Relay {
                 _ = tick.tick() => {
                     if let Some((peer, addrs)) = self.bootstrap.clone() {
                         if !self.swarm.is_connected(&peer) {
-                            let _ = node::dial_unless_connected(&mut self.swarm, peer, addrs);
+                            let _ = join::dial_unless_connected(&mut self.swarm, peer, addrs);
                         } else if !self.peers.contains(&peer) {
                             // Connected while enrolling, before this loop ran.
                             self.hello(peer);
@@ -340,8 +360,8 @@ impl Relay {
                 request_response::Message::Response { request_id, response } => {
                     if self.hellos.remove(&request_id) && matches!(response, Message::Ack { .. }) {
                         self.admit(peer);
-                    } else if let Message::Error { message } = response {
-                        tracing::warn!(peer = %peer, "peer says: {message}");
+                    } else if let Message::Error(refusal) = response {
+                        tracing::warn!(peer = %peer, "peer says: {refusal}");
                     }
                 }
             },
@@ -349,7 +369,8 @@ impl Relay {
                 message: request_response::Message::Request { channel, .. },
                 ..
             })) => {
-                let no = BlobResponse::Refused("a relay serves no history blobs".into());
+                let no =
+                    BlobResponse::Refused(Refusal::new(Code::Unsupported, "a relay serves no history blobs"));
                 let _ = self.swarm.behaviour_mut().blobs_mut().send_response(channel, no);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Presence(request_response::Event::Message {
@@ -370,10 +391,10 @@ pub async fn enrol(
     peer: PeerId,
     addrs: &[Multiaddr],
     doc: DocId,
-) -> Result<Vec<Vec<u8>>, String> {
+) -> Result<Vec<Vec<u8>>, NetError> {
     // The peer may have connected to us first (it found this relay on the LAN).
-    node::dial_unless_connected(swarm, peer, addrs.to_vec())
-        .map_err(|e| node::unreachable(&peer, addrs, &e))?;
+    join::dial_unless_connected(swarm, peer, addrs.to_vec())
+        .map_err(|e| join::unreachable(&peer, addrs, &e))?;
     let deadline = tokio::time::sleep(Duration::from_secs(60));
     tokio::pin!(deadline);
     let mut asked = None;
@@ -391,7 +412,7 @@ pub async fn enrol(
                 SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == peer => {
                     tracing::info!(peer = %peer, "dialing failed: {error}");
                     if !swarm.is_connected(&peer) {
-                        return Err(node::unreachable(&peer, addrs, &error));
+                        return Err(join::unreachable(&peer, addrs, &error));
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
@@ -399,13 +420,13 @@ pub async fn enrol(
                 })) if Some(request_id) == asked => {
                     return match response {
                         Message::Group { doc: d, ops } if d == doc => Ok(ops),
-                        Message::Error { message } => Err(format!("the peer refused: {message}")),
-                        _ => Err("unexpected answer from the peer".into()),
+                        Message::Error(refusal) => Err(NetError::Refused { who: "peer", refusal }),
+                        _ => Err(NetError::Unexpected { who: "peer", what: "not its group's log".into() }),
                     };
                 }
                 _ => {}
             },
-            _ = &mut deadline => return Err("the peer did not answer within 60 s".into()),
+            _ = &mut deadline => return Err(NetError::NoAnswer { peer, wait_s: 60 }),
         }
     }
 }

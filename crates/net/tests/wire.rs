@@ -12,11 +12,12 @@ use tandem_auth::epoch::EpochKey;
 use tandem_auth::group::{Group, Op};
 use tandem_doc::{ActorId, Author, DocConfig};
 use tandem_net::blobs::{BlobRequest, BlobResponse};
-use tandem_net::node::{self, BehaviourEvent, Node, Transport};
-use tandem_net::protocol::{BlobRef, Message};
+use tandem_net::protocol::{BlobRef, Code, Message};
+use tandem_net::transport::{self, BehaviourEvent};
+use tandem_net::{Node, Transport, join};
 use tandem_store::{BlobStore, Keys, Request, Service, Workspace};
 
-async fn ask(swarm: &mut libp2p::Swarm<node::Behaviour>, peer: libp2p::PeerId, msg: Message) -> Message {
+async fn ask(swarm: &mut libp2p::Swarm<transport::Behaviour>, peer: libp2p::PeerId, msg: Message) -> Message {
     let id = swarm.behaviour_mut().sync_mut().send_request(&peer, msg);
     let deadline = tokio::time::sleep(Duration::from_secs(20));
     tokio::pin!(deadline);
@@ -36,7 +37,7 @@ async fn ask(swarm: &mut libp2p::Swarm<node::Behaviour>, peer: libp2p::PeerId, m
 }
 
 async fn ask_blob(
-    swarm: &mut libp2p::Swarm<node::Behaviour>,
+    swarm: &mut libp2p::Swarm<transport::Behaviour>,
     peer: libp2p::PeerId,
     req: BlobRequest,
 ) -> BlobResponse {
@@ -79,14 +80,14 @@ async fn a_peer_serving_wrong_or_truncated_blobs_is_detected_and_dropped() {
     for (case, answer) in
         [("wrong blob", wrong), ("flipped byte", flipped), ("truncated", cut), ("padded", padded)]
     {
-        let (mut liar, listeners) = node::swarm(
+        let (mut liar, listeners) = transport::swarm(
             libp2p::identity::Keypair::generate_ed25519(),
-            node::webrtc_certificate(dir.path()).unwrap(),
+            transport::webrtc_certificate(dir.path()).unwrap(),
             Transport::Quic,
             "127.0.0.1".parse().unwrap(),
         )
         .unwrap();
-        let addrs = node::listen_addrs(&mut liar, listeners.len()).await.unwrap();
+        let addrs = transport::listen_addrs(&mut liar, listeners.len()).await.unwrap();
         let liar_id = *liar.local_peer_id();
         let size = real.len() as u64;
         let serving = tokio::spawn(async move {
@@ -120,22 +121,23 @@ async fn a_peer_serving_wrong_or_truncated_blobs_is_detected_and_dropped() {
             }
         });
         let joiner_dir = tempfile::tempdir().unwrap();
-        let (mut joiner, _) = node::swarm(
+        let (mut joiner, _) = transport::swarm(
             libp2p::identity::Keypair::generate_ed25519(),
-            node::webrtc_certificate(joiner_dir.path()).unwrap(),
+            transport::webrtc_certificate(joiner_dir.path()).unwrap(),
             Transport::Quic,
             "127.0.0.1".parse().unwrap(),
         )
         .unwrap();
         let store = BlobStore::open(&joiner_dir.path().join("blobs")).unwrap();
         let result =
-            node::fetch(&mut joiner, liar_id, &addrs, doc, Transport::Quic, &store, None, String::new())
+            join::fetch(&mut joiner, liar_id, &addrs, doc, Transport::Quic, &store, None, String::new())
                 .await;
         let err = match result {
             Err(e) => e,
             Ok(_) => panic!("{case}: a bad blob was accepted"),
         };
-        assert!(err.contains(&hash.to_string()) && err.contains("dropped"), "{case}: {err}");
+        assert!(matches!(err, tandem_net::NetError::BadBlob { hash: h, .. } if h == hash), "{case}: {err}");
+        assert!(err.to_string().contains(&hash.to_string()), "{case}: the error names the blob: {err}");
         assert!(!store.has(hash), "{case}: the bad blob was stored");
         // The connection closes once the swarm processes the disconnect.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -169,10 +171,11 @@ async fn sharer(transport: Transport, text: &str) -> Sharer {
     service.open(&file, false).unwrap();
     let doc_hex = service.with_open(&file, |s| Ok(s.doc_id().to_owned())).unwrap();
     let doc: [u8; 16] = std::array::from_fn(|i| u8::from_str_radix(&doc_hex[2 * i..2 * i + 2], 16).unwrap());
-    let cert = node::webrtc_certificate(dir.path()).unwrap();
+    let cert = transport::webrtc_certificate(dir.path()).unwrap();
     let (mut swarm, listeners) =
-        node::swarm(keys.device.keypair().clone(), cert, transport, "127.0.0.1".parse().unwrap()).unwrap();
-    let addrs = node::listen_addrs(&mut swarm, listeners.len()).await.unwrap();
+        transport::swarm(keys.device.keypair().clone(), cert, transport, "127.0.0.1".parse().unwrap())
+            .unwrap();
+    let addrs = transport::listen_addrs(&mut swarm, listeners.len()).await.unwrap();
     let peer = *swarm.local_peer_id();
     let node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
     let running = tokio::spawn(node.serve().map(drop));
@@ -202,16 +205,16 @@ impl Sharer {
 struct Client {
     _dir: tempfile::TempDir,
     keys: Keys,
-    swarm: libp2p::Swarm<node::Behaviour>,
+    swarm: libp2p::Swarm<transport::Behaviour>,
     group: Option<Group>,
 }
 
 async fn client(transport: Transport, to: &Sharer) -> Client {
     let dir = tempfile::tempdir().unwrap();
     let keys = Keys::load(dir.path()).unwrap();
-    let (mut swarm, _) = node::swarm(
+    let (mut swarm, _) = transport::swarm(
         keys.device.keypair().clone(),
-        node::webrtc_certificate(dir.path()).unwrap(),
+        transport::webrtc_certificate(dir.path()).unwrap(),
         transport,
         "127.0.0.1".parse().unwrap(),
     )
@@ -307,27 +310,18 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         // Not a member: no sync, no history, no blobs.
         for msg in [Message::Hello { doc, heads: vec![] }, Message::Need { doc, have: vec![] }] {
             let reply = c.ask(&sharer, msg).await;
-            assert!(
-                matches!(reply, Message::Error { ref message } if message.contains("not a member")),
-                "{reply:?}"
-            );
+            assert!(matches!(reply, Message::Error(ref r) if r.code == Code::NotAMember), "{reply:?}");
         }
         let snapshot_blob = sharer.service.history_blobs(&sharer.file).unwrap()[0].0;
         let reply =
             ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc, hash: *snapshot_blob.as_bytes() }).await;
-        assert!(matches!(reply, BlobResponse::Refused(ref why) if why.contains("not a member")), "{reply:?}");
+        assert!(matches!(reply, BlobResponse::Refused(ref r) if r.code == Code::NotAMember), "{reply:?}");
         // A wrong invite secret, an unknown invite.
         let (id, secret) = sharer.invite("writer", Some(1));
         let reply = c.enrol(&sharer, (id, [0xee; 16])).await;
-        assert!(
-            matches!(reply, Message::Error { ref message } if message.contains("wrong invite secret")),
-            "{reply:?}"
-        );
+        assert!(matches!(reply, Message::Error(ref r) if r.code == Code::InviteWrongSecret), "{reply:?}");
         let reply = c.enrol(&sharer, ([5; 16], secret)).await;
-        assert!(
-            matches!(reply, Message::Error { ref message } if message.contains("unknown invite")),
-            "{reply:?}"
-        );
+        assert!(matches!(reply, Message::Error(ref r) if r.code == Code::InviteUnknown), "{reply:?}");
         // The invite: enrolled as a writer, with the key.
         let reply = c.enrol(&sharer, (id, secret)).await;
         assert!(matches!(reply, Message::Group { .. }), "{reply:?}");
@@ -336,31 +330,25 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         // Used up: another device cannot use it again.
         let mut late = client(transport, &sharer).await;
         let reply = late.enrol(&sharer, (id, secret)).await;
-        assert!(matches!(reply, Message::Error { ref message } if message.contains("used up")), "{reply:?}");
+        assert!(matches!(reply, Message::Error(ref r) if r.code == Code::InviteUsedUp), "{reply:?}");
 
         let reply = c.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
         assert!(matches!(reply, Message::Ack { .. }), "{reply:?}");
         // Another document.
         let reply = c.ask(&sharer, Message::Need { doc: [9; 16], have: vec![] }).await;
-        assert!(
-            matches!(reply, Message::Error { ref message } if message.contains("does not share")),
-            "{reply:?}"
-        );
+        assert!(matches!(reply, Message::Error(ref r) if r.code == Code::NotShared), "{reply:?}");
         // Changes that are not envelopes (garbage, or a bare unsigned change).
         let (bare, _) = c.change(&sharer, &base(&sharer), "bare ");
         for junk in [b"garbage".to_vec(), bare.raw_bytes().to_vec()] {
             let reply = c.ask(&sharer, Message::Changes { doc, envelopes: vec![junk] }).await;
-            assert!(
-                matches!(reply, Message::Error { ref message } if message.contains("not a signed envelope")),
-                "{reply:?}"
-            );
+            assert!(matches!(reply, Message::Error(ref r) if r.code == Code::Malformed), "{reply:?}");
         }
         // A response sent as a request.
         let reply = c.ask(&sharer, Message::Ack { heads: vec![] }).await;
-        assert!(matches!(reply, Message::Error { .. }), "{reply:?}");
+        assert!(matches!(reply, Message::Error(ref r) if r.code == Code::NotARequest), "{reply:?}");
         // Live edits: damaged, then a good one.
         let reply = c.ask(&sharer, Message::Live { doc, envelope: vec![2, 2, 1] }).await;
-        assert!(matches!(reply, Message::Error { ref message } if message.contains("shorter")), "{reply:?}");
+        assert!(matches!(reply, Message::Error(ref r) if r.code == Code::Malformed), "{reply:?}");
         let live = tandem_doc::LiveEdit {
             base: vec![],
             seq: 0,
@@ -382,17 +370,14 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         // ...and served only for this document, and only blobs of its history.
         let reply =
             ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc: [9; 16], hash: blobs[0].hash }).await;
-        assert!(
-            matches!(reply, BlobResponse::Refused(ref why) if why.contains("does not share")),
-            "{reply:?}"
-        );
+        assert!(matches!(reply, BlobResponse::Refused(ref r) if r.code == Code::NotShared), "{reply:?}");
         let stranger = *blake3::hash(b"not in this history").as_bytes();
         let reply = ask_blob(&mut c.swarm, sharer.peer, BlobRequest { doc, hash: stranger }).await;
-        assert!(matches!(reply, BlobResponse::Refused(ref why) if why.contains("not part of")), "{reply:?}");
+        assert!(matches!(reply, BlobResponse::Refused(ref r) if r.code == Code::NoSuchBlob), "{reply:?}");
         // Fetched for real, verified into another store: ciphertext, which the
         // member's epoch key opens.
         let store = BlobStore::open(&c._dir.path().join(format!("blobs-{}", transport.name()))).unwrap();
-        let got = node::fetch_blobs(&mut c.swarm, sharer.peer, doc, &blobs, &store).await.unwrap();
+        let got = join::fetch_blobs(&mut c.swarm, sharer.peer, doc, &blobs, &store).await.unwrap();
         let sealed = store.get(got[0]).unwrap();
         assert!(!sealed.windows(6).any(|w| w == b"hello\n"), "the blob is ciphertext");
         let snapshot = envelope::check(&sealed, &doc).unwrap().decrypt(key.as_ref().unwrap()).unwrap();
@@ -523,7 +508,7 @@ async fn a_removed_member_is_refused_and_reads_nothing_new() {
         )
         .unwrap();
     let reply = w.ask(&sharer, Message::Hello { doc, heads: vec![] }).await;
-    assert!(matches!(reply, Message::Error { ref message } if message.contains("not a member")), "{reply:?}");
+    assert!(matches!(reply, Message::Error(ref r) if r.code == Code::NotAMember), "{reply:?}");
     // What the sharer stores now is sealed with epoch 1's key, which the removed
     // member's age key does not open.
     let ops = sharer.service.group_ops(&sharer.file).unwrap();
@@ -604,14 +589,14 @@ async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
             recipient: None,
         })
         .unwrap();
-    let (mut relay_swarm, listeners) = node::swarm(
+    let (mut relay_swarm, listeners) = transport::swarm(
         relay_keys.device.keypair().clone(),
-        node::webrtc_certificate(relay_dir.path()).unwrap(),
+        transport::webrtc_certificate(relay_dir.path()).unwrap(),
         transport,
         "127.0.0.1".parse().unwrap(),
     )
     .unwrap();
-    let relay_addrs = node::listen_addrs(&mut relay_swarm, listeners.len()).await.unwrap();
+    let relay_addrs = transport::listen_addrs(&mut relay_swarm, listeners.len()).await.unwrap();
     let ops = tandem_net::relay::enrol(&mut relay_swarm, a.peer, &a.addrs, doc).await.unwrap();
     let state = relay_dir.path().join("state");
     let mut relay = tandem_net::relay::Relay::new(relay_swarm, doc, &ops, &state).unwrap();
@@ -640,9 +625,9 @@ async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
     assert!(!kept.windows(6).any(|w| w == b"from A"), "the relay's disk holds plaintext");
 
     // B comes online, connected to the relay only: A's change arrives.
-    let (mut swarm, _) = node::swarm(
+    let (mut swarm, _) = transport::swarm(
         b_keys.device.keypair().clone(),
-        node::webrtc_certificate(b_dir.path()).unwrap(),
+        transport::webrtc_certificate(b_dir.path()).unwrap(),
         transport,
         "127.0.0.1".parse().unwrap(),
     )
@@ -667,9 +652,9 @@ async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
     let mut stranger = {
         let dir = tempfile::tempdir().unwrap();
         let keys = Keys::load(dir.path()).unwrap();
-        let (mut swarm, _) = node::swarm(
+        let (mut swarm, _) = transport::swarm(
             keys.device.keypair().clone(),
-            node::webrtc_certificate(dir.path()).unwrap(),
+            transport::webrtc_certificate(dir.path()).unwrap(),
             transport,
             "127.0.0.1".parse().unwrap(),
         )
@@ -684,7 +669,7 @@ async fn a_relay_without_keys_carries_changes_between_members_who_never_meet() {
         (swarm, dir)
     };
     let reply = ask(&mut stranger.0, relay_peer, Message::Hello { doc, heads: vec![] }).await;
-    assert!(matches!(reply, Message::Error { ref message } if message.contains("not a member")), "{reply:?}");
+    assert!(matches!(reply, Message::Error(ref r) if r.code == Code::NotAMember), "{reply:?}");
     b_running.abort();
     relaying.abort();
 }
@@ -696,7 +681,7 @@ struct Joined {
     keys: Keys,
     service: Arc<Service>,
     file: std::path::PathBuf,
-    swarm: libp2p::Swarm<node::Behaviour>,
+    swarm: libp2p::Swarm<transport::Behaviour>,
 }
 
 async fn fresh_join(a: &Sharer, transport: Transport, uses: Option<u32>) -> Joined {
@@ -712,9 +697,9 @@ async fn fresh_join(a: &Sharer, transport: Transport, uses: Option<u32>) -> Join
         .unwrap()
         .unwrap(),
     );
-    let (mut swarm, _) = node::swarm(
+    let (mut swarm, _) = transport::swarm(
         keys.device.keypair().clone(),
-        node::webrtc_certificate(dir.path()).unwrap(),
+        transport::webrtc_certificate(dir.path()).unwrap(),
         transport,
         "127.0.0.1".parse().unwrap(),
     )
@@ -722,7 +707,7 @@ async fn fresh_join(a: &Sharer, transport: Transport, uses: Option<u32>) -> Join
     let store = service.blob_store().unwrap();
     let invite = Some(a.invite("writer", uses));
     let (shared, group) =
-        node::fetch(&mut swarm, a.peer, &a.addrs, a.doc, transport, &store, invite, keys.age.recipient())
+        join::fetch(&mut swarm, a.peer, &a.addrs, a.doc, transport, &store, invite, keys.age.recipient())
             .await
             .unwrap();
     let file = dir.path().join("doc.txt");

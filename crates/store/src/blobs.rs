@@ -194,10 +194,10 @@ impl BlobStore {
         let _alone = self.ops.write().unwrap_or_else(|e| e.into_inner());
         let Ok(entries) = std::fs::read_dir(self.dir.join("temp")) else { return };
         for e in entries.flatten() {
-            if e.path().extension().is_some_and(|x| x == "temp") {
-                if let Err(err) = std::fs::remove_file(e.path()) {
-                    tracing::warn!("{}: {err}", e.path().display());
-                }
+            if e.path().extension().is_some_and(|x| x == "temp")
+                && let Err(err) = std::fs::remove_file(e.path())
+            {
+                tracing::warn!("{}: {err}", e.path().display());
             }
         }
     }

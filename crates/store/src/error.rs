@@ -31,8 +31,39 @@ pub enum StoreError {
     /// behind the sender's (ask the sender for it, then take the envelope again).
     #[error("{0}")]
     GroupBehind(String),
+    /// A peer's envelope is damaged or not one this version reads (truncated, an
+    /// unknown version or kind, not a change).
+    #[error("{0}")]
+    Malformed(String),
+    /// An invite that cannot be redeemed.
+    #[error("{0}")]
+    Invite(#[from] InviteError),
     #[error("control socket: {0}")]
     Protocol(String),
+}
+
+/// Why an invite was not redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    #[error("unknown invite (revoked, or given by another device)")]
+    Unknown,
+    #[error("wrong invite secret")]
+    WrongSecret,
+    #[error("the invite has expired; ask for a new ticket")]
+    Expired,
+    #[error("the invite has been used up; ask for a new ticket")]
+    UsedUp,
+}
+
+impl InviteError {
+    pub fn kind(self) -> &'static str {
+        match self {
+            InviteError::Unknown => "invite_unknown",
+            InviteError::WrongSecret => "invite_wrong_secret",
+            InviteError::Expired => "invite_expired",
+            InviteError::UsedUp => "invite_used_up",
+        }
+    }
 }
 
 /// What to do about an I/O error, when there is something to say.
@@ -64,6 +95,8 @@ impl StoreError {
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Denied(_) => "denied",
             StoreError::GroupBehind(_) => "group_behind",
+            StoreError::Malformed(_) => "malformed",
+            StoreError::Invite(e) => e.kind(),
             StoreError::Io { .. } => "io",
             StoreError::Busy(_) => "busy",
             StoreError::BadRequest(_) => "bad_request",

@@ -40,7 +40,7 @@ mod stored;
 mod workspace;
 
 pub use blobs::{BlobFault, BlobHash, BlobStore, ImportError, blob_hash};
-pub use error::{Result, StoreError};
+pub use error::{InviteError, Result, StoreError};
 pub use fsutil::{dir_bytes, read_text, text_from_bytes, write_atomic, write_private};
 pub use identity::{home_dir, load_author};
 pub use secure::Keys;

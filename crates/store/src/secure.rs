@@ -27,7 +27,7 @@ use tandem_auth::epoch::EpochKey;
 use tandem_auth::group::{Action, Group, GroupError, Members, Op, Role};
 use tandem_doc::Change;
 
-use crate::error::{Result, StoreError};
+use crate::error::{InviteError, Result, StoreError};
 use crate::fsutil::write_atomic;
 
 const GROUP_LOG: &str = "group.log";
@@ -89,11 +89,19 @@ pub(crate) fn denied(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// A peer's envelope refused here, `what` naming it: [`StoreError::GroupBehind`]
-/// when only this device's membership log is behind, else denied.
+/// when only this device's membership log is behind, [`StoreError::Malformed`] when
+/// it is damaged, else denied.
 pub(crate) fn refused(what: &str, e: EnvelopeError) -> StoreError {
+    let why = format!("{what} refused: {e}");
     match e {
-        EnvelopeError::UnknownHeads => StoreError::GroupBehind(format!("{what} refused: {e}")),
-        e => denied(format!("{what} refused: {e}")),
+        EnvelopeError::UnknownHeads => StoreError::GroupBehind(why),
+        EnvelopeError::Truncated(_)
+        | EnvelopeError::TooLarge(_)
+        | EnvelopeError::Version(_)
+        | EnvelopeError::UnknownKind(_)
+        | EnvelopeError::TooManyHeads(_)
+        | EnvelopeError::NotAChange(_) => StoreError::Malformed(why),
+        _ => denied(why),
     }
 }
 
@@ -589,16 +597,16 @@ impl Secure {
         let mut invites = self.read_invites()?;
         let hex_id = tandem_auth::device::hex(&id);
         let Some(invite) = invites.iter_mut().find(|i| i.id == hex_id) else {
-            return Err(denied("unknown invite (revoked, or given by another device)"));
+            return Err(InviteError::Unknown.into());
         };
         if invite.secret != blake3::hash(&secret).to_hex().as_str() {
-            return Err(denied("wrong invite secret"));
+            return Err(InviteError::WrongSecret.into());
         }
         if invite.expires_ms.is_some_and(|t| t <= crate::stored::now_ms()) {
-            return Err(denied("the invite has expired; ask for a new ticket"));
+            return Err(InviteError::Expired.into());
         }
         if invite.uses_left == Some(0) {
-            return Err(denied("the invite has been used up; ask for a new ticket"));
+            return Err(InviteError::UsedUp.into());
         }
         if self.members.role(&peer).is_some() {
             return Ok(None);
