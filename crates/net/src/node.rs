@@ -1468,7 +1468,7 @@ fn bridge<T: Send + 'static>(rx: std::sync::mpsc::Receiver<T>) -> tokio::sync::m
 
 /// A store's refusal as a peer is told it.
 fn refusal(e: &StoreError) -> Refusal {
-    Refusal::new(Code::of_store(e.kind()), e.to_string())
+    Refusal::new(Code::of_store(e), e.to_string())
 }
 
 /// A stable id for a live edit's envelope (for de-duplication only).

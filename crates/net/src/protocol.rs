@@ -172,16 +172,21 @@ impl Code {
         }
     }
 
-    /// The code for a refusal by the store (`StoreError::kind`).
-    pub fn of_store(kind: &str) -> Code {
-        match kind {
-            "denied" => Code::Denied,
-            "group_behind" => Code::GroupBehind,
-            "malformed" | "bad_request" | "binary" | "invalid_utf8" | "doc" => Code::Malformed,
-            "invite_unknown" => Code::InviteUnknown,
-            "invite_wrong_secret" => Code::InviteWrongSecret,
-            "invite_expired" => Code::InviteExpired,
-            "invite_used_up" => Code::InviteUsedUp,
+    /// The code for a refusal by the store.
+    pub fn of_store(e: &tandem_store::StoreError) -> Code {
+        use tandem_store::{InviteError, StoreError};
+        match e {
+            StoreError::Denied(_) => Code::Denied,
+            StoreError::GroupBehind(_) => Code::GroupBehind,
+            StoreError::Malformed(_)
+            | StoreError::BadRequest(_)
+            | StoreError::Binary { .. }
+            | StoreError::InvalidUtf8 { .. }
+            | StoreError::Doc { .. } => Code::Malformed,
+            StoreError::Invite(InviteError::Unknown) => Code::InviteUnknown,
+            StoreError::Invite(InviteError::WrongSecret) => Code::InviteWrongSecret,
+            StoreError::Invite(InviteError::Expired) => Code::InviteExpired,
+            StoreError::Invite(InviteError::UsedUp) => Code::InviteUsedUp,
             _ => Code::Internal,
         }
     }
