@@ -24,6 +24,10 @@ const MAX_HISTORY_BYTES: u64 = 1 << 30;
 /// none for a device that is a member already.
 pub type Invite = Option<([u8; 16], [u8; 16])>;
 
+/// How many times a fresh join dials the sharer's addresses before it says the sharer
+/// cannot be reached.
+const DIALS: u32 = 3;
+
 /// Fetch a whole document from `peer` (a fresh join): enrolment with `invite` (the
 /// answer is the membership log), then its list of history blobs, then each blob,
 /// verified into `store` (see [`fetch_blobs`]). Returns the history and the log.
@@ -60,11 +64,24 @@ pub async fn fetch(
     // mDNS may have found the sharer already (while the listeners came up): a dial
     // with no address uses what it found.
     let mut retry = tokio::time::interval(Duration::from_secs(1));
+    // A dial that fails for want of an answer is tried again a few times: a handshake
+    // can stall once (WebRTC's data channel sometimes takes more than its 10 s to open
+    // on a loaded machine) and the next one goes through.
+    // Not past 20 s, so a sharer that is gone is still reported soon.
+    let started = tokio::time::Instant::now();
+    let mut dials = 1;
+    let mut redial = false;
     loop {
         tokio::select! {
             _ = retry.tick(), if asked.is_none() => {
                 if swarm.is_connected(&peer) {
                     asked = Some(swarm.behaviour_mut().sync.send_request(&peer, join.clone()));
+                    continue;
+                }
+                if std::mem::take(&mut redial) {
+                    dials += 1;
+                    tracing::info!(peer = %peer, "dialing the sharer again (attempt {dials} of {DIALS})");
+                    dial_unless_connected(swarm, peer, addrs.clone()).map_err(|e| unreachable(&peer, &addrs, &e))?;
                     continue;
                 }
                 let known = swarm.behaviour().mdns.as_ref().is_some_and(|m| m.discovered_nodes().any(|p| *p == peer));
@@ -92,6 +109,14 @@ pub async fn fetch(
                         continue;
                     }
                     if !lan {
+                        let retryable = !matches!(
+                            error,
+                            DialError::LocalPeerId { .. } | DialError::WrongPeerId { .. } | DialError::NoAddresses
+                        );
+                        if retryable && dials < DIALS && !addrs.is_empty() && started.elapsed() < Duration::from_secs(20) {
+                            redial = true;
+                            continue;
+                        }
                         return Err(unreachable(&peer, &addrs, &error));
                     }
                     // mDNS answers within a second or two on a LAN: a little longer
