@@ -14,6 +14,7 @@ use libp2p::{Multiaddr, PeerId};
 use serde_json::{Value, json};
 use tandem_doc::{ActorId, Author, DocConfig};
 use tandem_net::codec::{SYNC_BYTES_BY_KIND, SYNC_BYTES_SENT};
+use tandem_net::live::Wire;
 use tandem_net::{Node, Transport, join, transport};
 use tandem_store::{Service, Shared, Workspace, now_ms};
 
@@ -94,12 +95,12 @@ async fn swarm(
 }
 
 /// Share `file` (in `dir`, already holding its text or history) as peer 0.
-pub async fn share(dir: &Path, file: &Path, transport: Transport) -> Result<(Peer, [u8; 16]), String> {
+pub async fn share(dir: &Path, file: &Path, transport: Transport, wire: Wire) -> Result<(Peer, [u8; 16]), String> {
     let service = own(dir, 0)?;
     service.open(file, false).map_err(|e| e.to_string())?;
     let doc = doc_id(&service, file)?;
     let (swarm, id, addrs) = swarm(dir, &service, transport).await?;
-    tokio::spawn(Node::new(swarm, Arc::clone(&service), file.to_owned(), doc, transport).serve());
+    tokio::spawn(Node::new(swarm, Arc::clone(&service), file.to_owned(), doc, transport).with_live_wire(wire).serve());
     Ok((Peer { service, file: file.to_owned(), id, addrs }, doc))
 }
 
@@ -120,6 +121,7 @@ pub async fn join(
     to: &Peer,
     doc: [u8; 16],
     transport: Transport,
+    wire: Wire,
 ) -> Result<(Peer, JoinCost), String> {
     let service = own(dir, i)?;
     let file = dir.join(to.file.file_name().ok_or("no file name")?);
@@ -162,7 +164,7 @@ pub async fn join(
     let hex: String = doc.iter().map(|b| format!("{b:02x}")).collect();
     service.join(&file, &hex, shared, &group).map_err(|e| e.to_string())?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    let mut node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
+    let mut node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport).with_live_wire(wire);
     let connected = node.swarm.is_connected(&to.id);
     node.keep_connected(to.id, to.addrs.clone(), connected);
     tokio::spawn(node.serve());
@@ -187,20 +189,22 @@ fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
 /// With `probe_editor`, a thread stands in for B's editor, asking for the document
 /// every millisecond and timing the wait (it competes for the two cores, so the
 /// latency figures are taken in runs without it).
+#[allow(clippy::too_many_arguments)]
 pub fn latency(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
     file: &Path,
     label: &str,
     transport: Transport,
+    wire: Wire,
     keys: usize,
     probe_editor: bool,
 ) -> Result<Vec<Value>, String> {
     let b_dir = dir.with_extension("b");
     std::fs::create_dir_all(&b_dir).map_err(|e| e.to_string())?;
     let (a, b, cost) = rt.block_on(async {
-        let (a, doc) = share(dir, file, transport).await?;
-        let (b, cost) = join(&b_dir, 1, &a, doc, transport).await?;
+        let (a, doc) = share(dir, file, transport, wire).await?;
+        let (b, cost) = join(&b_dir, 1, &a, doc, transport, wire).await?;
         Ok::<_, String>((a, b, cost))
     })?;
     let saved =
@@ -267,6 +271,7 @@ pub fn latency(
     Ok(vec![
         json!({
             "bench": "live-latency", "doc": label, "transport": format!("{transport:?}").to_lowercase(),
+            "live_wire": wire.name(),
             "keys": keys, "latency_ms": stats(lat), "missed": missed, "agreed": agreed,
             "receiver_editor_wait_ms": if probe_editor { stats(waits) } else { Value::Null },
         }),
@@ -303,12 +308,12 @@ pub fn load(
     let file0 = dir0.join("load.txt");
     std::fs::write(&file0, "load test\n").map_err(|e| e.to_string())?;
     let peers = rt.block_on(async {
-        let (first, doc) = share(&dir0, &file0, transport).await?;
+        let (first, doc) = share(&dir0, &file0, transport, Wire::default()).await?;
         let mut peers = vec![first];
         for i in 1..n {
             let dir = root.join(format!("p{i}"));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            let (p, _) = join(&dir, i, &peers[0], doc, transport).await?;
+            let (p, _) = join(&dir, i, &peers[0], doc, transport, Wire::default()).await?;
             peers.push(p);
         }
         Ok::<_, String>(peers)

@@ -74,6 +74,10 @@ enum Cmd {
         /// Transports to run: quic, webrtc, tcp (comma-separated).
         #[arg(long, default_value = "quic,webrtc,tcp")]
         transports: String,
+        /// How live edits travel: stream (one per peer, tandem's default), requests
+        /// (one each); comma-separated to compare them in one run.
+        #[arg(long, default_value = "stream,requests")]
+        live_wire: String,
         /// Also time how long the receiving editor waits for the document (a thread
         /// asking every millisecond; it competes for the CPU, so latency figures are
         /// taken without it).
@@ -158,8 +162,8 @@ fn main() {
         }
         Cmd::Open { dir } => open(&dir),
         Cmd::Keystroke { paper, keys, record } => keystroke(&paper, keys, record.as_deref()),
-        Cmd::Live { paper, keys, transports, probe_editor, record } => {
-            live(&paper, keys, &transports, probe_editor, record.as_deref())
+        Cmd::Live { paper, keys, transports, live_wire, probe_editor, record } => {
+            live(&paper, keys, &transports, &live_wire, probe_editor, record.as_deref())
         }
         Cmd::Load { peers, seconds, transport, record } => {
             load(&peers, seconds, &transport, record.as_deref())
@@ -365,29 +369,33 @@ fn live(
     paper: &Path,
     keys: usize,
     transports: &str,
+    wires: &str,
     probe_editor: bool,
     record: Option<&Path>,
 ) -> Result<(), String> {
     let rt = runtime()?;
     let trace = load_trace(paper)?;
+    let wires: Vec<tandem_net::live::Wire> = wires.split(',').map(|w| w.trim().parse()).collect::<Result<_, _>>()?;
     for transport in transports.split(',') {
         let transport: tandem_net::Transport = transport.trim().parse()?;
-        // A small document: a short note.
-        let dir = tempdir()?.join("a");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let file = dir.join("note.md");
-        std::fs::write(&file, tandem_bench::keystroke::generated_text(2_000)).map_err(|e| e.to_string())?;
-        let small =
-            tandem_bench::live::latency(&rt, &dir, &file, "small-2KB", transport, keys, probe_editor)?;
-        emit(&small, record)?;
-        // The automerge-paper document with its history, typed at 150 ms a key.
-        let dir = tempdir()?.join("a");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
-        let file = dir.join("trace.txt");
-        let paper =
-            tandem_bench::live::latency(&rt, &dir, &file, "automerge-paper", transport, keys, probe_editor)?;
-        emit(&paper, record)?;
+        // Each wire in turn on the same documents, so they compare within one run.
+        for &wire in &wires {
+            // A small document: a short note.
+            let dir = tempdir()?.join("a");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let file = dir.join("note.md");
+            std::fs::write(&file, tandem_bench::keystroke::generated_text(2_000)).map_err(|e| e.to_string())?;
+            let small = tandem_bench::live::latency(&rt, &dir, &file, "small-2KB", transport, wire, keys, probe_editor)?;
+            emit(&small, record)?;
+            // The automerge-paper document with its history, typed at 150 ms a key.
+            let dir = tempdir()?.join("a");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
+            let file = dir.join("trace.txt");
+            let paper =
+                tandem_bench::live::latency(&rt, &dir, &file, "automerge-paper", transport, wire, keys, probe_editor)?;
+            emit(&paper, record)?;
+        }
     }
     Ok(())
 }
@@ -456,8 +464,8 @@ fn history(paper: &Path, tandem: &Path, record: Option<&Path>) -> Result<(), Str
         let joiner = tempdir()?;
         let cost = rt.block_on(async {
             let (peer, doc) =
-                tandem_bench::live::share(&dir, &dir.join("trace.txt"), tandem_net::Transport::Quic).await?;
-            tandem_bench::live::join(&joiner, 1, &peer, doc, tandem_net::Transport::Quic)
+                tandem_bench::live::share(&dir, &dir.join("trace.txt"), tandem_net::Transport::Quic, Default::default()).await?;
+            tandem_bench::live::join(&joiner, 1, &peer, doc, tandem_net::Transport::Quic, Default::default())
                 .await
                 .map(|(_, c)| c)
         })?;

@@ -14,7 +14,7 @@ use crate::protocol::{self, Message};
 #[derive(Clone, Default)]
 pub struct SyncCodec;
 
-async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Message> {
+pub(crate) async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Message> {
     let mut head = [0u8; 6];
     io.read_exact(&mut head).await?;
     let len = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
@@ -34,11 +34,16 @@ pub static SYNC_BYTES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::At
 pub static SYNC_BYTES_BY_KIND: [std::sync::atomic::AtomicU64; 8] =
     [const { std::sync::atomic::AtomicU64::new(0) }; 8];
 
-async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(io: &mut T, msg: Message) -> io::Result<()> {
-    let frame = protocol::encode(&msg);
+/// Count `frame` in [`SYNC_BYTES_SENT`] and [`SYNC_BYTES_BY_KIND`].
+pub(crate) fn count_sent(frame: &[u8]) {
     SYNC_BYTES_SENT.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
     SYNC_BYTES_BY_KIND[(frame[5] as usize).min(7)]
         .fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(io: &mut T, msg: Message) -> io::Result<()> {
+    let frame = protocol::encode(&msg);
+    count_sent(&frame);
     write_pieces(io, &frame).await
 }
 
@@ -50,11 +55,20 @@ pub(crate) async fn write_pieces<T: futures::AsyncWrite + Unpin + Send>(
     io: &mut T,
     bytes: &[u8],
 ) -> io::Result<()> {
+    write_flushed(io, bytes).await?;
+    io.close().await
+}
+
+/// Write `bytes` in flushed pieces (see [`write_pieces`]), leaving the stream open.
+pub(crate) async fn write_flushed<T: futures::AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+) -> io::Result<()> {
     for piece in bytes.chunks(WRITE_PIECE) {
         io.write_all(piece).await?;
         io.flush().await?;
     }
-    io.close().await
+    Ok(())
 }
 
 impl request_response::Codec for SyncCodec {

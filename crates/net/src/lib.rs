@@ -32,6 +32,7 @@ pub mod error;
 pub mod identity;
 pub mod join;
 pub mod links;
+pub mod live;
 pub mod node;
 pub mod presence;
 pub mod protocol;

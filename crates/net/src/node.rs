@@ -75,6 +75,8 @@ pub struct Node {
     inbox: Vec<(PeerId, Vec<Vec<u8>>)>,
     /// Live edits already seen (by a hash of their envelope), so forwarding stops.
     seen_live: HashSet<u64>,
+    /// The live-edit stream to and from each peer (see [`crate::live`]).
+    live: crate::live::LiveStreams,
     /// Each typist's live edits of its open transaction (its own included), as
     /// sealed, oldest first, and when the last came: a peer admitted mid-transaction
     /// gets them (see [`Node::replay_live`]), or it would see none of that typing
@@ -142,7 +144,9 @@ impl Node {
         transport: Transport,
     ) -> Node {
         let actor = service.actor();
+        let live = crate::live::LiveStreams::new(swarm.behaviour().stream.new_control(), doc);
         let mut node = Node {
+            live,
             swarm,
             service,
             file,
@@ -440,6 +444,12 @@ impl Node {
             tracing::info!(peer = %peer, "a direct connection replaced the relayed one");
             self.swarm.close_connection(id);
         }
+    }
+
+    /// Send live edits as `wire` says (a stream per peer unless told otherwise).
+    pub fn with_live_wire(mut self, wire: crate::live::Wire) -> Node {
+        self.live.set_wire(wire);
+        self
     }
 
     /// Share presence through `board` (the editor writes ours and reads the others').
@@ -749,7 +759,7 @@ impl Node {
         self.remember_typing(actor.to_bytes().to_vec(), live.seq, &envelope);
         let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
         for p in others {
-            self.send(&p, Message::Live { doc: self.doc, envelope: envelope.clone() });
+            self.send_live_to(p, envelope.clone());
         }
         Ok(())
     }
@@ -796,7 +806,47 @@ impl Node {
         self.typing.retain(|_, (at, _)| now < *at + fresh);
         let envelopes: Vec<Vec<u8>> = self.typing.values().flat_map(|(_, e)| e.iter().cloned()).collect();
         for envelope in envelopes {
+            self.send_live_to(peer, envelope);
+        }
+    }
+
+    /// Send `envelope` (a sealed live edit) to `peer`: on its live-edit stream, or as a
+    /// request to a peer that has none.
+    fn send_live_to(&mut self, peer: PeerId, envelope: Vec<u8>) {
+        if let Some(envelope) = self.live.send(peer, envelope) {
             self.send(&peer, Message::Live { doc: self.doc, envelope });
+        }
+    }
+
+    /// What a live-edit stream task reports: a frame read, or envelopes that must go as
+    /// requests instead.
+    fn on_live(&mut self, event: crate::live::Event) {
+        use crate::live::Event;
+        match event {
+            Event::Received(peer, Message::Live { doc, envelope }) if doc == self.doc => {
+                if let Err(e) = self.receive_live(peer, envelope) {
+                    tracing::warn!(peer = %peer, "refused a live edit: {e}");
+                }
+            }
+            Event::Received(peer, other) => {
+                tracing::warn!(peer = %peer, "ignored a frame on its live-edit stream that is not a live edit of this document: {:?}", std::mem::discriminant(&other));
+            }
+            Event::Unsupported(peer, unsent) | Event::Broken(peer, unsent) if !self.peers.contains(&peer) => {
+                self.live.forget(&peer);
+                drop(unsent);
+            }
+            Event::Unsupported(peer, unsent) => {
+                self.live.failed(peer, true);
+                for envelope in unsent {
+                    self.send(&peer, Message::Live { doc: self.doc, envelope });
+                }
+            }
+            Event::Broken(peer, unsent) => {
+                self.live.failed(peer, false);
+                for envelope in unsent {
+                    self.send(&peer, Message::Live { doc: self.doc, envelope });
+                }
+            }
         }
     }
 
@@ -813,7 +863,7 @@ impl Node {
         self.remember_typing(self.actor.to_bytes().to_vec(), live.seq, &envelope);
         let peers: Vec<PeerId> = self.peers.iter().copied().collect();
         for p in peers {
-            self.send(&p, Message::Live { doc: self.doc, envelope: envelope.clone() });
+            self.send_live_to(p, envelope.clone());
         }
     }
 
@@ -993,6 +1043,7 @@ impl Node {
                     self.apply_inbox();
                 }
                 Some(edit) = live.recv() => self.send_live(&edit),
+                event = self.live.next() => self.on_live(event),
                 Some(fetch) = async {
                     match fetches.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -1136,6 +1187,7 @@ impl Node {
                 self.synced.remove(&peer_id);
                 self.fetching_history.remove(&peer_id);
                 self.group_asked.remove(&peer_id);
+                self.live.forget(&peer_id);
                 self.sync_links();
                 self.board().remove(&peer_id);
                 // Its keystrokes that no change confirmed leave the screen with it.

@@ -77,6 +77,8 @@ pub struct Behaviour {
     pub(crate) sync: request_response::Behaviour<SyncCodec>,
     pub(crate) presence: request_response::Behaviour<PresenceCodec>,
     pub(crate) blobs: request_response::Behaviour<BlobCodec>,
+    /// Long-lived streams: live edits, one stream per peer (see [`crate::live`]).
+    pub(crate) stream: libp2p_stream::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     /// Peers on the same LAN, found with no address given (off when listening on
@@ -169,6 +171,7 @@ pub fn swarm(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| e.to_string())?
         .with_behaviour(|key, relay_client| Behaviour {
+            stream: libp2p_stream::Behaviour::new(),
             sync: request_response::Behaviour::new(
                 [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(120)),

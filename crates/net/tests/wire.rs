@@ -777,3 +777,75 @@ async fn a_fresh_join_knows_how_its_sharer_is_reached() {
         a.running.abort();
     }
 }
+
+/// Type `keys` characters at the end of `file` without committing them: only live
+/// edits go out (the editor's keystrokes before its idle commit).
+fn type_uncommitted(service: &Service, file: &std::path::Path, keys: usize) {
+    for _ in 0..keys {
+        service
+            .with_open(file, |s| {
+                let end = s.doc.len_chars();
+                s.doc.splice(end, 0, "k", tandem_store::now_ms()).unwrap();
+                Ok(())
+            })
+            .unwrap();
+    }
+}
+
+/// Live edits ride one long-lived stream per peer (`/tandem/live/1`), in order, on
+/// each transport; a peer that does not speak that protocol (here a bare swarm, as
+/// the blind relay is) gets them as requests instead, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_edits_ride_one_stream_and_fall_back_to_requests() {
+    use std::sync::atomic::Ordering::Relaxed;
+    const KEYS: usize = 30;
+    for transport in [Transport::Quic, Transport::Webrtc, Transport::Tcp] {
+        let a = sharer(transport, "hello\n").await;
+        // B is a tandem node: its edits arrive on the stream.
+        let Joined { dir: _b_dir, service: b, file: b_file, swarm, .. } = fresh_join(&a, transport, None).await;
+        let mut b_node = Node::new(swarm, Arc::clone(&b), b_file.clone(), a.doc, transport);
+        b_node.keep_connected(a.peer, a.addrs.clone(), true);
+        let b_running = tokio::spawn(b_node.serve().map(drop));
+        // C is a member that speaks only the request protocols.
+        let mut c = client(transport, &a).await;
+        let (id, secret) = a.invite("writer", Some(1));
+        assert!(matches!(c.enrol(&a, (id, secret)).await, Message::Group { .. }));
+        assert!(matches!(c.ask(&a, Message::Hello { doc: a.doc, heads: vec![] }).await, Message::Ack { .. }));
+
+        let streamed = tandem_net::live::STREAM_FRAMES_SENT.load(Relaxed);
+        let want = format!("hello\n{}", "k".repeat(KEYS));
+        // B's presence in A's session takes a hello: wait until A lists it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        type_uncommitted(&b, &b_file, KEYS);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut live_requests = 0;
+        loop {
+            let text = a.service.with_open(&a.file, |s| Ok(s.doc.rope().to_string())).unwrap();
+            if text == want && live_requests >= KEYS {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{transport:?}: A shows {text:?}, C got {live_requests} live edits as requests"
+            );
+            // C answers what A sends it: B's live edits, forwarded as requests.
+            let ev = tokio::time::timeout(Duration::from_millis(50), c.swarm.select_next_some()).await;
+            if let Ok(SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            }))) = ev
+            {
+                if matches!(request, Message::Live { doc, .. } if doc == a.doc) {
+                    live_requests += 1;
+                }
+                let _ = c.swarm.behaviour_mut().sync_mut().send_response(channel, Message::Ack { heads: vec![] });
+            }
+        }
+        assert!(
+            tandem_net::live::STREAM_FRAMES_SENT.load(Relaxed) - streamed >= KEYS as u64,
+            "{transport:?}: B's live edits did not go on its stream"
+        );
+        b_running.abort();
+        a.running.abort();
+    }
+}
