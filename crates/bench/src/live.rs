@@ -95,12 +95,19 @@ async fn swarm(
 }
 
 /// Share `file` (in `dir`, already holding its text or history) as peer 0.
-pub async fn share(dir: &Path, file: &Path, transport: Transport, wire: Wire) -> Result<(Peer, [u8; 16]), String> {
+pub async fn share(
+    dir: &Path,
+    file: &Path,
+    transport: Transport,
+    wire: Wire,
+) -> Result<(Peer, [u8; 16]), String> {
     let service = own(dir, 0)?;
     service.open(file, false).map_err(|e| e.to_string())?;
     let doc = doc_id(&service, file)?;
     let (swarm, id, addrs) = swarm(dir, &service, transport).await?;
-    tokio::spawn(Node::new(swarm, Arc::clone(&service), file.to_owned(), doc, transport).with_live_wire(wire).serve());
+    tokio::spawn(
+        Node::new(swarm, Arc::clone(&service), file.to_owned(), doc, transport).with_live_wire(wire).serve(),
+    );
     Ok((Peer { service, file: file.to_owned(), id, addrs }, doc))
 }
 

@@ -375,7 +375,8 @@ fn live(
 ) -> Result<(), String> {
     let rt = runtime()?;
     let trace = load_trace(paper)?;
-    let wires: Vec<tandem_net::live::Wire> = wires.split(',').map(|w| w.trim().parse()).collect::<Result<_, _>>()?;
+    let wires: Vec<tandem_net::live::Wire> =
+        wires.split(',').map(|w| w.trim().parse()).collect::<Result<_, _>>()?;
     for transport in transports.split(',') {
         let transport: tandem_net::Transport = transport.trim().parse()?;
         // Each wire in turn on the same documents, so they compare within one run.
@@ -384,16 +385,34 @@ fn live(
             let dir = tempdir()?.join("a");
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let file = dir.join("note.md");
-            std::fs::write(&file, tandem_bench::keystroke::generated_text(2_000)).map_err(|e| e.to_string())?;
-            let small = tandem_bench::live::latency(&rt, &dir, &file, "small-2KB", transport, wire, keys, probe_editor)?;
+            std::fs::write(&file, tandem_bench::keystroke::generated_text(2_000))
+                .map_err(|e| e.to_string())?;
+            let small = tandem_bench::live::latency(
+                &rt,
+                &dir,
+                &file,
+                "small-2KB",
+                transport,
+                wire,
+                keys,
+                probe_editor,
+            )?;
             emit(&small, record)?;
             // The automerge-paper document with its history, typed at 150 ms a key.
             let dir = tempdir()?.join("a");
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
             let file = dir.join("trace.txt");
-            let paper =
-                tandem_bench::live::latency(&rt, &dir, &file, "automerge-paper", transport, wire, keys, probe_editor)?;
+            let paper = tandem_bench::live::latency(
+                &rt,
+                &dir,
+                &file,
+                "automerge-paper",
+                transport,
+                wire,
+                keys,
+                probe_editor,
+            )?;
             emit(&paper, record)?;
         }
     }
@@ -463,8 +482,13 @@ fn history(paper: &Path, tandem: &Path, record: Option<&Path>) -> Result<(), Str
         }
         let joiner = tempdir()?;
         let cost = rt.block_on(async {
-            let (peer, doc) =
-                tandem_bench::live::share(&dir, &dir.join("trace.txt"), tandem_net::Transport::Quic, Default::default()).await?;
+            let (peer, doc) = tandem_bench::live::share(
+                &dir,
+                &dir.join("trace.txt"),
+                tandem_net::Transport::Quic,
+                Default::default(),
+            )
+            .await?;
             tandem_bench::live::join(&joiner, 1, &peer, doc, tandem_net::Transport::Quic, Default::default())
                 .await
                 .map(|(_, c)| c)

@@ -192,8 +192,7 @@ async fn sharer(transport: Transport, text: &str) -> Sharer {
     let doc: [u8; 16] = std::array::from_fn(|i| u8::from_str_radix(&doc_hex[2 * i..2 * i + 2], 16).unwrap());
     let cert = transport::webrtc_certificate(dir.path()).unwrap();
     let (mut swarm, listeners) =
-        transport::swarm(keys.device.keypair().clone(), cert, transport, loopback())
-            .unwrap();
+        transport::swarm(keys.device.keypair().clone(), cert, transport, loopback()).unwrap();
     let addrs = transport::listen_addrs(&mut swarm, listeners.len()).await.unwrap();
     let peer = *swarm.local_peer_id();
     let node = Node::new(swarm, Arc::clone(&service), file.clone(), doc, transport);
@@ -229,7 +228,11 @@ struct Client {
 }
 
 /// A swarm for a test peer, with its WebRTC certificate kept in `dir`.
-fn test_swarm(keys: &Keys, dir: &std::path::Path, transport: Transport) -> libp2p::Swarm<transport::Behaviour> {
+fn test_swarm(
+    keys: &Keys,
+    dir: &std::path::Path,
+    transport: Transport,
+) -> libp2p::Swarm<transport::Behaviour> {
     let cert = transport::webrtc_certificate(dir).unwrap();
     transport::swarm(keys.device.keypair().clone(), cert, transport, loopback()).unwrap().0
 }
@@ -243,7 +246,9 @@ const ATTEMPTS: u32 = 3;
 /// on, so a second dial from the same socket cannot succeed (seen here about once in
 /// 20 runs of this file on 2 busy cores).
 async fn connected(swarm: &mut libp2p::Swarm<transport::Behaviour>, to: &Sharer) -> bool {
-    swarm.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(to.peer).addresses(to.addrs.clone()).build()).unwrap();
+    swarm
+        .dial(libp2p::swarm::dial_opts::DialOpts::peer_id(to.peer).addresses(to.addrs.clone()).build())
+        .unwrap();
     loop {
         match swarm.select_next_some().await {
             SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == to.peer => return true,
@@ -802,7 +807,8 @@ async fn live_edits_ride_one_stream_and_fall_back_to_requests() {
     for transport in [Transport::Quic, Transport::Webrtc, Transport::Tcp] {
         let a = sharer(transport, "hello\n").await;
         // B is a tandem node: its edits arrive on the stream.
-        let Joined { dir: _b_dir, service: b, file: b_file, swarm, .. } = fresh_join(&a, transport, None).await;
+        let Joined { dir: _b_dir, service: b, file: b_file, swarm, .. } =
+            fresh_join(&a, transport, None).await;
         let mut b_node = Node::new(swarm, Arc::clone(&b), b_file.clone(), a.doc, transport);
         b_node.keep_connected(a.peer, a.addrs.clone(), true);
         let b_running = tokio::spawn(b_node.serve().map(drop));
@@ -838,7 +844,8 @@ async fn live_edits_ride_one_stream_and_fall_back_to_requests() {
                 if matches!(request, Message::Live { doc, .. } if doc == a.doc) {
                     live_requests += 1;
                 }
-                let _ = c.swarm.behaviour_mut().sync_mut().send_response(channel, Message::Ack { heads: vec![] });
+                let _ =
+                    c.swarm.behaviour_mut().sync_mut().send_response(channel, Message::Ack { heads: vec![] });
             }
         }
         assert!(
