@@ -62,11 +62,9 @@ impl std::str::FromStr for Wire {
 pub(crate) enum Event {
     /// A frame read from `peer`'s stream.
     Received(PeerId, Message),
-    /// `peer` does not speak [`PROTOCOL`]: these envelopes, and all its live edits
-    /// from now on, go as requests.
-    Unsupported(PeerId, Vec<Vec<u8>>),
-    /// `peer`'s stream failed: these envelopes did not go out on it.
-    Broken(PeerId, Vec<Vec<u8>>),
+    /// `peer`'s stream did not take these envelopes: it broke, or (`unsupported`)
+    /// the peer does not speak [`PROTOCOL`], and all its live edits go as requests.
+    Unsent { peer: PeerId, envelopes: Vec<Vec<u8>>, unsupported: bool },
 }
 
 /// The live-edit streams of one node: a writer task per peer, a reader task per
@@ -121,7 +119,7 @@ impl LiveStreams {
         });
         match writer.send(envelope) {
             Ok(()) => None,
-            // The task ended (its Broken event is on its way): this one goes by request.
+            // The task ended (its Unsent event is on its way): this one goes by request.
             Err(unsent) => {
                 self.writers.remove(&peer);
                 Some(unsent.0)
@@ -193,12 +191,12 @@ async fn write(
     let mut stream = match control.open_stream(peer, StreamProtocol::new(PROTOCOL)).await {
         Ok(stream) => stream,
         Err(OpenStreamError::UnsupportedProtocol(_)) => {
-            let _ = events.send(Event::Unsupported(peer, drain(None, &mut rx)));
+            let _ = events.send(Event::Unsent { peer, envelopes: drain(None, &mut rx), unsupported: true });
             return;
         }
         Err(e) => {
             tracing::info!(peer = %peer, "opening the live-edit stream: {e}");
-            let _ = events.send(Event::Broken(peer, drain(None, &mut rx)));
+            let _ = events.send(Event::Unsent { peer, envelopes: drain(None, &mut rx), unsupported: false });
             return;
         }
     };
@@ -211,7 +209,8 @@ async fn write(
         if let Err(e) = codec::write_flushed(&mut stream, &frame).await {
             tracing::info!(peer = %peer, "the live-edit stream broke: {e}");
             let Message::Live { envelope, .. } = msg else { unreachable!("made as a live edit above") };
-            let _ = events.send(Event::Broken(peer, drain(Some(envelope), &mut rx)));
+            let envelopes = drain(Some(envelope), &mut rx);
+            let _ = events.send(Event::Unsent { peer, envelopes, unsupported: false });
             return;
         }
     }

@@ -831,19 +831,10 @@ impl Node {
             Event::Received(peer, other) => {
                 tracing::warn!(peer = %peer, "ignored a frame on its live-edit stream that is not a live edit of this document: {:?}", std::mem::discriminant(&other));
             }
-            Event::Unsupported(peer, unsent) | Event::Broken(peer, unsent) if !self.peers.contains(&peer) => {
-                self.live.forget(&peer);
-                drop(unsent);
-            }
-            Event::Unsupported(peer, unsent) => {
-                self.live.failed(peer, true);
-                for envelope in unsent {
-                    self.send(&peer, Message::Live { doc: self.doc, envelope });
-                }
-            }
-            Event::Broken(peer, unsent) => {
-                self.live.failed(peer, false);
-                for envelope in unsent {
+            Event::Unsent { peer, .. } if !self.peers.contains(&peer) => self.live.forget(&peer),
+            Event::Unsent { peer, envelopes, unsupported } => {
+                self.live.failed(peer, unsupported);
+                for envelope in envelopes {
                     self.send(&peer, Message::Live { doc: self.doc, envelope });
                 }
             }
