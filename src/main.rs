@@ -168,6 +168,27 @@ enum Command {
         #[command(flatten)]
         peer: PeerOpts,
     },
+    /// Keep the folder DIR in sync: every text file under it is a document with its
+    /// own history, and what any program does to them (edits, saves, creates,
+    /// renames, moves, deletes) is recorded as it happens; a rename keeps the
+    /// document's history, a delete keeps it too (`tandem log DIR/PATH`). Files listed
+    /// in DIR/.tandemignore (gitignore syntax) are left out; binary, non-UTF-8,
+    /// unreadable and oversized files and symbolic links are skipped and listed.
+    Sync {
+        dir: std::path::PathBuf,
+        /// No terminal output: what is recorded goes to the log (`-v` shows it on stderr).
+        #[arg(long)]
+        headless: bool,
+        /// Show the folder's documents, deleted files, skipped files and what is not
+        /// yet recorded, then exit.
+        #[arg(long)]
+        status: bool,
+        /// JSON: with --status one object `{"folder", "synced", "files": [{"path", "doc_id",
+        /// "state"}], "deleted", "skipped": [{"path", "why"}], "unrecorded"}`; else one
+        /// object per change recorded.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show or change who may read and write FILE: `tandem group FILE` lists the
     /// members; `add PEER_ID ROLE --age RECIPIENT`, `role PEER_ID ROLE`,
     /// `remove PEER_ID` and `rotate` change them (admins and owners only). Removing a
@@ -645,6 +666,7 @@ fn run(command: Command) -> Result<(), Failure> {
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
             sharing::join(&ticket, &dir, peer.net.headless, peer.net.json, net)
         }
+        Command::Sync { dir, headless, status, json } => folder::sync(&dir, headless, status, json),
         Command::Id { json } => id(json),
         Command::Peers { file, json } => {
             let file = abs(&file)?;
@@ -737,6 +759,7 @@ fn seal(text: &str, to: &[String], armor: bool) -> Result<Vec<u8>, Failure> {
 }
 
 mod editor;
+mod folder;
 mod sharing;
 
 /// The file as an absolute path, checked to be a readable UTF-8 text file before

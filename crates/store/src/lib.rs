@@ -32,6 +32,7 @@ mod blobs;
 pub mod car;
 mod changelog;
 mod error;
+pub mod folder;
 mod fsutil;
 mod identity;
 pub mod secure;

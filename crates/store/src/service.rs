@@ -367,6 +367,29 @@ impl Service {
         Ok(opened)
     }
 
+    /// Close `file`'s document if it is open (its history is on disk; what is not yet
+    /// committed is committed first).
+    pub fn close(&self, file: &Path) -> Result<()> {
+        let rel = self.ws.relative(file)?;
+        let mut docs = self.attached(&rel);
+        if let Some(mut stored) = docs.remove(&rel) {
+            if stored.is_dirty() {
+                stored.save(now_ms())?;
+                self.publish(&mut stored);
+            }
+        }
+        Ok(())
+    }
+
+    /// The file `from` was renamed to `to` (outside tandem): its document keeps its
+    /// identity and history under the new path (see [`crate::stored::relocate`]).
+    pub fn renamed(&self, from: &Path, to: &Path) -> Result<()> {
+        self.close(from)?;
+        self.close(to)?;
+        let (from, to) = (self.ws.relative(from)?, self.ws.relative(to)?);
+        crate::stored::relocate(&self.ws, &from, &to)
+    }
+
     /// Make `file` the shared document `doc_id` from a peer's `changes` (see
     /// [`StoredDoc::join`]) and keep it open.
     /// `group` is the document's membership log as the peer sent it.

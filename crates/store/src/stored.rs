@@ -372,16 +372,18 @@ impl StoredDoc {
         let author = Author::new(author.name, tandem_doc::ActorId::from(keys.public().to_vec()));
         let rel = ws.relative(file)?;
         let file = ws.root().join(&rel);
-        let text = match read_text(&file) {
-            Err(StoreError::NotFound(_)) if create => None,
-            other => Some(other?),
-        };
-        ws.ensure()?;
         let dir = ws.doc_dir(&rel);
-        let now = now_ms();
         // A history whose state.json is gone still has its group log or index:
         // loading rebuilds the state; a new one would overwrite the group's keys.
         let has_history = [STATE, INDEX, "group.log", "group.copy"].iter().any(|f| dir.join(f).exists());
+        let text = match read_text(&file) {
+            // A deleted file's history stays (`tandem log`, `restore` work on it); the
+            // file comes back when the document is next written.
+            Err(StoreError::NotFound(_)) if create || has_history => None,
+            other => Some(other?),
+        };
+        ws.ensure()?;
+        let now = now_ms();
         if !has_history {
             let content = text.unwrap_or_default();
             let doc = Document::with_text(author, config, &content, now);
@@ -1389,6 +1391,49 @@ pub fn doc_id_of(ws: &Workspace, file: &Path) -> Option<String> {
     let rel = ws.relative(file).ok()?;
     let bytes = fs::read(ws.doc_dir(&rel).join(STATE)).ok()?;
     serde_json::from_slice::<State>(&bytes).ok().map(|s| s.doc_id)
+}
+
+/// What a closed history says of its file without loading it: the document id, the
+/// BLAKE3 (hex) of the text tandem last wrote or read there, and the heads then.
+pub(crate) fn saved_state(ws: &Workspace, rel: &str) -> Option<(String, String, Vec<String>)> {
+    let bytes = fs::read(ws.doc_dir(rel).join(STATE)).ok()?;
+    let state = serde_json::from_slice::<State>(&bytes).ok()?;
+    Some((state.doc_id, state.saved_hash, state.saved_heads))
+}
+
+/// Where the histories of deleted documents go when their path is taken by another
+/// document (outside `docs/`, which holds only the histories of live paths).
+pub(crate) const SET_ASIDE: &str = "deleted";
+
+/// Move the closed history of `from` to `to`: the file was renamed, and the document
+/// keeps its identity and history. A history already at `to` (a deleted document's)
+/// is set aside in `.tandem/deleted/` first, never overwritten. The directory moves
+/// before its state names the new path: a crash between the two leaves a directory
+/// named after the new path, which [`documents`] resolves by the file found there.
+pub(crate) fn relocate(ws: &Workspace, from: &str, to: &str) -> Result<()> {
+    let (old, new) = (ws.doc_dir(from), ws.doc_dir(to));
+    if old == new || !old.exists() {
+        return Ok(());
+    }
+    if new.exists() {
+        let aside = ws.store_dir().join(SET_ASIDE);
+        fs::create_dir_all(&aside).map_err(StoreError::io(&aside))?;
+        let name = new.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let target = aside.join(format!("{name}-{}", now_ms()));
+        fs::rename(&new, &target).map_err(StoreError::io(&new))?;
+    }
+    // Answers cached for the old path would name it.
+    for kind in ["info", "log"] {
+        let _ = fs::remove_file(old.join(format!("{kind}.cache")));
+    }
+    fs::rename(&old, &new).map_err(StoreError::io(&old))?;
+    crate::fsutil::sync_dir(new.parent().unwrap_or(&new))?;
+    let state_path = new.join(STATE);
+    let bytes = fs::read(&state_path).map_err(StoreError::io(&state_path))?;
+    let mut state: State = serde_json::from_slice(&bytes)
+        .map_err(|e| StoreError::corrupt(&state_path, format!("unreadable state: {e}")))?;
+    state.path = to.to_owned();
+    write_atomic(&state_path, &serde_json::to_vec_pretty(&state).expect("state serializes"))
 }
 
 fn document_with_id(ws: &Workspace, doc_id: &str) -> Result<Option<String>> {
