@@ -763,9 +763,15 @@ mod folder;
 mod sharing;
 
 /// The file as an absolute path, checked to be a readable UTF-8 text file before
-/// anything (including `.tandem/`) is touched.
+/// anything (including `.tandem/`) is touched. A deleted file whose history is
+/// kept is fine too: its history answers, and a write brings the file back.
 fn abs(file: &Path) -> Result<PathBuf, Failure> {
-    read_text(file)?;
+    match read_text(file) {
+        Err(StoreError::NotFound(_)) if tandem_store::has_history(file) => {}
+        other => {
+            other?;
+        }
+    }
     Ok(tandem_store::absolute(file)?)
 }
 

@@ -40,6 +40,9 @@ use crate::{STORE_DIR, Service};
 pub const MANIFEST: &str = ".tandem/folder.tsv";
 /// The ignore file of a folder (gitignore syntax), synced like any of its files.
 pub const IGNORE_FILE: &str = ".tandemignore";
+/// A git repository's own directory: syncing it between devices would corrupt the
+/// repository (git has its own sync), so it is skipped, and listed as skipped.
+const GIT_DIR: &str = ".git";
 /// Files larger than this are skipped (a document is its whole text in memory).
 pub const MAX_FILE_BYTES: u64 = 8 << 20;
 
@@ -593,9 +596,11 @@ pub fn status(ws: &crate::Workspace) -> Result<Value> {
             (Some(Found::Text(h)), Some((_, saved, _))) if *h == saved => "recorded",
             (Some(Found::Text(_)), _) => "changed",
             (Some(Found::Skipped(_)), _) => "skipped",
+            // Ignored from now on: the document stays as it was, not deleted.
+            (None, _) if fs::symlink_metadata(root.join(path)).is_ok() => "ignored",
             (None, _) => "missing",
         };
-        if state != "recorded" {
+        if !matches!(state, "recorded" | "ignored") {
             unrecorded.push(json!({"path": path, "state": state}));
         }
         files.push(json!({"path": path, "doc_id": e.doc, "state": state}));
@@ -630,13 +635,24 @@ pub fn status(ws: &crate::Workspace) -> Result<Value> {
 /// again; `cache` is left holding what this walk found.
 fn scan(root: &Path, cache: &mut HashMap<String, Seen>) -> BTreeMap<String, Found> {
     let mut out = BTreeMap::new();
+    let repos = Arc::new(std::sync::Mutex::new(Vec::new()));
     let walk = ignore::WalkBuilder::new(root)
         .standard_filters(false)
         .hidden(false)
         .parents(false)
         .follow_links(false)
         .add_custom_ignore_filename(IGNORE_FILE)
-        .filter_entry(|e| e.file_name() != STORE_DIR)
+        .filter_entry({
+            let repos = repos.clone();
+            move |e| {
+                let name = e.file_name();
+                if name == GIT_DIR && e.file_type().is_some_and(|t| t.is_dir()) {
+                    repos.lock().expect("not poisoned").push(e.path().to_owned());
+                    return false;
+                }
+                name != STORE_DIR
+            }
+        })
         .build();
     let mut seen = HashMap::new();
     for entry in walk {
@@ -681,6 +697,11 @@ fn scan(root: &Path, cache: &mut HashMap<String, Seen>) -> BTreeMap<String, Foun
             }
         };
         out.insert(rel, found);
+    }
+    for repo in repos.lock().expect("not poisoned").iter() {
+        if let Some(rel) = rel_of(root, repo) {
+            out.insert(rel + "/", Found::Skipped("a git repository's own data (never synced)".into()));
+        }
     }
     *cache = seen;
     out

@@ -48,6 +48,6 @@ pub use secure::Keys;
 pub use service::{Access, BlobFetch, Client, LIVE_UNCONFIRMED_MS, Request, Service, access};
 pub use stored::{
     BadBlob, INCOMING_TAG, Index, IndexEntry, Opened, Shared, StoredDoc, cached_answer, current_text,
-    doc_id_of, first_screen, now_ms,
+    doc_id_of, first_screen, has_history, now_ms,
 };
 pub use workspace::{Lock, STORE_DIR, Workspace, absolute, format_marker};

@@ -356,6 +356,19 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Whether `dir` holds a document's history. A history whose state.json is gone
+/// still has its group log or index: loading rebuilds the state.
+fn history_in(dir: &Path) -> bool {
+    [STATE, INDEX, "group.log", "group.copy"].iter().any(|f| dir.join(f).exists())
+}
+
+/// Whether `file` has a history in its workspace (its file may be gone: a deleted
+/// note's history stays, and `tandem log`, `cat`, `restore` read it).
+pub fn has_history(file: &Path) -> bool {
+    let Ok(ws) = Workspace::discover(file) else { return false };
+    ws.relative(file).is_ok_and(|rel| history_in(&ws.doc_dir(&rel)))
+}
+
 impl StoredDoc {
     /// Open `file` (which must exist and be UTF-8 text, unless `create`), creating its
     /// history on first use and merging in changes made to it outside tandem. The
@@ -373,9 +386,8 @@ impl StoredDoc {
         let rel = ws.relative(file)?;
         let file = ws.root().join(&rel);
         let dir = ws.doc_dir(&rel);
-        // A history whose state.json is gone still has its group log or index:
-        // loading rebuilds the state; a new one would overwrite the group's keys.
-        let has_history = [STATE, INDEX, "group.log", "group.copy"].iter().any(|f| dir.join(f).exists());
+        // A new history would overwrite the group's keys of one whose state is lost.
+        let has_history = history_in(&dir);
         let text = match read_text(&file) {
             // A deleted file's history stays (`tandem log`, `restore` work on it); the
             // file comes back when the document is next written.
