@@ -39,9 +39,18 @@ pub fn sync(dir: &Path, headless: bool, status: bool, json: bool) -> Result<(), 
     let device = service.author_name();
     let mut folder = Folder::open(service, &device)?;
     let mut first = true;
+    // What failed is retried every few seconds; it is told again only when it changes.
+    let mut failed = Vec::new();
     folder.watch(QUIET, |report| {
+        let news = report.failed != failed;
+        failed.clone_from(&report.failed);
+        let mut report = report.clone();
+        if !news {
+            report.failed.clear();
+        }
+        let report = &report;
         let shown = if json {
-            (first || report.changed() || !report.failed.is_empty())
+            (first || report.changed() || news)
                 .then(|| format!("{}\n", serde_json::to_string(&report.json()).expect("json serializes")))
         } else if headless {
             // A service's output is its log: what was recorded, at info level

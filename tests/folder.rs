@@ -61,7 +61,11 @@ impl Drop for Sync {
 }
 
 fn status(env: &Env) -> Value {
-    env.json(&["sync", "notes", "--status", "--json"])
+    status_of(env, "notes")
+}
+
+fn status_of(env: &Env, dir: &str) -> Value {
+    env.json(&["sync", dir, "--status", "--json"])
 }
 
 /// path -> doc id of every live document.
@@ -291,4 +295,95 @@ fn a_git_checkout_under_sync_is_edits_deletes_and_creates_and_back_again() {
     assert_eq!(docs(&s)["b.md"], ids["b.md"], "{s}");
     assert_eq!(env.ok(&["cat", "notes/a.md"]), "one\ntwo\n");
     assert!(s["deleted"].as_array().unwrap().iter().any(|d| d["path"] == "c.md"), "{s}");
+}
+
+/// A small file system of its own (tmpfs), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tandem-test"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_disk_that_fills_during_sync_loses_nothing_and_sync_goes_on() {
+    if !nix_is_root() {
+        eprintln!("skipped: mounting a small disk needs root (CI runs as root)");
+        return;
+    }
+    let env = Env::new();
+    let Some(_disk) = SmallDisk::mount(env.path("disk"), "4m") else {
+        panic!("mount -t tmpfs failed although running as root");
+    };
+    env.write("disk/notes/a.md", "first line\n");
+    env.write("disk/notes/b.md", "another note\n");
+    let sync = Sync::start(&env, "disk/notes");
+    sync.report();
+
+    // Fill the disk to the last byte.
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(env.path("disk/filler")).unwrap();
+        let chunk = vec![7u8; 4096];
+        while filler.write_all(&chunk).is_ok() {}
+        while filler.write_all(&[7u8]).is_ok() {}
+    }
+    // The user's editor can still rewrite a note in place (its page is its own)...
+    std::fs::write(env.path("disk/notes/a.md"), "first line\nsecond line\n").unwrap();
+    // ...but tandem has no room for the history: it says so, and keeps going.
+    let r = sync.until("the failure", |r| !r["failed"].as_array().unwrap().is_empty());
+    let failed = r["failed"].to_string();
+    assert!(failed.contains("No space left") && failed.contains("free some space"), "{r}");
+    assert_eq!(std::fs::read_to_string(env.path("disk/notes/a.md")).unwrap(), "first line\nsecond line\n");
+    assert!(sync_alive(&sync), "sync stopped on a full disk");
+
+    // Room again: what failed is recorded without anyone touching the file, and the
+    // history that was there before is intact.
+    std::fs::remove_file(env.path("disk/filler")).unwrap();
+    sync.until("the retry", |r| has(&r["merged"], "a.md"));
+    let s = status_of(&env, "disk/notes");
+    assert_eq!(s["unrecorded"], serde_json::json!([]), "{s}");
+    assert_eq!(env.ok(&["cat", "disk/notes/a.md"]), "first line\nsecond line\n");
+    assert_eq!(env.ok(&["cat", "disk/notes/b.md"]), "another note\n");
+    env.ok(&["verify", "disk/notes/a.md"]);
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+fn sync_alive(sync: &Sync) -> bool {
+    let pid = sync.child.id();
+    std::path::Path::new(&format!("/proc/{pid}/status")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default().contains("zombie")
+}
+
+#[test]
+fn a_path_too_long_to_open_is_listed_and_the_rest_syncs() {
+    let env = Env::new();
+    env.write("notes/ok.md", "fine\n");
+    // 24 directories of 200 letters: past PATH_MAX (4096), made one `cd` at a time.
+    let part = "d".repeat(200);
+    let script =
+        format!("cd notes && for i in $(seq 24); do mkdir {part} && cd {part}; done && echo deep > deep.md");
+    let made = std::process::Command::new("bash").args(["-c", &script]).current_dir(env.dir.path()).status();
+    assert!(made.unwrap().success());
+    let sync = Sync::start(&env, "notes");
+    let first = sync.report();
+    assert_eq!(first["added"], serde_json::json!(["ok.md"]), "{first}");
+    let skipped = first["skipped"].to_string();
+    assert!(skipped.contains("too long"), "the deep file is listed with why: {first}");
 }

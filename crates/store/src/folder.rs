@@ -45,6 +45,8 @@ pub const IGNORE_FILE: &str = ".tandemignore";
 const GIT_DIR: &str = ".git";
 /// Files larger than this are skipped (a document is its whole text in memory).
 pub const MAX_FILE_BYTES: u64 = 8 << 20;
+/// How often what failed (a full disk, a file being written) is tried again.
+const RETRY: Duration = Duration::from_secs(2);
 
 /// One record of the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -487,6 +489,15 @@ impl Folder {
         Ok(report)
     }
 
+    /// [`Folder::reconcile`], its failure (the manifest could not be read or
+    /// written) reported like any file's: the next pass records it all again.
+    fn reconcile_or_report(&mut self, renames: &[(PathBuf, PathBuf)]) -> Report {
+        self.reconcile(renames).unwrap_or_else(|e| Report {
+            failed: vec![(MANIFEST.to_owned(), e.to_string())],
+            ..Report::default()
+        })
+    }
+
     /// Rename `old` to `new` in `live`, the records and the history on disk.
     fn move_doc(
         &self,
@@ -530,7 +541,8 @@ impl Folder {
         watcher
             .watch(&self.root, RecursiveMode::Recursive)
             .map_err(|e| StoreError::BadRequest(format!("watching {}: {e}", self.root.display())))?;
-        if !sink(&self.reconcile(&[])?) {
+        let mut report = self.reconcile_or_report(&[]);
+        if !sink(&report) {
             return Ok(());
         }
         let store = self.root.join(STORE_DIR);
@@ -538,17 +550,19 @@ impl Folder {
         let mut pending = false;
         loop {
             use std::sync::mpsc::RecvTimeoutError;
-            let event = if pending {
-                match rx.recv_timeout(quiet) {
+            // Quiet for a moment after a change; with failures to retry (a full
+            // disk, say), every RETRY; otherwise asleep until the watcher wakes it.
+            let wait = if pending { Some(quiet) } else { (!report.failed.is_empty()).then_some(RETRY) };
+            let event = match wait {
+                Some(wait) => match rx.recv_timeout(wait) {
                     Ok(ev) => Some(ev),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                }
-            } else {
-                match rx.recv() {
+                },
+                None => match rx.recv() {
                     Ok(ev) => Some(ev),
                     Err(_) => return Ok(()),
-                }
+                },
             };
             match event {
                 Some(Ok(ev)) => {
@@ -569,7 +583,7 @@ impl Folder {
                 }
                 None => {
                     pending = false;
-                    let report = self.reconcile(&std::mem::take(&mut renames))?;
+                    report = self.reconcile_or_report(&std::mem::take(&mut renames));
                     if !sink(&report) {
                         return Ok(());
                     }
@@ -660,7 +674,8 @@ fn scan(root: &Path, cache: &mut HashMap<String, Seen>) -> BTreeMap<String, Foun
             Ok(e) => e,
             Err(e) => {
                 let path = error_path(&e).and_then(|p| rel_of(root, p)).unwrap_or_default();
-                out.insert(path, Found::Skipped(format!("cannot be read: {}", io_reason(&e))));
+                let why = e.io_error().map_or_else(|| format!("cannot be read: {e}"), unreadable);
+                out.insert(path, Found::Skipped(why));
                 continue;
             }
         };
@@ -681,7 +696,7 @@ fn scan(root: &Path, cache: &mut HashMap<String, Seen>) -> BTreeMap<String, Foun
             continue;
         }
         let found = match entry.metadata() {
-            Err(e) => Found::Skipped(format!("cannot be read: {}", io_reason(&e))),
+            Err(e) => Found::Skipped(e.io_error().map_or_else(|| format!("cannot be read: {e}"), unreadable)),
             Ok(meta) => {
                 let (len, mtime) = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
                 match cache.remove(&rel) {
@@ -721,7 +736,7 @@ fn classify(path: &Path, len: u64) -> Found {
     }
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) => return Found::Skipped(format!("cannot be read: {}", io_reason(&e))),
+        Err(e) => return Found::Skipped(unreadable(&e)),
     };
     let hash = blake3::hash(&bytes).to_hex().to_string();
     match crate::text_from_bytes(path, bytes) {
@@ -736,10 +751,16 @@ fn classify(path: &Path, len: u64) -> Found {
     }
 }
 
-fn io_reason(e: &dyn std::fmt::Display) -> String {
-    let s = e.to_string();
-    // The ignore crate's errors lead with the path; the reason is what follows.
-    s.rsplit(": ").next().unwrap_or(&s).to_owned()
+/// Why a file that cannot be read is skipped, and what to do about it.
+fn unreadable(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::PermissionDenied => "cannot be read: permission denied (check its permissions)".into(),
+        ErrorKind::InvalidFilename => {
+            "its path is too long to open (over 4096 bytes); shorten a folder's name".into()
+        }
+        _ => format!("cannot be read: {e}"),
+    }
 }
 
 fn error_path(e: &ignore::Error) -> Option<&Path> {
