@@ -387,3 +387,54 @@ fn a_path_too_long_to_open_is_listed_and_the_rest_syncs() {
     let skipped = first["skipped"].to_string();
     assert!(skipped.contains("too long"), "the deep file is listed with why: {first}");
 }
+
+#[test]
+fn a_file_the_user_cannot_read_is_listed_and_the_rest_syncs() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix_is_root() {
+        eprintln!(
+            "skipped: a file root cannot read needs another user, made with setpriv as root (CI runs as root)"
+        );
+        return;
+    }
+    // Root reads everything: the sync runs as `nobody`, from a copy of the binary
+    // that user can reach, on a folder it owns but for one file it may not read.
+    let env = Env::new();
+    let top = env.dir.path();
+    std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = env.path("tandem");
+    std::fs::copy(env!("CARGO_BIN_EXE_tandem"), &bin).unwrap();
+    env.write("notes/ok.md", "fine\n");
+    env.write("notes/locked.md", "not yours\n");
+    std::fs::create_dir_all(&env.home).unwrap();
+    let chown = |path: &std::path::Path| {
+        let ok = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(path).status();
+        assert!(ok.unwrap().success());
+    };
+    chown(&env.path("notes"));
+    chown(&env.home);
+    std::process::Command::new("chown").args(["0:0"]).arg(env.path("notes/locked.md")).status().unwrap();
+    std::fs::set_permissions(env.path("notes/locked.md"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["sync", "notes", "--json"])
+        .current_dir(top)
+        .env("TANDEM_HOME", &env.home)
+        .env("TANDEM_NAME", "nobody")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let first: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("{e}: {line:?}, stderr {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(first["added"], serde_json::json!(["ok.md"]), "{first}");
+    let why = first["skipped"].as_array().unwrap().iter().find(|k| k["path"] == "locked.md").unwrap()["why"]
+        .clone();
+    assert!(why.as_str().unwrap().contains("permission denied"), "{first}");
+}
