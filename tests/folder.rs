@@ -438,3 +438,17 @@ fn a_file_the_user_cannot_read_is_listed_and_the_rest_syncs() {
         .clone();
     assert!(why.as_str().unwrap().contains("permission denied"), "{first}");
 }
+
+#[test]
+fn tandems_home_in_the_folder_is_never_synced() {
+    // `tandem sync ~` holds ~/.config/tandem: this device's secret keys.
+    let env = Env::new();
+    env.write("note.md", "hello\n");
+    env.ok(&["id"]);
+    assert!(env.home.join("age.key").exists());
+    let sync = Sync::start(&env, ".");
+    let first = sync.report();
+    assert_eq!(first["added"], serde_json::json!(["note.md"]), "{first}");
+    let why = first["skipped"].as_array().unwrap().iter().find(|k| k["path"] == "home/").cloned();
+    assert!(why.is_some_and(|w| w["why"].as_str().unwrap().contains("keys")), "{first}");
+}

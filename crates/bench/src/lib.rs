@@ -5,6 +5,7 @@
 //! "patches": [[pos, delete, insert], ...]}]}`; positions are Unicode code points.
 
 pub mod crash;
+pub mod folder;
 pub mod history;
 pub mod keystroke;
 pub mod live;

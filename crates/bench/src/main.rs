@@ -139,6 +139,22 @@ enum Cmd {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// `tandem sync DIR` on a folder of NOTES notes: first sync (time, bytes), idle
+    /// CPU and RSS, external save to recorded, catching up with 10/100/1000 changed
+    /// notes; git keeping the same folder is the baseline.
+    Folder {
+        #[arg(long, default_value_t = 1000)]
+        notes: usize,
+        #[arg(long, default_value_t = 100)]
+        saves: usize,
+        #[arg(long, default_value_t = 10)]
+        idle_seconds: u64,
+        /// The `tandem` binary (build it with `cargo build --release`).
+        #[arg(long, default_value = "target/release/tandem")]
+        tandem: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// SIGKILL a syncing, edited `tandem join` process KILLS times; after each kill
     /// the store must verify clean and hold every acknowledged change.
     Crash {
@@ -175,6 +191,13 @@ fn main() {
             let natlab = std::path::absolute(&natlab).map_err(|e| e.to_string())?;
             let root = tempdir()?;
             let results = tandem_bench::nat::run(&tandem, &natlab, edits, delay_ms, &root);
+            let _ = std::fs::remove_dir_all(&root);
+            emit(&results?, record.as_deref())
+        })(),
+        Cmd::Folder { notes, saves, idle_seconds, tandem, record } => (|| {
+            let tandem = std::path::absolute(&tandem).map_err(|e| e.to_string())?;
+            let root = tempdir()?;
+            let results = tandem_bench::folder::run(&tandem, notes, saves, idle_seconds, &root);
             let _ = std::fs::remove_dir_all(&root);
             emit(&results?, record.as_deref())
         })(),

@@ -320,6 +320,9 @@ pub struct Folder {
     /// Names this device in the records it writes (and in copies' names).
     device: String,
     seen: HashMap<String, Seen>,
+    /// The text (hash) each path's history was last seen to hold: a file still
+    /// holding it needs no look at its history.
+    recorded: HashMap<String, String>,
 }
 
 impl Folder {
@@ -331,7 +334,7 @@ impl Folder {
         service.open(&manifest, true)?;
         let device: String = device.chars().filter(|c| !c.is_control()).take(32).collect();
         let device = if device.is_empty() { "device".to_owned() } else { device };
-        Ok(Folder { service, root, manifest, device, seen: HashMap::new() })
+        Ok(Folder { service, root, manifest, device, seen: HashMap::new(), recorded: HashMap::new() })
     }
 
     pub fn root(&self) -> &Path {
@@ -433,6 +436,7 @@ impl Folder {
                     let doc = live.remove(&old).expect("missing paths are live");
                     let heads = saved.map(|(_, _, heads)| heads).unwrap_or_default();
                     records.push(Record::Del { doc, heads });
+                    self.recorded.remove(&old);
                     report.deleted.push(old);
                 }
             }
@@ -444,12 +448,19 @@ impl Folder {
                 Found::Text(hash) => {
                     let file = self.root.join(path);
                     if live.contains_key(path) {
+                        if self.recorded.get(path) == Some(hash) {
+                            continue;
+                        }
                         let saved = crate::stored::saved_state(self.service.workspace(), path);
                         if saved.is_some_and(|(_, h, _)| h == *hash) {
+                            self.recorded.insert(path.clone(), hash.clone());
                             continue;
                         }
                         match self.merge(&file) {
-                            Ok(()) => report.merged.push(path.clone()),
+                            Ok(()) => {
+                                self.recorded.insert(path.clone(), hash.clone());
+                                report.merged.push(path.clone());
+                            }
                             Err(e) => report.failed.push((path.clone(), e.to_string())),
                         }
                         continue;
@@ -500,7 +511,7 @@ impl Folder {
 
     /// Rename `old` to `new` in `live`, the records and the history on disk.
     fn move_doc(
-        &self,
+        &mut self,
         live: &mut BTreeMap<String, String>,
         records: &mut Vec<Record>,
         report: &mut Report,
@@ -508,6 +519,8 @@ impl Folder {
         new: &str,
     ) {
         let Some(doc) = live.remove(old) else { return };
+        self.recorded.remove(old);
+        self.recorded.remove(new);
         match self.service.renamed(&self.root.join(old), &self.root.join(new)) {
             Ok(()) => {
                 records.push(Record::Move { doc: doc.clone(), path: new.to_owned() });
@@ -546,6 +559,8 @@ impl Folder {
             return Ok(());
         }
         let store = self.root.join(STORE_DIR);
+        // tandem's home may be in the folder; its log is written all the time.
+        let home = crate::absolute(&crate::home_dir()).unwrap_or_else(|_| store.clone());
         let mut renames = Vec::new();
         let mut pending = false;
         loop {
@@ -566,7 +581,11 @@ impl Folder {
             };
             match event {
                 Some(Ok(ev)) => {
-                    if ev.paths.iter().all(|p| p.starts_with(&store)) {
+                    // Reading is no change (and this loop's own scan reads the
+                    // folder: counting it would wake the loop forever).
+                    if matches!(ev.kind, EventKind::Access(_))
+                        || ev.paths.iter().all(|p| p.starts_with(&store) || p.starts_with(&home))
+                    {
                         continue;
                     }
                     if let EventKind::Modify(ModifyKind::Name(RenameMode::Both)) = ev.kind
@@ -649,7 +668,10 @@ pub fn status(ws: &crate::Workspace) -> Result<Value> {
 /// again; `cache` is left holding what this walk found.
 fn scan(root: &Path, cache: &mut HashMap<String, Seen>) -> BTreeMap<String, Found> {
     let mut out = BTreeMap::new();
-    let repos = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Directories never walked, with why: git's own data, and tandem's home (this
+    // device's secret keys) when the folder holds it.
+    let excluded = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let home = crate::absolute(&crate::home_dir()).ok();
     let walk = ignore::WalkBuilder::new(root)
         .standard_filters(false)
         .hidden(false)
@@ -657,14 +679,19 @@ fn scan(root: &Path, cache: &mut HashMap<String, Seen>) -> BTreeMap<String, Foun
         .follow_links(false)
         .add_custom_ignore_filename(IGNORE_FILE)
         .filter_entry({
-            let repos = repos.clone();
+            let excluded = excluded.clone();
             move |e| {
                 let name = e.file_name();
-                if name == GIT_DIR && e.file_type().is_some_and(|t| t.is_dir()) {
-                    repos.lock().expect("not poisoned").push(e.path().to_owned());
-                    return false;
-                }
-                name != STORE_DIR
+                let dir = e.file_type().is_some_and(|t| t.is_dir());
+                let why = if dir && name == GIT_DIR {
+                    "a git repository's own data (never synced)"
+                } else if dir && home.as_deref() == Some(e.path()) {
+                    "tandem's own settings and this device's keys (never synced)"
+                } else {
+                    return name != STORE_DIR;
+                };
+                excluded.lock().expect("not poisoned").push((e.path().to_owned(), why));
+                false
             }
         })
         .build();
@@ -713,9 +740,9 @@ fn scan(root: &Path, cache: &mut HashMap<String, Seen>) -> BTreeMap<String, Foun
         };
         out.insert(rel, found);
     }
-    for repo in repos.lock().expect("not poisoned").iter() {
-        if let Some(rel) = rel_of(root, repo) {
-            out.insert(rel + "/", Found::Skipped("a git repository's own data (never synced)".into()));
+    for (dir, why) in excluded.lock().expect("not poisoned").iter() {
+        if let Some(rel) = rel_of(root, dir) {
+            out.insert(rel + "/", Found::Skipped((*why).into()));
         }
     }
     *cache = seen;
