@@ -10,7 +10,7 @@ pub enum StoreError {
     Binary { path: PathBuf, offset: usize },
     #[error("{path}: not valid UTF-8 (at byte {offset}); convert it first, e.g. `iconv -t UTF-8`", path = .path.display())]
     InvalidUtf8 { path: PathBuf, offset: usize },
-    #[error("{path}: is a directory, not a text file", path = .0.display())]
+    #[error("{path}: is a directory, not a text file; `tandem sync {path}` keeps a folder's notes (on this device: sharing a folder between devices is not built yet)", path = .0.display())]
     IsDirectory(PathBuf),
     #[error("{path}: corrupt tandem history ({detail}); nothing was changed. `tandem verify` names every damaged file and rebuilds what it can from what is intact", path = .path.display())]
     Corrupt { path: PathBuf, detail: String },
