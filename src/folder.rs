@@ -38,6 +38,11 @@ pub fn sync(dir: &Path, headless: bool, status: bool, json: bool) -> Result<(), 
     let service = crate::sharing::own(&ws)?;
     let device = service.author_name();
     let mut folder = Folder::open(service, &device)?;
+    // The folder as the user named it, to put before a note's path in a command.
+    let prefix = match dir.to_string_lossy().trim_end_matches('/') {
+        "." | "" => String::new(),
+        d => format!("{d}/"),
+    };
     let mut first = true;
     // What failed is retried every few seconds; it is told again only when it changes.
     let mut failed = Vec::new();
@@ -55,7 +60,7 @@ pub fn sync(dir: &Path, headless: bool, status: bool, json: bool) -> Result<(), 
         } else if headless {
             // A service's output is its log: what was recorded, at info level
             // (`-v`); failures are warnings.
-            for line in report.lines() {
+            for line in report.lines(&prefix) {
                 tracing::info!("{line}");
             }
             for (path, e) in &report.failed {
@@ -63,7 +68,7 @@ pub fn sync(dir: &Path, headless: bool, status: bool, json: bool) -> Result<(), 
             }
             None
         } else {
-            let mut lines = report.lines();
+            let mut lines = report.lines(&prefix);
             if first {
                 lines.extend(report.skipped.iter().map(|(p, why)| format!("skipped  {p}: {why}")));
             }
@@ -94,9 +99,10 @@ fn status_report(v: &Value) -> String {
     if v["synced"] != Value::Bool(true) {
         return format!("{folder} is not kept as a folder yet: `tandem sync {folder}` starts it\n");
     }
+    let plural = |n: usize, one: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {one}s") };
     let mut s = format!(
-        "{folder}: {} documents, {} deleted (history kept), {} skipped\n",
-        files.len(),
+        "{folder}: {}, {} deleted (history kept), {} skipped\n",
+        plural(files.len(), "document"),
         deleted.len(),
         skipped.len()
     );

@@ -281,14 +281,15 @@ impl Report {
             && self.kept.is_empty())
     }
 
-    /// One line per thing recorded (for the terminal), then the skipped files.
-    pub fn lines(&self) -> Vec<String> {
+    /// One line per thing recorded (for the terminal), paths relative to the folder;
+    /// `dir` is the folder as the user named it, for the commands the lines suggest.
+    pub fn lines(&self, dir: &str) -> Vec<String> {
         let mut out = Vec::new();
         out.extend(self.added.iter().map(|p| format!("added    {p}")));
         out.extend(self.merged.iter().map(|p| format!("merged   {p}")));
         out.extend(self.moved.iter().map(|(a, b)| format!("renamed  {a} -> {b}")));
         out.extend(
-            self.deleted.iter().map(|p| format!("deleted  {p} (its history is kept: `tandem log {p}`)")),
+            self.deleted.iter().map(|p| format!("deleted  {p} (its history is kept: `tandem log {dir}{p}`)")),
         );
         out.extend(self.kept.iter().map(|p| format!("restored {p}")));
         out.extend(self.failed.iter().map(|(p, e)| format!("failed   {p}: {e}")));
