@@ -161,13 +161,21 @@ fn sync_records_what_other_programs_do_to_a_folder() {
     assert_eq!(deleted["doc_id"].as_str().unwrap(), ids["todo.md"]);
     assert_eq!(log_len(&env, "notes/shopping.md"), changes + 1);
     assert_eq!(env.ok(&["cat", "notes/shopping.md"]), "- milk\n- eggs\n- tea\n");
+    let versions = env.json(&["log", "notes/shopping.md", "--json"]);
+    let first_edit = versions.as_array().unwrap()[1]["version"].as_str().unwrap().to_owned();
+    assert_eq!(env.ok(&["cat", "notes/shopping.md", "--at", &first_edit]), "- milk\n");
 
-    // Putting the file back brings the same document back.
-    std::fs::write(env.path("notes/shopping.md"), "- milk\n- eggs\n- tea\n- bread\n").unwrap();
+    // `tandem restore` of its last version brings the file back, the same document.
+    let last = versions.as_array().unwrap().last().unwrap()["version"].as_str().unwrap().to_owned();
+    env.ok(&["restore", "notes/shopping.md", &last]);
+    assert_eq!(std::fs::read_to_string(env.path("notes/shopping.md")).unwrap(), "- milk\n- eggs\n- tea\n");
     sync.until("the restore", |r| has(&r["restored"], "shopping.md"));
     let s = status(&env);
     assert_eq!(docs(&s)["shopping.md"], ids["todo.md"], "{s}");
     assert!(s["deleted"].as_array().unwrap().is_empty(), "{s}");
+    // And an edit to it afterwards is merged into that document.
+    std::fs::write(env.path("notes/shopping.md"), "- milk\n- eggs\n- tea\n- bread\n").unwrap();
+    sync.until("the edit after the restore", |r| has(&r["merged"], "shopping.md"));
 
     // Ignoring a note from now on leaves its document as it was (it is not deleted).
     std::fs::write(env.path("notes/.tandemignore"), "*.tmp\nbuild/\n2026/\n").unwrap();

@@ -1050,7 +1050,12 @@ impl Service {
             Request::Restore { file, version } => self.with_doc(file, |s| {
                 let old = text_at(s, Some(version))?;
                 let edit = tandem_doc::diff(&s.doc.rope().to_string(), &old);
-                self.apply(s, &edit, now)
+                let done = self.apply(s, &edit, now)?;
+                // A deleted file comes back even when the version is the last one.
+                if !s.file().exists() {
+                    s.save_text(now)?;
+                }
+                Ok(done)
             }),
             Request::Verify { file, all } => self.verify(file, *all),
             Request::Group { file } => self.with_doc(file, |s| Ok(group_json(s))),
