@@ -136,10 +136,15 @@ pub struct Document {
     pending_ops: usize,
     /// Local changes committed but not yet handed out by [`Document::take_local_changes`].
     unsent: Vec<ChangeHash>,
-    /// The local edits of the open transaction, composed into one.
-    pending_edit: Option<ChangeSet>,
-    /// Composed local edits of committed changes, for [`Document::take_local_edits`].
-    committed_edits: Vec<ChangeSet>,
+    /// The local edits of the open transaction, in order, as Automerge got them.
+    /// They are composed only when asked for ([`Document::take_local_edits`]):
+    /// composing each keystroke into one edit costs a walk of everything the
+    /// transaction touched, which made a long transaction quadratic.
+    pending_edits: Vec<ChangeSet>,
+    /// The local edits of each committed change, for [`Document::take_local_edits`].
+    committed_edits: Vec<Vec<ChangeSet>>,
+    /// Keep local edits for [`Document::take_local_edits`] (someone watches them).
+    keep_edits: bool,
     cursors: Cursors,
     history: History,
     /// Local edits waiting to go out as live edits, when recording them.
@@ -281,8 +286,9 @@ impl Document {
             pending: None,
             pending_ops: 0,
             unsent: Vec::new(),
-            pending_edit: None,
+            pending_edits: Vec::new(),
             committed_edits: Vec::new(),
+            keep_edits: false,
             cursors: Cursors::default(),
             history,
             live_out: None,
@@ -388,10 +394,9 @@ impl Document {
                 for s in on_automerge.splices() {
                     self.splice_automerge(s.pos, s.delete, s.insert, now_ms);
                 }
-                self.pending_edit = Some(match self.pending_edit.take() {
-                    Some(before) => before.compose(&on_automerge),
-                    None => on_automerge,
-                });
+                if self.keep_edits {
+                    self.pending_edits.push(on_automerge);
+                }
             }
         }
         edit.apply(&mut self.rope);
@@ -436,8 +441,8 @@ impl Document {
         if let Some(out) = &mut self.live_out {
             out.committed();
         }
-        if let Some(edit) = self.pending_edit.take() {
-            self.committed_edits.push(edit);
+        if !self.pending_edits.is_empty() {
+            self.committed_edits.push(std::mem::take(&mut self.pending_edits));
         }
         // The author's name goes in every change's message: Automerge keeps one
         // author per actor (the name of its first change), and a device's actor is
@@ -494,11 +499,27 @@ impl Document {
         self.take_local_changes()
     }
 
+    /// Keep the local edits of every commit from now on, for [`Self::take_local_edits`]
+    /// (off by default: nobody may ever ask).
+    pub fn keep_local_edits(&mut self, on: bool) {
+        self.keep_edits = on;
+        if !on {
+            self.pending_edits.clear();
+            self.committed_edits.clear();
+        }
+    }
+
     /// The local edits committed since the last call, one composed edit per commit
     /// (oldest first; each applies to the text the previous one left). For change
     /// feeds such as `tandem watch`.
     pub fn take_local_edits(&mut self) -> Vec<ChangeSet> {
-        std::mem::take(&mut self.committed_edits)
+        let committed = std::mem::take(&mut self.committed_edits);
+        committed.into_iter().filter_map(ChangeSet::compose_all).collect()
+    }
+
+    /// Forget the local edits committed since the last call (nobody watches them).
+    pub fn discard_local_edits(&mut self) {
+        self.committed_edits.clear();
     }
 
     /// Local changes committed since the last call, oldest first.
@@ -597,10 +618,9 @@ impl Document {
             for s in held_after.splices() {
                 self.splice_automerge(s.pos, s.delete, s.insert, now_ms);
             }
-            self.pending_edit = Some(match self.pending_edit.take() {
-                Some(before) => before.compose(&held_after),
-                None => held_after,
-            });
+            if self.keep_edits {
+                self.pending_edits.push(held_after);
+            }
         }
         let mut edits = Vec::new();
         self.unshow_live(&mut edits, now_ms);

@@ -117,7 +117,15 @@ pub struct Node {
     /// When each peer was last asked for the group's log because its envelopes cite
     /// membership ops this node lacks (see [`Node::ask_group`]).
     group_asked: HashMap<PeerId, tokio::time::Instant>,
+    /// Peers reached only through a relay whose hole punch failed: the tries made,
+    /// and when the next one is due (see [`Node::retry_punches`]).
+    punch_retry: HashMap<PeerId, (u32, tokio::time::Instant)>,
 }
+
+/// Hole punches tried again after the first fails (2, 4, 8 s apart): one can fail
+/// on a lossy link (a lost packet ends its stream) where the next succeeds, and
+/// libp2p's DCUtR does not try again itself after a failed exchange.
+const PUNCH_RETRIES: u32 = 3;
 
 /// How often a relay without a reservation is asked again.
 const RELAY_RETRY: Duration = Duration::from_secs(5);
@@ -176,6 +184,7 @@ impl Node {
             rendezvous_checked: tokio::time::Instant::now(),
             nat: autonat::NatStatus::Unknown,
             group_asked: HashMap::new(),
+            punch_retry: HashMap::new(),
         };
         node.sync_links();
         node
@@ -436,6 +445,37 @@ impl Node {
             "reachable": reachable, "dht": dht,
         });
         self.service.set_network(&self.file, state);
+    }
+
+    /// Try a failed hole punch again when its time has come: a new connection through
+    /// the relay starts a new DCUtR exchange (its other end begins it). The relayed
+    /// connection in use stays until a direct one replaces it.
+    fn retry_punches(&mut self) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<PeerId> =
+            self.punch_retry.iter().filter(|(_, (_, at))| *at <= now).map(|(p, _)| *p).collect();
+        for peer in due {
+            let via = self.swarm.behaviour().links.via(&peer);
+            let relay = via.and_then(|r| self.relays.iter().find(|(id, _)| *id == r).cloned());
+            let Some((relay, addr)) = relay else {
+                // Direct by now, gone, or through a relay this node does not know.
+                self.punch_retry.remove(&peer);
+                continue;
+            };
+            // Not due again until its DCUtR exchange reports (or the last try ran out).
+            if let Some((_, at)) = self.punch_retry.get_mut(&peer) {
+                *at = now + Duration::from_secs(3600);
+            }
+            let circuit = crate::reach::circuit_through(&addr).with(libp2p::multiaddr::Protocol::P2p(peer));
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(vec![circuit])
+                .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                .build();
+            match self.swarm.dial(opts) {
+                Ok(()) => tracing::info!(peer = %peer, relay = %relay, "trying the hole punch again"),
+                Err(e) => tracing::info!(peer = %peer, "no new try at a hole punch: {e}"),
+            }
+        }
     }
 
     /// Close relayed connections a direct one has replaced (a hole punched).
@@ -1065,6 +1105,7 @@ impl Node {
                     self.keep_reservations();
                     self.discover();
                     self.close_superseded();
+                    self.retry_punches();
                     self.sync_links();
                     self.report_network();
                     self.publish_peers();
@@ -1167,14 +1208,30 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => {
                 match result {
-                    Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: a direct connection"),
-                    Err(e) => tracing::info!(peer = %remote_peer_id, "no hole punched, staying relayed: {e}"),
+                    Ok(_) => {
+                        self.punch_retry.remove(&remote_peer_id);
+                        tracing::info!(peer = %remote_peer_id, "hole punched: a direct connection");
+                    }
+                    Err(e) => {
+                        let tries = self.punch_retry.get(&remote_peer_id).map_or(0, |(n, _)| *n);
+                        if tries < PUNCH_RETRIES
+                            && self.swarm.behaviour().links.via(&remote_peer_id).is_some()
+                        {
+                            let wait = Duration::from_secs(2 << tries);
+                            let at = tokio::time::Instant::now() + wait;
+                            self.punch_retry.insert(remote_peer_id, (tries + 1, at));
+                            tracing::info!(peer = %remote_peer_id, "no hole punched ({e}); trying again in {} s", wait.as_secs());
+                        } else {
+                            tracing::info!(peer = %remote_peer_id, "no hole punched, staying relayed: {e}");
+                        }
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.swarm.behaviour_mut().autonat.remove_server(&peer_id);
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
+                self.punch_retry.remove(&peer_id);
                 self.synced.remove(&peer_id);
                 self.fetching_history.remove(&peer_id);
                 self.group_asked.remove(&peer_id);

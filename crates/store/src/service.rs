@@ -682,9 +682,13 @@ impl Service {
             lock(&self.change_feeds)
                 .retain(|(rel, tx)| rel != stored.rel() || tx.send(bytes.clone()).is_ok());
         }
-        let edits = stored.doc.take_local_edits();
         let mut watchers = lock(&self.watchers);
-        if edits.is_empty() || !watchers.iter().any(|(rel, _)| rel == stored.rel()) {
+        if !watchers.iter().any(|(rel, _)| rel == stored.rel()) {
+            stored.doc.discard_local_edits();
+            return;
+        }
+        let edits = stored.doc.take_local_edits();
+        if edits.is_empty() {
             return;
         }
         let info = stored.doc.change_log().pop();
@@ -939,7 +943,10 @@ impl Service {
     /// `file`, `change` (hash), `author`, `actor`, `time_ms`, `edits`
     /// (`[{pos, delete, insert}]`, applied in order) and `heads`.
     pub fn subscribe(&self, file: &Path) -> Result<Receiver<Value>> {
-        self.with_doc(file, |_| Ok(()))?;
+        self.with_doc(file, |s| {
+            s.doc.keep_local_edits(true);
+            Ok(())
+        })?;
         let rel = self.ws.relative(file)?;
         let (tx, rx) = channel();
         lock(&self.watchers).push((rel, tx));
