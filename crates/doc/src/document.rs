@@ -502,6 +502,15 @@ impl Document {
     /// Keep the local edits of every commit from now on, for [`Self::take_local_edits`]
     /// (off by default: nobody may ever ask).
     pub fn keep_local_edits(&mut self, on: bool) {
+        // The open transaction's earlier edits were not kept: commit it, so the
+        // first edit handed out is a whole commit's.
+        if on
+            && !self.keep_edits
+            && self.held.is_none()
+            && let Some((_, last)) = self.pending.take()
+        {
+            self.commit_transaction(last);
+        }
         self.keep_edits = on;
         if !on {
             self.pending_edits.clear();

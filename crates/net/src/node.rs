@@ -118,8 +118,9 @@ pub struct Node {
     /// membership ops this node lacks (see [`Node::ask_group`]).
     group_asked: HashMap<PeerId, tokio::time::Instant>,
     /// Peers reached only through a relay whose hole punch failed: the tries made,
-    /// and when the next one is due (see [`Node::retry_punches`]).
-    punch_retry: HashMap<PeerId, (u32, tokio::time::Instant)>,
+    /// and when the next one is due (`None` while a try is under way; see
+    /// [`Node::retry_punches`]).
+    punch_retry: HashMap<PeerId, (u32, Option<tokio::time::Instant>)>,
 }
 
 /// Hole punches tried again after the first fails (2, 4, 8 s apart): one can fail
@@ -452,8 +453,12 @@ impl Node {
     /// connection in use stays until a direct one replaces it.
     fn retry_punches(&mut self) {
         let now = tokio::time::Instant::now();
-        let due: Vec<PeerId> =
-            self.punch_retry.iter().filter(|(_, (_, at))| *at <= now).map(|(p, _)| *p).collect();
+        let due: Vec<PeerId> = self
+            .punch_retry
+            .iter()
+            .filter(|(_, (_, at))| at.is_some_and(|at| at <= now))
+            .map(|(p, _)| *p)
+            .collect();
         for peer in due {
             let via = self.swarm.behaviour().links.via(&peer);
             let relay = via.and_then(|r| self.relays.iter().find(|(id, _)| *id == r).cloned());
@@ -462,9 +467,9 @@ impl Node {
                 self.punch_retry.remove(&peer);
                 continue;
             };
-            // Not due again until its DCUtR exchange reports (or the last try ran out).
+            // Not due again until its DCUtR exchange reports.
             if let Some((_, at)) = self.punch_retry.get_mut(&peer) {
-                *at = now + Duration::from_secs(3600);
+                *at = None;
             }
             let circuit = crate::reach::circuit_through(&addr).with(libp2p::multiaddr::Protocol::P2p(peer));
             let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
@@ -1219,7 +1224,7 @@ impl Node {
                         {
                             let wait = Duration::from_secs(2 << tries);
                             let at = tokio::time::Instant::now() + wait;
-                            self.punch_retry.insert(remote_peer_id, (tries + 1, at));
+                            self.punch_retry.insert(remote_peer_id, (tries + 1, Some(at)));
                             tracing::info!(peer = %remote_peer_id, "no hole punched ({e}); trying again in {} s", wait.as_secs());
                         } else {
                             tracing::info!(peer = %remote_peer_id, "no hole punched, staying relayed: {e}");
