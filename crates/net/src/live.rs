@@ -234,3 +234,126 @@ async fn read(peer: PeerId, mut stream: Stream, events: UnboundedSender<Event>) 
         }
     }
 }
+
+/// Live edits that go to peers as requests, at most [`REQUESTS_IN_FLIGHT`] at a time
+/// per peer; the rest wait, in order, until an answer (or a failure) frees a slot.
+///
+/// A burst of keystrokes would otherwise open a stream per keystroke at once, and a
+/// WebRTC peer closes the data channels it has not yet accepted beyond ten: those
+/// edits were lost. `Id` is the request id (generic for the tests).
+pub(crate) struct RequestWindow<Id> {
+    in_flight: HashMap<Id, PeerId>,
+    waiting: HashMap<PeerId, (usize, std::collections::VecDeque<Vec<u8>>)>,
+}
+
+/// Live-edit requests outstanding to one peer (WebRTC takes ten new streams at once,
+/// shared with sync and presence requests).
+pub(crate) const REQUESTS_IN_FLIGHT: usize = 4;
+/// Live edits waiting for one peer beyond which the oldest are dropped (the changes
+/// that follow carry them).
+pub(crate) const REQUESTS_WAITING_MAX: usize = 1024;
+
+impl<Id: std::hash::Hash + Eq> Default for RequestWindow<Id> {
+    fn default() -> Self {
+        RequestWindow { in_flight: HashMap::new(), waiting: HashMap::new() }
+    }
+}
+
+impl<Id: std::hash::Hash + Eq> RequestWindow<Id> {
+    /// `envelope` for `peer`: given back when it can go now (then call [`Self::sent`]),
+    /// kept to go later otherwise.
+    pub(crate) fn offer(&mut self, peer: PeerId, envelope: Vec<u8>) -> Option<Vec<u8>> {
+        let (outstanding, queue) = self.waiting.entry(peer).or_default();
+        if *outstanding < REQUESTS_IN_FLIGHT && queue.is_empty() {
+            return Some(envelope);
+        }
+        if queue.len() == REQUESTS_WAITING_MAX {
+            queue.pop_front();
+            tracing::debug!(peer = %peer, "dropped a waiting live edit (its change carries it)");
+        }
+        queue.push_back(envelope);
+        None
+    }
+
+    /// A live edit went to `peer` as request `id`.
+    pub(crate) fn sent(&mut self, id: Id, peer: PeerId) {
+        self.waiting.entry(peer).or_default().0 += 1;
+        self.in_flight.insert(id, peer);
+    }
+
+    /// Request `id` was answered or failed. When it was a live edit whose peer has
+    /// more waiting, the next of them, to send now (then call [`Self::sent`]).
+    pub(crate) fn done(&mut self, id: &Id) -> Option<(PeerId, Vec<u8>)> {
+        let peer = self.in_flight.remove(id)?;
+        let (outstanding, queue) = self.waiting.get_mut(&peer)?;
+        *outstanding = outstanding.saturating_sub(1);
+        queue.pop_front().map(|envelope| (peer, envelope))
+    }
+
+    /// `peer` disconnected: what waited for it is dropped.
+    pub(crate) fn forget(&mut self, peer: &PeerId) {
+        self.waiting.remove(peer);
+        self.in_flight.retain(|_, p| p != peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_keeps_order_and_bounds_what_is_outstanding() {
+        let mut w = RequestWindow::<u32>::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        // (request id, what it carried) of each request sent to `a`, in order.
+        let mut sent: Vec<(u32, u8)> = Vec::new();
+        for k in 0..10u8 {
+            if let Some(e) = w.offer(a, vec![k]) {
+                let id = sent.len() as u32;
+                w.sent(id, a);
+                sent.push((id, e[0]));
+            }
+        }
+        assert_eq!(sent.iter().map(|s| s.1).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        // Another peer's window is its own.
+        assert!(w.offer(b, vec![100]).is_some());
+        // Each answer (or failure) lets the next one go, oldest first.
+        let mut answered = 0;
+        while answered < sent.len() {
+            if let Some((peer, e)) = w.done(&sent[answered].0) {
+                assert_eq!(peer, a);
+                let id = sent.len() as u32;
+                w.sent(id, peer);
+                sent.push((id, e[0]));
+            }
+            answered += 1;
+        }
+        assert_eq!(sent.iter().map(|s| s.1).collect::<Vec<_>>(), (0..10).collect::<Vec<u8>>());
+        // An id that is not a live edit's frees nothing.
+        assert!(w.done(&9999).is_none());
+        // A peer gone takes what waited with it.
+        for (id, k) in (100..108u32).zip(0..8u8) {
+            if w.offer(a, vec![k]).is_some() {
+                w.sent(id, a);
+            }
+        }
+        w.forget(&a);
+        assert!(w.offer(a, vec![1]).is_some());
+    }
+
+    #[test]
+    fn a_window_drops_the_oldest_beyond_its_bound() {
+        let mut w = RequestWindow::<u32>::default();
+        let a = PeerId::random();
+        for id in 0..REQUESTS_IN_FLIGHT as u32 {
+            let e = w.offer(a, vec![]).unwrap();
+            assert!(e.is_empty());
+            w.sent(id, a);
+        }
+        for k in 0..REQUESTS_WAITING_MAX + 5 {
+            assert!(w.offer(a, (k as u32).to_be_bytes().to_vec()).is_none());
+        }
+        let (_, next) = w.done(&0).unwrap();
+        assert_eq!(next, 5u32.to_be_bytes().to_vec());
+    }
+}

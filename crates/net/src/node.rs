@@ -77,6 +77,8 @@ pub struct Node {
     seen_live: HashSet<u64>,
     /// The live-edit stream to and from each peer (see [`crate::live`]).
     live: crate::live::LiveStreams,
+    /// Live edits going to peers as requests (those with no live-edit stream).
+    live_requests: crate::live::RequestWindow<OutboundRequestId>,
     /// Each typist's live edits of its open transaction (its own included), as
     /// sealed, oldest first, and when the last came: a peer admitted mid-transaction
     /// gets them (see [`Node::replay_live`]), or it would see none of that typing
@@ -156,6 +158,7 @@ impl Node {
         let live = crate::live::LiveStreams::new(swarm.behaviour().stream.new_control(), doc);
         let mut node = Node {
             live,
+            live_requests: Default::default(),
             swarm,
             service,
             file,
@@ -859,7 +862,24 @@ impl Node {
     /// request to a peer that has none.
     fn send_live_to(&mut self, peer: PeerId, envelope: Vec<u8>) {
         if let Some(envelope) = self.live.send(peer, envelope) {
-            self.send(&peer, Message::Live { doc: self.doc, envelope });
+            self.send_live_request(peer, envelope);
+        }
+    }
+
+    /// Send `envelope` to `peer` as a request, or queue it behind those outstanding
+    /// (see [`crate::live::RequestWindow`]).
+    fn send_live_request(&mut self, peer: PeerId, envelope: Vec<u8>) {
+        if let Some(envelope) = self.live_requests.offer(peer, envelope) {
+            let id = self.send(&peer, Message::Live { doc: self.doc, envelope });
+            self.live_requests.sent(id, peer);
+        }
+    }
+
+    /// Request `id` was answered or failed: a live edit waiting for its slot goes.
+    fn live_request_done(&mut self, id: &OutboundRequestId) {
+        if let Some((peer, envelope)) = self.live_requests.done(id) {
+            let id = self.send(&peer, Message::Live { doc: self.doc, envelope });
+            self.live_requests.sent(id, peer);
         }
     }
 
@@ -880,7 +900,7 @@ impl Node {
             Event::Unsent { peer, envelopes, unsupported } => {
                 self.live.failed(peer, unsupported);
                 for envelope in envelopes {
-                    self.send(&peer, Message::Live { doc: self.doc, envelope });
+                    self.send_live_request(peer, envelope);
                 }
             }
         }
@@ -1241,6 +1261,7 @@ impl Node {
                 self.fetching_history.remove(&peer_id);
                 self.group_asked.remove(&peer_id);
                 self.live.forget(&peer_id);
+                self.live_requests.forget(&peer_id);
                 self.sync_links();
                 self.board().remove(&peer_id);
                 // Its keystrokes that no change confirmed leave the screen with it.
@@ -1320,6 +1341,7 @@ impl Node {
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, reply);
                 }
                 request_response::Message::Response { request_id, response } => {
+                    self.live_request_done(&request_id);
                     let to_hello = self.hellos.remove(&request_id);
                     self.on_response(peer, response, to_hello)
                 }
@@ -1360,6 +1382,7 @@ impl Node {
                 ..
             })) => {
                 self.hellos.remove(&request_id);
+                self.live_request_done(&request_id);
                 // A peer still joining, or going away, drops requests: the next
                 // hello catches up; nothing for the user to act on.
                 tracing::info!(peer = %peer, "request failed: {error}");
