@@ -202,6 +202,19 @@ impl ChangeSet {
         last
     }
 
+    /// True when this edit deletes the char at `pos` of the old document.
+    pub fn deletes(&self, pos: usize) -> bool {
+        let mut old = 0usize;
+        for op in &self.ops {
+            match op {
+                Op::Retain(n) | Op::Delete(n) if pos < old + n => return matches!(op, Op::Delete(_)),
+                Op::Retain(n) | Op::Delete(n) => old += n,
+                Op::Insert(_) => {}
+            }
+        }
+        false
+    }
+
     /// Where a position of the old document is in the new one.
     pub fn map_pos(&self, pos: usize, assoc: Assoc) -> usize {
         let (mut old, mut new) = (0usize, 0usize);

@@ -8,7 +8,7 @@ use ropey::Rope;
 
 use crate::changeset::ChangeSet;
 use crate::cursor::{CursorId, Cursors, Selection};
-use crate::live::{LiveEdit, Outbox, Overlay, same_heads};
+use crate::live::{self, Ids, LiveEdit, LiveOp, Outbox, Placed, Shown};
 use crate::undo::History;
 
 /// The map key of the document's text object.
@@ -149,8 +149,8 @@ pub struct Document {
     history: History,
     /// Local edits waiting to go out as live edits, when recording them.
     live_out: Option<Outbox>,
-    /// A peer's live edits on the rope ahead of Automerge (see the `live` module).
-    overlay: Option<Overlay>,
+    /// Peers' live edits on the rope ahead of Automerge (see the `live` module).
+    shown: Option<Shown>,
     /// When a peer's live edit last arrived.
     peer_typed_at: Option<u64>,
     /// Counts every change to the rope (see [`Document::revision`]).
@@ -292,7 +292,7 @@ impl Document {
             cursors: Cursors::default(),
             history,
             live_out: None,
-            overlay: None,
+            shown: None,
             peer_typed_at: None,
             revision: 0,
             held: None,
@@ -378,21 +378,46 @@ impl Document {
         if origin != Origin::Remote {
             // Under a peer's live edits the rope runs ahead of Automerge: Automerge
             // gets the edit as it applies to its own text.
-            let on_automerge = match &mut self.overlay {
-                Some(overlay) => overlay.local(edit),
+            let on_automerge = match &mut self.shown {
+                Some(shown) => shown.local(edit),
                 None => edit.clone(),
             };
-            if let Some(out) = &mut self.live_out {
-                out.record(&self.heads, &on_automerge);
-            }
             let first = self.pending.map_or(now_ms, |(first, _)| first);
             self.pending = Some((first, now_ms));
             if let Some(held) = &mut self.held {
-                // Automerge is out applying remote changes: it gets this on return.
+                // Automerge is out applying remote changes: it gets this on return
+                // (and peers get it in its change: no live edit can name it now).
                 *held = held.compose(&on_automerge);
             } else {
+                // Named for peers as Automerge names it, while sharing (and when
+                // small enough to be a keystroke).
+                let (inserted, deleted) = on_automerge.stats();
+                let mut live =
+                    (self.live_out.is_some() && inserted + deleted <= live::MAX_LIVE_CHARS).then(Vec::new);
                 for s in on_automerge.splices() {
+                    let named = live.as_ref().and_then(|_| {
+                        live::before_splice(&Ids { am: &self.am, text: &self.text }, s.pos, s.delete)
+                    });
                     self.splice_automerge(s.pos, s.delete, s.insert, now_ms);
+                    if let Some(ops) = &mut live {
+                        let ids = Ids { am: &self.am, text: &self.text };
+                        let step = named.and_then(|(gone, after)| {
+                            if !gone.is_empty() {
+                                ops.push(LiveOp::Delete(gone));
+                            }
+                            if s.insert.is_empty() {
+                                Some(())
+                            } else {
+                                live::inserted(&ids, after, s.pos, s.insert).map(|op| ops.push(op))
+                            }
+                        });
+                        if step.is_none() {
+                            live = None;
+                        }
+                    }
+                }
+                if let Some(out) = &mut self.live_out {
+                    out.record(live);
                 }
                 if self.keep_edits {
                     self.pending_edits.push(on_automerge);
@@ -575,6 +600,7 @@ impl Document {
         if resync {
             edits.extend(self.resync());
         }
+        self.reshow_live(&mut edits, now_ms);
         Ok(edits)
     }
 
@@ -641,22 +667,90 @@ impl Document {
         if resync {
             edits.extend(self.resync());
         }
+        self.reshow_live(&mut edits, now_ms);
         result.map_err(|e| DocError::Corrupt(format!("change rejected by Automerge: {e}")))?;
         Ok(edits)
     }
 
-    /// Take a peer's live edits back off the rope before the changes carrying them are
+    /// Take peers' live edits back off the rope before the changes carrying them are
     /// applied: the overlay's map makes the rope exactly Automerge's text, so the
     /// patches then name the same chars Automerge does (a text diff could not tell
-    /// two equal neighbours apart, and undo would take the wrong one). The patches
-    /// put the text straight back, so the screen ends as it was.
+    /// two equal neighbours apart, and undo would take the wrong one). The live edits
+    /// not confirmed by then go back on ([`Self::reshow_live`]), so the screen ends
+    /// as it was.
     fn unshow_live(&mut self, edits: &mut Vec<ChangeSet>, now_ms: u64) {
-        if let Some(overlay) = self.overlay.take()
-            && !overlay.back.is_identity()
-        {
-            self.apply_edit(&overlay.back, Origin::Remote, now_ms);
-            self.history.record_foreign(&overlay.back);
-            edits.push(overlay.back);
+        let Some(shown) = &mut self.shown else { return };
+        let back = shown.take_off();
+        if !back.is_identity() {
+            self.apply_edit(&back, Origin::Remote, now_ms);
+            self.history.record_foreign(&back);
+            edits.push(back);
+        }
+    }
+
+    /// After [`Self::unshow_live`] and the changes: what Automerge now has is dropped
+    /// from the live edits, shown chars the local user deleted are deleted for real
+    /// if it has them, and the rest goes back on the rope.
+    fn reshow_live(&mut self, edits: &mut Vec<ChangeSet>, now_ms: u64) {
+        let Some(shown) = &mut self.shown else { return };
+        shown.reset(self.rope.len_chars());
+        let ids = Ids { am: &self.am, text: &self.text };
+        shown.confirm(&ids);
+        let mut doomed = Vec::new();
+        shown.doomed.retain(|id| match ids.find(id) {
+            Some((index, true)) => {
+                doomed.push(index);
+                false
+            }
+            Some((_, false)) => false,
+            None => true,
+        });
+        if !doomed.is_empty() {
+            doomed.sort_unstable();
+            doomed.dedup();
+            let mut edit = ChangeSet::new();
+            let mut done = 0;
+            for index in doomed {
+                edit.retain(index - done);
+                edit.delete(1);
+                done = index + 1;
+            }
+            edit.retain(self.rope.len_chars() - done);
+            // The rope is Automerge's text here: a local edit like any other.
+            let shown = self.shown.take();
+            self.apply_edit(&edit, Origin::Local, now_ms);
+            self.history.record_foreign(&edit);
+            edits.push(edit);
+            self.shown = shown;
+            if let Some(shown) = &mut self.shown {
+                shown.reset(self.rope.len_chars());
+            }
+        }
+        self.place_held(edits);
+    }
+
+    /// Put the held live edits that can go on the rope now on it, each retried until
+    /// none more fits (one may name a char another brings).
+    fn place_held(&mut self, edits: &mut Vec<ChangeSet>) {
+        let Some(mut shown) = self.shown.take() else { return };
+        loop {
+            let mut progress = false;
+            for i in shown.unplaced() {
+                let placed = shown.place(i, &Ids { am: &self.am, text: &self.text }, &self.rope);
+                if let Placed::Edit(edit) = placed {
+                    // `self.shown` is out: a remote edit of the rope only.
+                    self.apply_edit(&edit, Origin::Remote, 0);
+                    self.history.record_foreign(&edit);
+                    edits.push(edit);
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if !(shown.is_empty() && shown.is_off()) {
+            self.shown = Some(shown);
         }
     }
 
@@ -667,7 +761,7 @@ impl Document {
 
     /// Length of Automerge's text (the rope's unless live edits are shown).
     fn am_len(&self) -> usize {
-        self.overlay.as_ref().map_or(self.rope.len_chars(), |o| o.back.len_after())
+        self.shown.as_ref().map_or(self.rope.len_chars(), |o| o.back.len_after())
     }
 
     /// Make the rope equal to Automerge's text again (after a root-level conflict or an
@@ -743,8 +837,8 @@ impl Document {
     pub fn is_consistent(&self) -> bool {
         self.attached();
         let mut rope = self.rope.clone();
-        if let Some(overlay) = &self.overlay {
-            overlay.back.apply(&mut rope);
+        if let Some(shown) = &self.shown {
+            shown.back.apply(&mut rope);
         }
         self.am.text(&self.text).is_ok_and(|t| rope == t.as_str())
     }
@@ -759,47 +853,46 @@ impl Document {
         self.live_out.as_mut().map(|out| std::mem::take(&mut out.queue)).unwrap_or_default()
     }
 
-    /// Show a peer's live edit at once when it is exact here: this document is at the
-    /// heads its transaction started from, has no local edits of its own in flight,
-    /// and has shown that transaction's earlier live edits. Returns the rope edit
-    /// made, `None` when it does not fit (the change will bring it).
+    /// Show a peer's live edit at once, where Automerge will put it. Returns the rope
+    /// edit made; `None` when nothing could be shown yet (it names chars this
+    /// document does not know: it waits for them, or for its change), or when it was
+    /// shown already.
     pub fn apply_live(&mut self, actor: &ActorId, live: &LiveEdit, now_ms: u64) -> Option<ChangeSet> {
-        let len = self.rope.len_chars();
         if *actor == self.author.actor || self.held.is_some() {
             return None;
         }
         self.peer_typed_at = Some(now_ms);
-        if live.edit.len() != len {
-            return None;
+        let len = self.rope.len_chars();
+        let shown = self.shown.get_or_insert_with(|| Shown::new(len));
+        let mut new = false;
+        for op in &live.ops {
+            new |= shown.hold(actor, op.clone());
         }
-        let fits = match &self.overlay {
-            Some(overlay) => overlay.fits(actor, live),
-            None => live.seq == 0 && self.pending.is_none() && same_heads(&live.base, &self.heads),
-        };
-        if !fits {
-            return None;
+        let mut edits = Vec::new();
+        if new {
+            self.place_held(&mut edits);
+        } else if shown.is_empty() && shown.is_off() {
+            self.shown = None;
         }
-        self.overlay
-            .get_or_insert_with(|| Overlay::new(actor.clone(), live.base.clone(), len))
-            .push(&live.edit, &self.rope);
-        self.apply_edit(&live.edit, Origin::Remote, 0);
-        self.history.record_foreign(&live.edit);
-        Some(live.edit.clone())
+        ChangeSet::compose_all(edits)
     }
 
-    /// True while a peer's live edits are shown ahead of their change.
+    /// True while peers' live edits are shown (or wait) ahead of their changes.
     pub fn has_overlay(&self) -> bool {
-        self.overlay.is_some()
+        self.shown.is_some()
     }
 
     /// Take `actor`'s live edits back off the rope: its peer went away before the
-    /// change carrying them came, so they may never come (the screen would show
+    /// changes carrying them came, so they may never come (the screen would show
     /// text no history has). Returns the edit; `None` when none of them is shown.
     pub fn drop_live_of(&mut self, actor: &ActorId) -> Option<ChangeSet> {
-        if self.held.is_some() || self.overlay.as_ref()?.actor != *actor {
+        if self.held.is_some() || !self.shown.as_mut()?.forget(actor) {
             return None;
         }
-        self.settle()
+        let mut edits = Vec::new();
+        self.unshow_live(&mut edits, 0);
+        self.reshow_live(&mut edits, 0);
+        ChangeSet::compose_all(edits)
     }
 
     /// Take live edits back off the rope when no change has confirmed them within
@@ -807,7 +900,7 @@ impl Document {
     /// its connection broke where we cannot see it). Returns the edit.
     pub fn expire_live(&mut self, now_ms: u64, max_ms: u64) -> Option<ChangeSet> {
         let at = self.peer_typed_at?;
-        if self.held.is_some() || self.overlay.is_none() || now_ms.saturating_sub(at) < max_ms {
+        if self.held.is_some() || self.shown.is_none() || now_ms.saturating_sub(at) < max_ms {
             return None;
         }
         self.settle()
@@ -816,8 +909,13 @@ impl Document {
     /// Drop live edits shown ahead of their change, making the rope equal to
     /// Automerge's text (before writing the text anywhere durable). Returns the edit.
     pub fn settle(&mut self) -> Option<ChangeSet> {
-        self.overlay.take()?;
-        self.resync()
+        if self.held.is_some() {
+            return None;
+        }
+        let mut edits = Vec::new();
+        self.unshow_live(&mut edits, 0);
+        self.shown = None;
+        ChangeSet::compose_all(edits)
     }
 
     /// Undo the local user's newest undo step. Returns the edit it made, or `None`
@@ -945,7 +1043,7 @@ impl Document {
             return Vec::new();
         }
         // Under live edits, the char is named in Automerge's text.
-        let (pos, len) = match &self.overlay {
+        let (pos, len) = match &self.shown {
             Some(o) => (o.to_automerge(pos), o.back.len_after()),
             None => (pos, self.len_chars()),
         };
@@ -962,7 +1060,7 @@ impl Document {
         }
         let cursor = automerge::Cursor::try_from(stable).ok()?;
         let pos = self.am.get_cursor_position(&self.text, &cursor, None).ok()?;
-        let pos = self.overlay.as_ref().map_or(pos, |o| o.to_rope(pos));
+        let pos = self.shown.as_ref().map_or(pos, |o| o.to_rope(pos, &self.rope));
         Some(pos.min(self.len_chars()))
     }
 

@@ -10,9 +10,10 @@
 //!   one change carrying author and time;
 //! - a batch of remote changes is applied with one `apply_changes` call and the
 //!   resulting patches become rope edits ([`Document::apply_remote`]);
-//! - while sharing, each local edit also goes out at once in rope form
-//!   ([`LiveEdit`]); a peer shows it before the change carrying it arrives, when it is
-//!   exact there ([`Document::apply_live`], the `live` module);
+//! - while sharing, each local edit also goes out at once in Automerge's names
+//!   ([`LiveEdit`]: which char an insert follows, which chars go); every peer shows
+//!   every typist's live edits where Automerge will put them, before the changes
+//!   carrying them arrive ([`Document::apply_live`], the `live` module);
 //! - every edit, whatever its origin, moves every cursor ([`Selection`]) and feeds
 //!   per-user undo ([`Document::undo`]).
 //!
@@ -42,4 +43,4 @@ pub use changeset::{Assoc, ChangeSet, Op, Splice};
 pub use cursor::{CursorId, Selection};
 pub use diff::{diff, unified};
 pub use document::{Author, ChangeInfo, Detached, DocConfig, DocError, Document, Origin};
-pub use live::{LiveEdit, MAX_LIVE_CHARS};
+pub use live::{ElemId, LiveEdit, LiveOp, MAX_LIVE_CHARS};

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use tandem_doc::{ActorId, ChangeHash, ChangeSet, LiveEdit, Op};
+use tandem_doc::{ActorId, ElemId, LiveEdit, LiveOp, MAX_LIVE_CHARS};
 
 /// The protocol name negotiated on every stream.
 pub const PROTOCOL: &str = "/tandem/sync/1";
@@ -467,69 +467,161 @@ pub fn decode_body(kind: u8, body: &[u8]) -> Result<Message, WireError> {
     Ok(msg)
 }
 
-/// Most operations one live edit may hold.
+/// Most steps one live edit may hold.
 const MAX_LIVE_OPS: usize = 1 << 12;
-const OP_RETAIN: u8 = 0;
-const OP_DELETE: u8 = 1;
-const OP_INSERT: u8 = 2;
+const STEP_INSERT: u8 = 1;
+const STEP_DELETE: u8 = 2;
+const ID_START: u8 = 0;
+const ID_OWN: u8 = 1;
+const ID_OTHER: u8 = 2;
 
-/// A live edit's envelope: `actor_len: u8 | actor | heads | seq: u32 | op_count: u16 |
-/// ops`, each op `0 n:u32` (retain), `1 n:u32` (delete) or `2 len:u32 utf8` (insert).
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A char's id: `1 counter` when the sender's own, `2 actor_len actor counter`
+/// otherwise (`0` for the start of the text, where an insert may go).
+fn put_id(out: &mut Vec<u8>, own: &ActorId, id: Option<&ElemId>) {
+    match id {
+        None => out.push(ID_START),
+        Some(id) if id.actor == *own => {
+            out.push(ID_OWN);
+            put_varint(out, id.counter);
+        }
+        Some(id) => {
+            out.push(ID_OTHER);
+            let actor = id.actor.to_bytes();
+            out.push(actor.len() as u8);
+            out.extend_from_slice(actor);
+            put_varint(out, id.counter);
+        }
+    }
+}
+
+/// A live edit's envelope: `actor_len: u8 | actor | seq | step_count | steps`, numbers
+/// as LEB128 varints. An insert step is `1 after first len utf8` (`after` an id, see
+/// [`put_id`]; `first` the counter of its first char); a delete step `2 count ids`.
+/// A keystroke after one's own char takes 29 bytes with a 16-byte actor.
 pub fn encode_live(actor: &ActorId, live: &LiveEdit) -> Vec<u8> {
     let mut out = Vec::new();
-    let actor = actor.to_bytes();
-    out.push(actor.len() as u8);
-    out.extend_from_slice(actor);
-    let heads: Vec<Hash> = live.base.iter().map(|h| h.0).collect();
-    put_hashes(&mut out, &heads);
-    out.extend_from_slice(&live.seq.to_be_bytes());
-    out.extend_from_slice(&(live.edit.ops().len() as u16).to_be_bytes());
-    for op in live.edit.ops() {
+    let actor_bytes = actor.to_bytes();
+    out.push(actor_bytes.len() as u8);
+    out.extend_from_slice(actor_bytes);
+    put_varint(&mut out, u64::from(live.seq));
+    put_varint(&mut out, live.ops.len() as u64);
+    for op in &live.ops {
         match op {
-            Op::Retain(n) | Op::Delete(n) => {
-                out.push(if matches!(op, Op::Retain(_)) { OP_RETAIN } else { OP_DELETE });
-                out.extend_from_slice(&(*n as u32).to_be_bytes());
-            }
-            Op::Insert(text) => {
-                out.push(OP_INSERT);
-                out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            LiveOp::Insert { after, first, text } => {
+                out.push(STEP_INSERT);
+                put_id(&mut out, actor, after.as_ref());
+                put_varint(&mut out, *first);
+                put_varint(&mut out, text.len() as u64);
                 out.extend_from_slice(text.as_bytes());
+            }
+            LiveOp::Delete(ids) => {
+                out.push(STEP_DELETE);
+                put_varint(&mut out, ids.len() as u64);
+                for id in ids {
+                    put_id(&mut out, actor, Some(id));
+                }
             }
         }
     }
     out
 }
 
+impl Reader<'_> {
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(WireError::Malformed("number too long"))
+    }
+
+    fn actor(&mut self) -> Result<ActorId, WireError> {
+        let len = self.take(1)?[0] as usize;
+        if len == 0 || len > 64 {
+            return Err(WireError::Malformed("actor id length"));
+        }
+        Ok(ActorId::from(self.take(len)?))
+    }
+
+    fn counter(&mut self) -> Result<u64, WireError> {
+        match self.varint()? {
+            // Automerge counts ops from 1.
+            0 => Err(WireError::Malformed("char id")),
+            n => Ok(n),
+        }
+    }
+
+    fn id(&mut self, own: &ActorId) -> Result<Option<ElemId>, WireError> {
+        match self.take(1)?[0] {
+            ID_START => Ok(None),
+            ID_OWN => Ok(Some(ElemId { counter: self.counter()?, actor: own.clone() })),
+            ID_OTHER => {
+                let actor = self.actor()?;
+                Ok(Some(ElemId { counter: self.counter()?, actor }))
+            }
+            _ => Err(WireError::Malformed("char id")),
+        }
+    }
+}
+
 /// Read a live edit's envelope (see [`encode_live`]).
 pub fn decode_live(bytes: &[u8]) -> Result<(ActorId, LiveEdit), WireError> {
     let mut r = Reader { bytes };
-    let actor_len = r.take(1)?[0] as usize;
-    if actor_len == 0 || actor_len > 64 {
-        return Err(WireError::Malformed("actor id length"));
+    let actor = r.actor()?;
+    let seq = u32::try_from(r.varint()?).map_err(|_| WireError::Malformed("live edit number"))?;
+    let n = r.varint()?;
+    if n > MAX_LIVE_OPS as u64 {
+        return Err(WireError::Malformed("too many steps in a live edit"));
     }
-    let actor = ActorId::from(r.take(actor_len)?);
-    let base = r.hashes()?.into_iter().map(ChangeHash).collect();
-    let seq = r.u32()? as u32;
-    let n = r.u16()?;
-    if n > MAX_LIVE_OPS {
-        return Err(WireError::Malformed("too many operations in a live edit"));
-    }
-    let mut edit = ChangeSet::new();
+    let mut ops = Vec::new();
+    let mut chars = 0usize;
     for _ in 0..n {
         match r.take(1)?[0] {
-            OP_RETAIN => edit.retain(r.u32()?),
-            OP_DELETE => edit.delete(r.u32()?),
-            OP_INSERT => {
-                let len = r.u32()?;
+            STEP_INSERT => {
+                let after = r.id(&actor)?;
+                let first = r.counter()?;
+                let len = usize::try_from(r.varint()?).map_err(|_| WireError::Malformed("insert text"))?;
                 let text =
                     std::str::from_utf8(r.take(len)?).map_err(|_| WireError::Malformed("insert text"))?;
-                edit.insert(text);
+                let count = text.chars().count();
+                if first.checked_add(count as u64).is_none() {
+                    return Err(WireError::Malformed("char id"));
+                }
+                chars += count;
+                ops.push(LiveOp::Insert { after, first, text: text.to_string() });
             }
-            _ => return Err(WireError::Malformed("live edit operation")),
+            STEP_DELETE => {
+                let count = r.varint()?;
+                if count > MAX_LIVE_CHARS as u64 {
+                    return Err(WireError::Malformed("too many chars in a live edit"));
+                }
+                let mut ids = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    ids.push(r.id(&actor)?.ok_or(WireError::Malformed("char id"))?);
+                }
+                chars += ids.len();
+                ops.push(LiveOp::Delete(ids));
+            }
+            _ => return Err(WireError::Malformed("live edit step")),
+        }
+        if chars > MAX_LIVE_CHARS {
+            return Err(WireError::Malformed("too many chars in a live edit"));
         }
     }
     r.end()?;
-    Ok((actor, LiveEdit { base, seq, edit }))
+    Ok((actor, LiveEdit { seq, ops }))
 }
 
 #[cfg(test)]
@@ -556,26 +648,59 @@ mod tests {
     }
 
     fn sample_live() -> (ActorId, LiveEdit) {
-        let edit = ChangeSet::splice(10, 3, 2, "héllo 🎉").unwrap();
-        (ActorId::from(vec![3u8; 16]), LiveEdit { base: vec![ChangeHash([1; 32])], seq: 7, edit })
+        let me = ActorId::from(vec![3u8; 16]);
+        let other = ActorId::from(vec![4u8; 16]);
+        let live = LiveEdit {
+            seq: 7,
+            ops: vec![
+                LiveOp::Delete(vec![
+                    ElemId { counter: 300, actor: me.clone() },
+                    ElemId { counter: 5, actor: other.clone() },
+                ]),
+                LiveOp::Insert {
+                    after: Some(ElemId { counter: 2, actor: other }),
+                    first: 301,
+                    text: "héllo 🎉".into(),
+                },
+                LiveOp::Insert { after: None, first: 320, text: "x".into() },
+            ],
+        };
+        (me, live)
     }
 
     #[test]
     fn live_edits_round_trip_and_refuse_damage() {
         let (actor, live) = sample_live();
         let bytes = encode_live(&actor, &live);
-        assert_eq!(decode_live(&bytes).unwrap(), (actor, live));
+        assert_eq!(decode_live(&bytes).unwrap(), (actor.clone(), live));
         for cut in 0..bytes.len() {
             assert!(decode_live(&bytes[..cut]).is_err(), "cut at {cut} was accepted");
         }
-        let mut bad_op = bytes.clone();
-        let op_at = 1 + 16 + 2 + 32 + 4 + 2;
-        bad_op[op_at] = 9;
-        assert_eq!(decode_live(&bad_op), Err(WireError::Malformed("live edit operation")));
+        let mut bad_step = bytes.clone();
+        let step_at = 1 + 16 + 1 + 1;
+        bad_step[step_at] = 9;
+        assert_eq!(decode_live(&bad_step), Err(WireError::Malformed("live edit step")));
         let mut bad_utf8 = bytes.clone();
         let text_at = bytes.iter().position(|b| *b == 0xf0).unwrap();
         bad_utf8[text_at] = 0xff;
         assert_eq!(decode_live(&bad_utf8), Err(WireError::Malformed("insert text")));
+        // A keystroke typed after one's own char: small.
+        let key = LiveEdit {
+            seq: 3,
+            ops: vec![LiveOp::Insert {
+                after: Some(ElemId { counter: 40_000, actor: actor.clone() }),
+                first: 40_001,
+                text: "k".into(),
+            }],
+        };
+        assert!(encode_live(&actor, &key).len() <= 29, "{}", encode_live(&actor, &key).len());
+        // Counter zero names no char; a number that never ends is refused.
+        let zero = LiveEdit { seq: 0, ops: vec![LiveOp::Insert { after: None, first: 0, text: "k".into() }] };
+        assert!(decode_live(&encode_live(&actor, &zero)).is_err());
+        let mut endless = encode_live(&actor, &key);
+        endless.truncate(17);
+        endless.extend([0xff; 12]);
+        assert!(decode_live(&endless).is_err());
     }
 
     #[test]

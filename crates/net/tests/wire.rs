@@ -398,9 +398,8 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         let reply = c.ask(&sharer, Message::Live { doc, envelope: vec![2, 2, 1] }).await;
         assert!(matches!(reply, Message::Error(ref r) if r.code == Code::Malformed), "{reply:?}");
         let live = tandem_doc::LiveEdit {
-            base: vec![],
             seq: 0,
-            edit: tandem_doc::ChangeSet::splice(3, 0, 0, "zzz").unwrap(),
+            ops: vec![tandem_doc::LiveOp::Insert { after: None, first: 90_000, text: "zzz".into() }],
         };
         let plain = tandem_net::protocol::encode_live(&ActorId::from(c.keys.public().to_vec()), &live);
         let (epoch, key, heads) = c.epoch();
