@@ -168,12 +168,19 @@ pub fn replay_editor(
     let base = trace.txns.first().map_or(0, |t| t.time_ms);
     let mut changes = 0;
     let started = Instant::now();
+    let mut last_sync = started;
     for (i, txn) in trace.txns.iter().enumerate() {
         let now = match clock {
             Clock::Trace => txn.time_ms,
             Clock::Every(ms) => base + i as u64 * ms,
         };
         changes += stored.poll_commit(now).map_err(|e| e.to_string())?.len();
+        // The editor makes its history durable once a second of wall time (log
+        // fsync, checkpoint), whatever the trace's clock says.
+        if last_sync.elapsed() >= std::time::Duration::from_secs(1) {
+            stored.sync().map_err(|e| e.to_string())?;
+            last_sync = Instant::now();
+        }
         for (pos, del, ins) in &txn.patches {
             stored.doc.splice(*pos, *del, ins, now).map_err(|e| format!("txn {i}: {e}"))?;
         }

@@ -20,6 +20,7 @@
 //! then the tags of what the snapshot replaced are dropped (`tandem gc` deletes
 //! those blobs). A crash between any two steps leaves a history that loads whole.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -798,6 +799,8 @@ impl StoredDoc {
                     return Err(StoreError::corrupt(&log_path, format!("record {i} does not open: {e}")));
                 }
             };
+            // Stored again (it may be, from before a crash): the checkpoint counts on it.
+            blobs.put_soon(change_tag(&state.doc_id, &blob_hash(&bytes)), bytes.clone());
             pending.push(Pending {
                 entry: IndexEntry {
                     change: Some(change.hash().to_string()),
@@ -916,27 +919,22 @@ impl StoredDoc {
     }
 
     /// Append changes, as envelopes, to the log and the blob store (this device's
-    /// own, or a peer's that are already in the document).
+    /// own, or a peer's that are already in the document). The log makes a commit
+    /// durable; the blob is a second copy that repairs a damaged log. It is stored
+    /// in the background (see [`BlobStore::put_soon`]) and kept here until the next
+    /// checkpoint, which stores again whatever did not make it.
     fn persist<'c>(&mut self, changes: impl IntoIterator<Item = (&'c Change, Vec<u8>)>) -> Result<()> {
         for (c, envelope) in changes {
-            let bytes = &envelope[..];
-            self.log.append(bytes)?;
-            let hash = blob_hash(bytes);
-            // Logged is committed: a failed put only means the checkpoint retries it.
-            let unstored = match self.blobs.put(change_tag(&self.state.doc_id, &hash), bytes.to_vec()) {
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::warn!(file = %self.rel, "change kept in the log only for now: {e}");
-                    Some(bytes.to_vec())
-                }
-            };
+            self.log.append(&envelope)?;
+            let hash = blob_hash(&envelope);
+            self.blobs.put_soon(change_tag(&self.state.doc_id, &hash), envelope.clone());
             self.pending.push(Pending {
                 entry: IndexEntry {
                     change: Some(c.hash().to_string()),
                     blob: hash.to_string(),
-                    bytes: bytes.len() as u64,
+                    bytes: envelope.len() as u64,
                 },
-                unstored,
+                unstored: Some(envelope),
             });
         }
         Ok(())
@@ -955,12 +953,28 @@ impl StoredDoc {
         if self.pending.is_empty() {
             return Ok(());
         }
+        // Their bytes, kept for the copies too (read back from the store, each was a
+        // trip to its thread).
+        let fresh: HashMap<BlobHash, Vec<u8>> = self
+            .pending
+            .iter()
+            .filter_map(|p| p.unstored.as_ref())
+            .map(|bytes| (blob_hash(bytes), bytes.clone()))
+            .collect();
+        let doc_id = &self.state.doc_id;
+        // Those the background did not store (or that came from the log on opening).
+        let failed = self.blobs.settle();
+        let unstored = self.pending.iter().filter_map(|p| p.unstored.as_ref().map(|b| (&p.entry, b)));
+
+        let again: Vec<(String, Vec<u8>)> = unstored
+            .map(|(_, bytes)| (blob_hash(bytes), bytes))
+            .filter(|(hash, _)| failed.contains(hash))
+            .map(|(hash, bytes)| (change_tag(doc_id, &hash), bytes.clone()))
+            .collect();
+        // Cleared only once stored: a failure leaves them in the log for the next try.
+        self.blobs.put_many(again)?;
         for p in &mut self.pending {
-            if let Some(bytes) = &p.unstored {
-                // Cleared only once stored: a failure leaves it for the next try.
-                self.blobs.put(change_tag(&self.state.doc_id, &blob_hash(bytes)), bytes.clone())?;
-                p.unstored = None;
-            }
+            p.unstored = None;
         }
         self.blobs.flush()?;
         for p in self.pending.iter().filter(|p| p.entry.bytes > INLINE_MAX) {
@@ -968,7 +982,7 @@ impl StoredDoc {
         }
         let mut index = self.index.clone();
         index.changes.extend(self.pending.iter().map(|p| p.entry.clone()));
-        self.write_index(index)?;
+        self.write_index(index, &fresh)?;
         self.pending.clear();
         self.log.clear()
     }
@@ -985,7 +999,7 @@ impl StoredDoc {
             self.blobs.tag(tag, hash)?;
         }
         self.blobs.flush()?;
-        self.write_index(index)?;
+        self.write_index(index, &HashMap::new())?;
         self.write_text_cache_now()
     }
 
@@ -1014,10 +1028,11 @@ impl StoredDoc {
         self.blobs.export_bao(hash).map_err(|fault| format!("blob {hex} is {fault} here"))
     }
 
-    fn write_index(&mut self, mut index: Index) -> Result<()> {
+    /// `fresh`: blobs just stored, by hash, so the copies need not read them back.
+    fn write_index(&mut self, mut index: Index, fresh: &HashMap<BlobHash, Vec<u8>>) -> Result<()> {
         // Its blobs copied first: the copies hold at least what the index names.
         let blobs = &self.blobs;
-        self.copies.follow(&index, |h| blobs.get(*h).ok())?;
+        self.copies.follow(&index, |h| fresh.get(h).cloned().or_else(|| blobs.get(*h).ok()))?;
         index.version = 1;
         index.heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
         let bytes = serde_json::to_vec_pretty(&index).expect("index serializes");
@@ -1154,7 +1169,8 @@ impl StoredDoc {
         let bytes = self.secure.seal_snapshot(&self.doc.save(now_ms()))?;
         let doc_id = self.state.doc_id.clone();
         let len = bytes.len() as u64;
-        let blob = self.blobs.put(snapshot_tag(&doc_id, &blob_hash(&bytes)), bytes)?;
+        let blob = self.blobs.put(snapshot_tag(&doc_id, &blob_hash(&bytes)), bytes.clone())?;
+        let fresh = HashMap::from([(blob, bytes)]);
         self.blobs.flush()?;
         // Durable before the index names it and the old snapshot is let go.
         self.blobs.sync_files(blob)?;
@@ -1165,7 +1181,7 @@ impl StoredDoc {
             heads: Vec::new(),
             epoch: Some(epoch),
         };
-        self.write_index(index)?;
+        self.write_index(index, &fresh)?;
         self.pending.clear();
         self.log.clear()?;
         self.blobs.untag_except(format!("{doc_id}/s/"), [blob].into())?;
