@@ -240,6 +240,9 @@ pub fn latency(
     let mut lat = Vec::with_capacity(keys);
     let mut missed = 0;
     let mid = a.len() / 2;
+    // The floor: libp2p ping's round trips on the same connection, meanwhile.
+    transport::PING_RTTS_US.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    transport::RECORD_PINGS.store(true, Ordering::Relaxed);
     let mut typed = 0usize;
     let mut next = Instant::now();
     for k in 0..keys {
@@ -272,6 +275,24 @@ pub fn latency(
             std::thread::sleep(Duration::from_millis(10).min(next.saturating_duration_since(Instant::now())));
         }
     }
+    transport::RECORD_PINGS.store(false, Ordering::Relaxed);
+    let rtts: Vec<f64> =
+        std::mem::take(&mut *transport::PING_RTTS_US.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            // A's pings of B and B's of A: this run's one connection (the nodes of earlier
+            // runs in this process are still up, and still pinging).
+            .filter(|(peer, _)| *peer == a.id || *peer == b.id)
+            .map(|(_, us)| us as f64 / 1e3)
+            .collect();
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let p50_vs_rtt = match (median(&lat), median(&rtts)) {
+        (Some(key), Some(rtt)) if rtt > 0.0 => json!((key / rtt * 100.0).round() / 100.0),
+        _ => Value::Null,
+    };
     let agreed = wait_until(Duration::from_secs(10), || a.text() == b.text());
     done.store(true, Ordering::Relaxed);
     let waits = editor.join().map_err(|_| "editor thread panicked")?;
@@ -280,6 +301,7 @@ pub fn latency(
             "bench": "live-latency", "doc": label, "transport": format!("{transport:?}").to_lowercase(),
             "live_wire": wire.name(),
             "keys": keys, "latency_ms": stats(lat), "missed": missed, "agreed": agreed,
+            "transport_rtt_ms": stats(rtts), "p50_vs_transport_rtt": p50_vs_rtt,
             "receiver_editor_wait_ms": if probe_editor { stats(waits) } else { Value::Null },
         }),
         json!({

@@ -179,6 +179,9 @@ fn main() {
         Cmd::Open { dir } => open(&dir),
         Cmd::Keystroke { paper, keys, record } => keystroke(&paper, keys, record.as_deref()),
         Cmd::Live { paper, keys, transports, live_wire, probe_editor, record } => {
+            // Ping each connection every 100 ms, so the transport's own round trip is
+            // measured over the same keys (libp2p's default is every 15 s).
+            tandem_net::transport::PING_INTERVAL_MS.store(100, std::sync::atomic::Ordering::Relaxed);
             live(&paper, keys, &transports, &live_wire, probe_editor, record.as_deref())
         }
         Cmd::Load { peers, seconds, transport, record } => {

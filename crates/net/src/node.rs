@@ -1229,6 +1229,7 @@ impl Node {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+                crate::transport::record_ping(peer, rtt);
                 self.rtts.insert(peer, rtt);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => {

@@ -3,6 +3,8 @@
 //! relay client, DCUtR, Kademlia, AutoNAT) and its listeners.
 
 use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -71,6 +73,23 @@ impl Transport {
 
 /// The swarm every tandem node runs.
 pub type NodeSwarm = Swarm<Behaviour>;
+
+/// How often libp2p ping measures each connection's round trip, in ms (libp2p's
+/// default; a benchmark sets it shorter before building its swarms).
+pub static PING_INTERVAL_MS: AtomicU64 = AtomicU64::new(15_000);
+/// Whether nodes keep every ping round trip in [`PING_RTTS_US`] (off: nothing kept).
+pub static RECORD_PINGS: AtomicBool = AtomicBool::new(false);
+/// Round trips measured by ping while [`RECORD_PINGS`] is on: the peer pinged and
+/// the microseconds. The transport's own floor, which `tandem-bench live` sets
+/// keystroke latency against.
+pub static PING_RTTS_US: Mutex<Vec<(libp2p::PeerId, u64)>> = Mutex::new(Vec::new());
+
+/// Note a ping round trip to `peer` (when [`RECORD_PINGS`] is on).
+pub(crate) fn record_ping(peer: libp2p::PeerId, rtt: Duration) {
+    if RECORD_PINGS.load(Ordering::Relaxed) {
+        PING_RTTS_US.lock().unwrap_or_else(|e| e.into_inner()).push((peer, rtt.as_micros() as u64));
+    }
+}
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -188,7 +207,10 @@ pub fn swarm(
             identify: identify::Behaviour::new(
                 identify::Config::new("/tandem/1".into(), key.public()).with_push_listen_addr_updates(true),
             ),
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(Duration::from_millis(PING_INTERVAL_MS.load(Ordering::Relaxed))),
+            ),
             mdns: Toggle::from(if ip.is_loopback() {
                 None
             } else {
