@@ -75,6 +75,13 @@ pub struct Node {
     inbox: Vec<(PeerId, Vec<Vec<u8>>)>,
     /// Live edits already seen (by a hash of their envelope), so forwarding stops.
     seen_live: HashSet<u64>,
+    /// Peers that asked for this device's own live edits direct (unsigned: they pass
+    /// none on; see [`Message::LiveForm`]). The others get them signed.
+    live_direct: HashSet<PeerId>,
+    /// What this node last told each peer about its own forwarding (`true`: direct).
+    live_form_told: HashMap<PeerId, bool>,
+    /// Those words still on their way (a request that fails is said again).
+    live_form_requests: HashMap<OutboundRequestId, PeerId>,
     /// The live-edit stream to and from each peer (see [`crate::live`]).
     live: crate::live::LiveStreams,
     /// Live edits going to peers as requests (those with no live-edit stream).
@@ -171,6 +178,9 @@ impl Node {
             actor,
             inbox: Vec::new(),
             seen_live: HashSet::new(),
+            live_direct: HashSet::new(),
+            live_form_told: HashMap::new(),
+            live_form_requests: HashMap::new(),
             typing: HashMap::new(),
             fetching_history: HashSet::new(),
             found: HashMap::new(),
@@ -622,6 +632,7 @@ impl Node {
             self.had_peers = true;
             tracing::info!(peer = %peer, "syncing with peer");
             self.welcome(peer);
+            self.tell_live_form();
             self.report_network();
         }
     }
@@ -794,16 +805,19 @@ impl Node {
                 return Err(refusal(&e));
             }
         };
-        let (actor, live) =
-            protocol::decode_live(&plain).map_err(|e| Refusal::new(Code::Malformed, e.to_string()))?;
-        if actor.to_bytes() != signer {
-            return Err(Refusal::new(Code::Denied, "a live edit whose actor is not its signer"));
-        }
+        // Its typist is its signer: a device types only as itself.
+        let actor = ActorId::from(signer.to_vec());
+        let live = protocol::decode_live(&plain, &actor)
+            .map_err(|e| Refusal::new(Code::Malformed, e.to_string()))?;
         if self.seen_live.len() > SEEN_LIVE_MAX {
             self.seen_live.clear();
         }
         let shown = self.service.apply_live(&self.file, &actor, &live).map_err(|e| refusal(&e))?;
         tracing::trace!(peer = %from, seq = live.seq, shown, "live edit");
+        if tandem_auth::envelope::is_direct(&envelope) {
+            // Its sender's word, with no signature: nobody else could check it.
+            return Ok(());
+        }
         self.remember_typing(actor.to_bytes().to_vec(), live.seq, &envelope);
         let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
         for p in others {
@@ -906,20 +920,51 @@ impl Node {
         }
     }
 
-    /// Send a local live edit to every peer.
+    /// Send a local live edit to every peer: direct to those that pass none on,
+    /// signed to the others (sealed once for each form that is needed).
     fn send_live(&mut self, live: &LiveEdit) {
-        let envelope = match self.service.seal_live(&self.file, &protocol::encode_live(&self.actor, live)) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::debug!("live edit not sent: {e}");
-                return;
+        let encoded = protocol::encode_live(&self.actor, live);
+        let (direct, signed): (Vec<PeerId>, Vec<PeerId>) =
+            self.peers.iter().partition(|p| self.live_direct.contains(p));
+        let sealed = |direct_form: bool, needed: bool| -> Option<Vec<u8>> {
+            if !needed {
+                return None;
             }
+            let envelope = if direct_form {
+                self.service.seal_live_direct(&self.file, &encoded)
+            } else {
+                self.service.seal_live(&self.file, &encoded)
+            };
+            envelope.map_err(|e| tracing::debug!("live edit not sent: {e}")).ok()
         };
-        self.seen_live.insert(envelope_id(&envelope));
-        self.remember_typing(self.actor.to_bytes().to_vec(), live.seq, &envelope);
+        let direct_envelope = sealed(true, !direct.is_empty());
+        // With no peer at all it is still made, for peers that come while it is typed.
+        let signed_envelope = sealed(false, !signed.is_empty() || direct.is_empty());
+        for (envelope, peers) in [(direct_envelope.as_ref(), &direct), (signed_envelope.as_ref(), &signed)] {
+            let Some(envelope) = envelope else { continue };
+            self.seen_live.insert(envelope_id(envelope));
+            for p in peers {
+                self.send_live_to(*p, envelope.clone());
+            }
+        }
+        // Kept for peers admitted later in this transaction: signed when it was made.
+        if let Some(envelope) = signed_envelope.or(direct_envelope) {
+            self.remember_typing(self.actor.to_bytes().to_vec(), live.seq, &envelope);
+        }
+    }
+
+    /// Tell each peer whether to send this node its own live edits direct: yes when
+    /// this node has no other peer to pass them on to (two people editing together
+    /// save ~150 bytes a keystroke), no as soon as it has.
+    fn tell_live_form(&mut self) {
+        let direct = self.peers.len() <= 1;
         let peers: Vec<PeerId> = self.peers.iter().copied().collect();
         for p in peers {
-            self.send_live_to(p, envelope.clone());
+            if self.live_form_told.get(&p) != Some(&direct) {
+                self.live_form_told.insert(p, direct);
+                let id = self.send(&p, Message::LiveForm { doc: self.doc, direct });
+                self.live_form_requests.insert(id, p);
+            }
         }
     }
 
@@ -1134,6 +1179,7 @@ impl Node {
                     self.sync_links();
                     self.report_network();
                     self.publish_peers();
+                    self.tell_live_form();
                     let peers: Vec<PeerId> = self.peers.iter().copied().collect();
                     for p in peers {
                         self.hello(&p);
@@ -1262,6 +1308,9 @@ impl Node {
                 self.fetching_history.remove(&peer_id);
                 self.group_asked.remove(&peer_id);
                 self.live.forget(&peer_id);
+                self.live_direct.remove(&peer_id);
+                self.live_form_told.remove(&peer_id);
+                self.tell_live_form();
                 self.live_requests.forget(&peer_id);
                 self.sync_links();
                 self.board().remove(&peer_id);
@@ -1343,6 +1392,12 @@ impl Node {
                 }
                 request_response::Message::Response { request_id, response } => {
                     self.live_request_done(&request_id);
+                    if let (Some(p), Message::Error(_)) =
+                        (self.live_form_requests.remove(&request_id), &response)
+                    {
+                        // Refused (a peer not ready for it yet): said again at the next tick.
+                        self.live_form_told.remove(&p);
+                    }
                     let to_hello = self.hellos.remove(&request_id);
                     self.on_response(peer, response, to_hello)
                 }
@@ -1384,6 +1439,10 @@ impl Node {
             })) => {
                 self.hellos.remove(&request_id);
                 self.live_request_done(&request_id);
+                if let Some(p) = self.live_form_requests.remove(&request_id) {
+                    // Said again at the next tick.
+                    self.live_form_told.remove(&p);
+                }
                 // A peer still joining, or going away, drops requests: the next
                 // hello catches up; nothing for the user to act on.
                 tracing::info!(peer = %peer, "request failed: {error}");
@@ -1475,6 +1534,20 @@ impl Node {
                     Message::Error(e)
                 }
             },
+            Message::LiveForm { doc, .. } if doc != self.doc => {
+                Message::Error(Refusal::new(Code::NotShared, NOT_SHARED))
+            }
+            Message::LiveForm { direct, .. } => {
+                if let Err(e) = self.admit_if_member(&peer) {
+                    return Message::Error(e);
+                }
+                if direct {
+                    self.live_direct.insert(peer);
+                } else {
+                    self.live_direct.remove(&peer);
+                }
+                Message::Ack { heads: vec![] }
+            }
             Message::Live { envelope, .. } => match self.receive_live(peer, envelope) {
                 Ok(()) => Message::Ack { heads: vec![] },
                 Err(e) => {

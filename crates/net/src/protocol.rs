@@ -58,6 +58,10 @@ pub enum Message {
     Group { doc: DocId, ops: Vec<Vec<u8>> },
     /// "Enrol me with this invite; my age recipient is this." Answered with `Group`.
     Join { doc: DocId, invite: [u8; 16], secret: [u8; 16], recipient: String },
+    /// "Send me your own live edits direct (I pass none on: unsigned, ~150 bytes
+    /// less each) or signed (I pass them on to peers you may not reach)." A peer
+    /// that never says gets them signed.
+    LiveForm { doc: DocId, direct: bool },
 }
 
 /// Why a peer refused a request: a [`Code`] for programs (and tests) to match, and
@@ -215,6 +219,7 @@ const LIVE: u8 = 6;
 const HISTORY: u8 = 7;
 const GROUP: u8 = 8;
 const JOIN: u8 = 9;
+const LIVE_FORM: u8 = 10;
 /// Longest age recipient a `Join` may carry.
 const MAX_RECIPIENT: usize = 128;
 
@@ -255,7 +260,7 @@ pub fn check_header(len: usize, version: u8, kind: u8) -> Result<(), WireError> 
     if version != VERSION {
         return Err(WireError::WrongVersion(version));
     }
-    if !(HELLO..=JOIN).contains(&kind) {
+    if !(HELLO..=LIVE_FORM).contains(&kind) {
         return Err(WireError::UnknownKind(kind));
     }
     let limit = limit(kind);
@@ -298,6 +303,11 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             body.extend_from_slice(secret);
             body.extend_from_slice(recipient.as_bytes());
             JOIN
+        }
+        Message::LiveForm { doc, direct } => {
+            body.extend_from_slice(doc);
+            body.push(u8::from(*direct));
+            LIVE_FORM
         }
         Message::Ack { heads } => {
             put_hashes(&mut body, heads);
@@ -439,6 +449,15 @@ pub fn decode_body(kind: u8, body: &[u8]) -> Result<Message, WireError> {
                 std::str::from_utf8(rest).map_err(|_| WireError::Malformed("recipient"))?.to_owned();
             Message::Join { doc, invite, secret, recipient }
         }
+        LIVE_FORM => {
+            let doc = r.doc()?;
+            let direct = match r.take(1)?[0] {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Malformed("live form")),
+            };
+            Message::LiveForm { doc, direct }
+        }
         ACK => Message::Ack { heads: r.hashes()? },
         ERROR => Message::Error(Refusal::decode(r.rest())?),
         LIVE => Message::Live { doc: r.doc()?, envelope: r.rest().to_vec() },
@@ -502,15 +521,13 @@ fn put_id(out: &mut Vec<u8>, own: &ActorId, id: Option<&ElemId>) {
     }
 }
 
-/// A live edit's envelope: `actor_len: u8 | actor | seq | step_count | steps`, numbers
-/// as LEB128 varints. An insert step is `1 after first len utf8` (`after` an id, see
-/// [`put_id`]; `first` the counter of its first char); a delete step `2 count ids`.
-/// A keystroke after one's own char takes 29 bytes with a 16-byte actor.
+/// A live edit's plaintext: `seq | step_count | steps`, numbers as LEB128 varints.
+/// An insert step is `1 after first len utf8` (`after` an id, see [`put_id`]; `first`
+/// the counter of its first char); a delete step `2 count ids`. The typist is not in
+/// it: it is the envelope's signer (or, direct, the connected peer), and only its own
+/// chars can be named short. A keystroke after one's own char takes 12 bytes.
 pub fn encode_live(actor: &ActorId, live: &LiveEdit) -> Vec<u8> {
     let mut out = Vec::new();
-    let actor_bytes = actor.to_bytes();
-    out.push(actor_bytes.len() as u8);
-    out.extend_from_slice(actor_bytes);
     put_varint(&mut out, u64::from(live.seq));
     put_varint(&mut out, live.ops.len() as u64);
     for op in &live.ops {
@@ -576,10 +593,9 @@ impl Reader<'_> {
     }
 }
 
-/// Read a live edit's envelope (see [`encode_live`]).
-pub fn decode_live(bytes: &[u8]) -> Result<(ActorId, LiveEdit), WireError> {
+/// Read a live edit typed by `actor` (see [`encode_live`]).
+pub fn decode_live(bytes: &[u8], actor: &ActorId) -> Result<LiveEdit, WireError> {
     let mut r = Reader { bytes };
-    let actor = r.actor()?;
     let seq = u32::try_from(r.varint()?).map_err(|_| WireError::Malformed("live edit number"))?;
     let n = r.varint()?;
     if n > MAX_LIVE_OPS as u64 {
@@ -590,7 +606,7 @@ pub fn decode_live(bytes: &[u8]) -> Result<(ActorId, LiveEdit), WireError> {
     for _ in 0..n {
         match r.take(1)?[0] {
             STEP_INSERT => {
-                let after = r.id(&actor)?;
+                let after = r.id(actor)?;
                 let first = r.counter()?;
                 let len = usize::try_from(r.varint()?).map_err(|_| WireError::Malformed("insert text"))?;
                 let text =
@@ -609,7 +625,7 @@ pub fn decode_live(bytes: &[u8]) -> Result<(ActorId, LiveEdit), WireError> {
                 }
                 let mut ids = Vec::with_capacity(count as usize);
                 for _ in 0..count {
-                    ids.push(r.id(&actor)?.ok_or(WireError::Malformed("char id"))?);
+                    ids.push(r.id(actor)?.ok_or(WireError::Malformed("char id"))?);
                 }
                 chars += ids.len();
                 ops.push(LiveOp::Delete(ids));
@@ -621,7 +637,7 @@ pub fn decode_live(bytes: &[u8]) -> Result<(ActorId, LiveEdit), WireError> {
         }
     }
     r.end()?;
-    Ok((actor, LiveEdit { seq, ops }))
+    Ok(LiveEdit { seq, ops })
 }
 
 #[cfg(test)]
@@ -672,18 +688,19 @@ mod tests {
     fn live_edits_round_trip_and_refuse_damage() {
         let (actor, live) = sample_live();
         let bytes = encode_live(&actor, &live);
-        assert_eq!(decode_live(&bytes).unwrap(), (actor.clone(), live));
+        assert_eq!(decode_live(&bytes, &actor).unwrap(), live);
         for cut in 0..bytes.len() {
-            assert!(decode_live(&bytes[..cut]).is_err(), "cut at {cut} was accepted");
+            assert!(decode_live(&bytes[..cut], &actor).is_err(), "cut at {cut} was accepted");
         }
         let mut bad_step = bytes.clone();
-        let step_at = 1 + 16 + 1 + 1;
+        // After the seq and the step count (one byte each here).
+        let step_at = 2;
         bad_step[step_at] = 9;
-        assert_eq!(decode_live(&bad_step), Err(WireError::Malformed("live edit step")));
+        assert_eq!(decode_live(&bad_step, &actor), Err(WireError::Malformed("live edit step")));
         let mut bad_utf8 = bytes.clone();
         let text_at = bytes.iter().position(|b| *b == 0xf0).unwrap();
         bad_utf8[text_at] = 0xff;
-        assert_eq!(decode_live(&bad_utf8), Err(WireError::Malformed("insert text")));
+        assert_eq!(decode_live(&bad_utf8, &actor), Err(WireError::Malformed("insert text")));
         // A keystroke typed after one's own char: small.
         let key = LiveEdit {
             seq: 3,
@@ -693,14 +710,14 @@ mod tests {
                 text: "k".into(),
             }],
         };
-        assert!(encode_live(&actor, &key).len() <= 29, "{}", encode_live(&actor, &key).len());
+        assert!(encode_live(&actor, &key).len() <= 12, "{}", encode_live(&actor, &key).len());
         // Counter zero names no char; a number that never ends is refused.
         let zero = LiveEdit { seq: 0, ops: vec![LiveOp::Insert { after: None, first: 0, text: "k".into() }] };
-        assert!(decode_live(&encode_live(&actor, &zero)).is_err());
+        assert!(decode_live(&encode_live(&actor, &zero), &actor).is_err());
         let mut endless = encode_live(&actor, &key);
-        endless.truncate(17);
+        endless.truncate(0);
         endless.extend([0xff; 12]);
-        assert!(decode_live(&endless).is_err());
+        assert!(decode_live(&endless, &actor).is_err());
     }
 
     #[test]

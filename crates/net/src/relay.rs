@@ -227,7 +227,8 @@ impl Relay {
             | Message::Live { doc, .. }
             | Message::Group { doc, .. }
             | Message::Join { doc, .. }
-            | Message::History { doc, .. } => *doc,
+            | Message::History { doc, .. }
+            | Message::LiveForm { doc, .. } => *doc,
             _ => return Message::Error(Refusal::new(Code::NotARequest, "not a request")),
         };
         if doc != self.doc {
@@ -239,6 +240,8 @@ impl Relay {
         self.admit(peer);
         match request {
             Message::Hello { .. } => Message::Ack { heads: vec![] },
+            // A relay types nothing: how its live edits should come is moot.
+            Message::LiveForm { .. } => Message::Ack { heads: vec![] },
             Message::Join { invite, .. } if invite == [0; 16] => {
                 Message::Group { doc, ops: self.group.ops_in_order().into_iter().map(Op::encode).collect() }
             }

@@ -395,8 +395,16 @@ impl Secure {
         self.seal(Kind::Live, live)
     }
 
+    /// A live edit (encoded) for a peer connected to this device that does not pass
+    /// live edits on (see [`envelope::seal_direct`]).
+    pub fn seal_live_direct(&self, live: &[u8]) -> Result<Vec<u8>> {
+        let (epoch, key) = self.current_key()?;
+        Ok(envelope::seal_direct(&self.doc, &self.keys.public(), epoch, key, live))
+    }
+
     /// A live edit from a peer: checked like a change (a writer's, at heads it
-    /// cites); returns its signer and the encoded edit.
+    /// cites); returns its signer and the encoded edit. A direct one (see
+    /// [`envelope::seal_direct`]) is its sender's own, who must be a writer now.
     /// `sender` is the peer it came from (its signature is not checked again when
     /// it is the signer: see [`envelope::check_from`]).
     pub fn open_live(
@@ -404,6 +412,15 @@ impl Secure {
         bytes: &[u8],
         sender: Option<&PublicKey>,
     ) -> std::result::Result<(PublicKey, Vec<u8>), EnvelopeError> {
+        if envelope::is_direct(bytes) {
+            // Only its typist sends one: with no connection to vouch, it is refused.
+            let signer = sender.ok_or(EnvelopeError::BadSignature)?;
+            let (_, plain) = envelope::open_direct(bytes, &self.doc, signer, |e| self.epoch_keys.get(&e))?;
+            if !self.members.can_write(signer) {
+                return Err(EnvelopeError::NotWriter);
+            }
+            return Ok((*signer, plain));
+        }
         let checked = match sender {
             Some(s) => envelope::check_from(bytes, &self.doc, s)?,
             None => envelope::check(bytes, &self.doc)?,

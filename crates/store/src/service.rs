@@ -746,6 +746,13 @@ impl Service {
         self.with_open_live(file, |s| s.secure().seal_live(live))
     }
 
+    /// A live edit (encoded) of the open `file`, for a peer connected to this device
+    /// that does not pass live edits on (no signature: see
+    /// [`tandem_auth::envelope::seal_direct`]).
+    pub fn seal_live_direct(&self, file: &Path, live: &[u8]) -> Result<Vec<u8>> {
+        self.with_open_live(file, |s| s.secure().seal_live_direct(live))
+    }
+
     /// A peer's live edit of the open `file`, checked and opened: its signer and the
     /// encoded edit.
     pub fn open_live(
