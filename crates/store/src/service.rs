@@ -526,8 +526,10 @@ impl Service {
         })
     }
 
+    /// A peer's live edit onto the open `file`'s rope. Never waits for remote changes
+    /// being applied: the edit is then held, and placed when Automerge comes back.
     pub fn apply_live(&self, file: &Path, actor: &tandem_doc::ActorId, live: &LiveEdit) -> Result<bool> {
-        self.with_open(file, |s| Ok(s.doc.apply_live(actor, live, now_ms()).is_some()))
+        self.with_open_live(file, |s| Ok(s.doc.apply_live(actor, live, now_ms()).is_some()))
     }
 
     /// The open `file` in Automerge's compact form, for a fresh peer.
