@@ -200,6 +200,8 @@ impl BlobStore {
     /// when a disk fills up under a large blob): on opening, and after a failed write
     /// went back. Waits for store operations under way, and blocks new ones meanwhile.
     pub fn remove_stale_temp(&self) {
+        // Puts under way are store operations too.
+        self.settle();
         let _alone = self.ops.write().unwrap_or_else(|e| e.into_inner());
         let Ok(entries) = std::fs::read_dir(self.dir.join("temp")) else { return };
         for e in entries.flatten() {

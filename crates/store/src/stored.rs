@@ -1104,6 +1104,8 @@ impl StoredDoc {
     /// take them for lost records and bring them back), and collect them: a full
     /// disk gets its space back at once.
     fn forget_unlisted(&self) -> Result<()> {
+        // A put still under way would store its blob after the collection.
+        self.blobs.settle();
         let mut keep: std::collections::HashSet<BlobHash> =
             ChangeLog::read_intact(&self.dir.join(LOG))?.iter().map(|r| blob_hash(r)).collect();
         if let Ok(Some((index, _))) = Index::read(&self.dir) {
@@ -1122,6 +1124,9 @@ impl StoredDoc {
         // A peer's keystrokes shown ahead of their change are not history yet.
         self.doc.settle();
         self.commit(now)?;
+        // The blobs under way first: a save that fails (a full disk) is undone, and
+        // the undoing must find every blob it stored in place, not one still coming.
+        self.blobs.settle();
         self.log.sync()?;
         self.checkpoint()?;
         let text = self.doc.rope().to_string();
