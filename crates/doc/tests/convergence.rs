@@ -619,3 +619,25 @@ fn live_edits_of_a_peer_that_is_gone_come_off() {
         assert!(!b.has_overlay() && b.is_consistent(), "{gone}");
     }
 }
+
+/// Every keystroke becomes a live edit, the first after a commit included: one
+/// missing makes every later key of the typist count one behind on the other
+/// screens until its change lands.
+#[test]
+fn every_keystroke_is_a_live_edit_across_commits() {
+    let (mut a, _b, _) = pair();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut sent = 0;
+    for k in 0..200u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let pos = (seed % (a.len_chars() as u64 + 1)) as usize;
+        a.splice(pos, 0, "a", 1_000 + k * 100).unwrap();
+        if k % 20 == 19 {
+            a.commit(1_000 + k * 100 + 50);
+        }
+        sent += a.take_live().len();
+        assert_eq!(sent, k as usize + 1, "key {k} was not sent live");
+    }
+}
