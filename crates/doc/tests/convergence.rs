@@ -620,24 +620,78 @@ fn live_edits_of_a_peer_that_is_gone_come_off() {
     }
 }
 
-/// Every keystroke becomes a live edit, the first after a commit included: one
-/// missing makes every later key of the typist count one behind on the other
-/// screens until its change lands.
+/// Every keystroke becomes a live edit, the first after a commit included, and each
+/// names its char as Automerge does: the peer shows every key at once, whether or not
+/// the changes have come (one missing made every later key of the typist count one
+/// behind on the other screens until its change landed).
 #[test]
 fn every_keystroke_is_a_live_edit_across_commits() {
-    let (mut a, _b, _) = pair();
+    let (mut a, mut b, a_actor) = pair();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut sent = 0;
+    let mut unsent = Vec::new();
     for k in 0..200u64 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
+        let now = 1_000 + k * 100;
         let pos = (seed % (a.len_chars() as u64 + 1)) as usize;
-        a.splice(pos, 0, "a", 1_000 + k * 100).unwrap();
-        if k % 20 == 19 {
-            a.commit(1_000 + k * 100 + 50);
+        a.splice(pos, 0, "a", now).unwrap();
+        let live = a.take_live();
+        assert_eq!(live.len(), 1, "key {k} was not sent live");
+        for l in &live {
+            b.apply_live(&a_actor, l, now);
         }
-        sent += a.take_live().len();
-        assert_eq!(sent, k as usize + 1, "key {k} was not sent live");
+        assert_eq!(b.rope().to_string(), a.rope().to_string(), "key {k} is not shown");
+        if k % 20 == 19 {
+            unsent.extend(a.commit(now + 50));
+        }
+        // The changes land late, two commits behind.
+        if k % 40 == 39 && unsent.len() > 1 {
+            let keep = unsent.split_off(unsent.len() - 1);
+            b.apply_remote(std::mem::replace(&mut unsent, keep), now + 60).unwrap();
+            assert_eq!(b.rope().to_string(), a.rope().to_string(), "after the changes of key {k}");
+        }
+    }
+}
+
+/// Two typists at once, each key sent live and the changes exchanged late: each
+/// screen holds every key typed so far, by both.
+#[test]
+fn two_typists_see_every_key_at_once_across_commits() {
+    let (mut a, mut b, a_actor) = pair();
+    let b_actor = ActorId::from(vec![2; 16]);
+    b.record_live(true);
+    let count = |d: &Document, c: char| d.rope().chars().filter(|x| *x == c).count();
+    let base = (count(&a, 'a'), count(&a, 'b'));
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let (mut to_b, mut to_a) = (Vec::new(), Vec::new());
+    for k in 0..200u64 {
+        let now = 1_000 + k * 50;
+        for turn in 0..2 {
+            let (me, other, c, actor) =
+                if turn == 0 { (&mut a, &mut b, "a", &a_actor) } else { (&mut b, &mut a, "b", &b_actor) };
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let pos = (seed % (me.len_chars() as u64 + 1)) as usize;
+            me.splice(pos, 0, c, now).unwrap();
+            for l in me.take_live() {
+                other.apply_live(actor, &l, now);
+            }
+        }
+        for (d, name) in [(&a, "a"), (&b, "b")] {
+            assert_eq!(count(d, 'a') - base.0, k as usize + 1, "a's key {k} on {name}'s screen");
+            assert_eq!(count(d, 'b') - base.1, k as usize + 1, "b's key {k} on {name}'s screen");
+        }
+        if k % 20 == 9 {
+            to_b.extend(a.commit(now + 10));
+        }
+        if k % 20 == 19 {
+            to_a.extend(b.commit(now + 10));
+        }
+        if k % 10 == 5 {
+            b.apply_remote(std::mem::take(&mut to_b), now + 20).unwrap();
+            a.apply_remote(std::mem::take(&mut to_a), now + 20).unwrap();
+        }
     }
 }
