@@ -85,9 +85,6 @@ pub struct BlobStore {
     /// Held (shared) by every store operation; [`Self::remove_stale_temp`] takes it
     /// alone, so no temp file it removes is being written.
     ops: std::sync::RwLock<()>,
-    /// Puts started by [`BlobStore::put_soon`] and not waited for yet: each answers
-    /// the hash it failed to store, if it failed.
-    soon: Mutex<Vec<tokio::task::JoinHandle<Option<BlobHash>>>>,
     /// A small runtime of our own to drive the store's client futures.
     rt: Option<tokio::runtime::Runtime>,
     /// What opening found wrong with the database, when it had to start a new one.
@@ -178,7 +175,6 @@ impl BlobStore {
             gc_done,
             gc_running,
             ops: Default::default(),
-            soon: Default::default(),
             rt: Some(rt),
             rebuilt,
         });
@@ -200,8 +196,6 @@ impl BlobStore {
     /// when a disk fills up under a large blob): on opening, and after a failed write
     /// went back. Waits for store operations under way, and blocks new ones meanwhile.
     pub fn remove_stale_temp(&self) {
-        // Puts under way are store operations too.
-        self.settle();
         let _alone = self.ops.write().unwrap_or_else(|e| e.into_inner());
         let Ok(entries) = std::fs::read_dir(self.dir.join("temp")) else { return };
         for e in entries.flatten() {
@@ -248,63 +242,6 @@ impl BlobStore {
         self.block(async move { store.blobs().add_bytes(bytes).with_named_tag(tag).await })
             .map(|hf| hf.hash)
             .map_err(|e| self.failed("storing a blob", e))
-    }
-
-    /// Start storing `bytes` under `tag` and return at once: the store's runtime does
-    /// the work meanwhile (waiting for a [`Self::put`] at every commit, two thread
-    /// hand-offs each, was most of the editor path's cost). [`Self::settle`] waits for
-    /// these puts and says which failed; [`Self::flush`] waits for them too.
-    pub fn put_soon(&self, tag: String, bytes: Vec<u8>) {
-        let hash = blob_hash(&bytes);
-        let store = self.store.clone();
-        let rt = self.rt.as_ref().expect("runtime lives until drop");
-        let put = rt.spawn(async move {
-            match store.blobs().add_bytes(bytes).with_named_tag(tag).await {
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::debug!(blob = %hash, "storing a blob failed: {e}");
-                    Some(hash)
-                }
-            }
-        });
-        self.soon.lock().unwrap_or_else(|e| e.into_inner()).push(put);
-    }
-
-    /// Wait for every [`Self::put_soon`] under way; returns the blobs that were not
-    /// stored (the caller still holds them and stores them again).
-    pub fn settle(&self) -> HashSet<BlobHash> {
-        let puts = std::mem::take(&mut *self.soon.lock().unwrap_or_else(|e| e.into_inner()));
-        if puts.is_empty() {
-            return HashSet::new();
-        }
-        self.block(async move {
-            let mut failed = HashSet::new();
-            for put in puts {
-                // A put whose task died stored nothing we can count on.
-                if let Some(hash) = put.await.unwrap_or(None) {
-                    failed.insert(hash);
-                }
-            }
-            failed
-        })
-    }
-
-    /// Store several blobs, each under its tag, in one trip to the store's runtime
-    /// (a [`Self::put`] each costs two thread hand-offs, which at a commit per
-    /// keystroke were most of the editor path's cost). Stops at the first failure;
-    /// those stored before it stay stored.
-    pub fn put_many(&self, blobs: Vec<(String, Vec<u8>)>) -> Result<()> {
-        if blobs.is_empty() {
-            return Ok(());
-        }
-        let store = self.store.clone();
-        self.block(async move {
-            for (tag, bytes) in blobs {
-                store.blobs().add_bytes(bytes).with_named_tag(tag).await?;
-            }
-            Ok::<_, iroh_blobs::api::Error>(())
-        })
-        .map_err(|e| self.failed("storing blobs", e))
     }
 
     /// Point `tag` at `hash` (which must be stored).
@@ -483,8 +420,6 @@ impl BlobStore {
 
     /// Write everything stored so far to disk.
     pub fn flush(&self) -> Result<()> {
-        // What failed is still the callers' to store again (see `settle`).
-        self.settle();
         let store = self.store.clone();
         self.block(async move { store.sync_db().await })
             .map_err(|e| self.failed("flushing the blob store", e))
@@ -539,7 +474,11 @@ impl BlobStore {
     /// Delete every blob no tag names (iroh-blobs' mark and sweep). Returns how many
     /// blobs went.
     pub fn gc(&self) -> Result<usize> {
-        self.flush()?;
+        // Best effort first: on a full disk (a write that failed and is being undone)
+        // the collection is what frees the space the flush after it needs.
+        if let Err(e) = self.flush() {
+            tracing::debug!("flush before a collection failed: {e}");
+        }
         let before = self.list()?.len();
         let (count, cvar) = &*self.gc_done;
         let mut runs = count.lock().unwrap_or_else(|e| e.into_inner());

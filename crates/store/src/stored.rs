@@ -219,6 +219,8 @@ struct Pending {
     /// The change's bytes while the blob store may not have them (read back from
     /// the log after a restart); `None` once put.
     unstored: Option<Vec<u8>>,
+    /// The envelope, for the copies at the checkpoint.
+    bytes: Vec<u8>,
 }
 
 /// How a document was opened.
@@ -799,15 +801,14 @@ impl StoredDoc {
                     return Err(StoreError::corrupt(&log_path, format!("record {i} does not open: {e}")));
                 }
             };
-            // Stored again (it may be, from before a crash): the checkpoint counts on it.
-            blobs.put_soon(change_tag(&state.doc_id, &blob_hash(&bytes)), bytes.clone());
             pending.push(Pending {
                 entry: IndexEntry {
                     change: Some(change.hash().to_string()),
                     blob: blob_hash(&bytes).to_string(),
                     bytes: bytes.len() as u64,
                 },
-                unstored: Some(bytes),
+                unstored: Some(bytes.clone()),
+                bytes,
             });
             changes.push(change);
         }
@@ -919,22 +920,28 @@ impl StoredDoc {
     }
 
     /// Append changes, as envelopes, to the log and the blob store (this device's
-    /// own, or a peer's that are already in the document). The log makes a commit
-    /// durable; the blob is a second copy that repairs a damaged log. It is stored
-    /// in the background (see [`BlobStore::put_soon`]) and kept here until the next
-    /// checkpoint, which stores again whatever did not make it.
+    /// own, or a peer's that are already in the document).
     fn persist<'c>(&mut self, changes: impl IntoIterator<Item = (&'c Change, Vec<u8>)>) -> Result<()> {
         for (c, envelope) in changes {
-            self.log.append(&envelope)?;
-            let hash = blob_hash(&envelope);
-            self.blobs.put_soon(change_tag(&self.state.doc_id, &hash), envelope.clone());
+            let bytes = &envelope[..];
+            self.log.append(bytes)?;
+            let hash = blob_hash(bytes);
+            // Logged is committed: a failed put only means the checkpoint retries it.
+            let unstored = match self.blobs.put(change_tag(&self.state.doc_id, &hash), bytes.to_vec()) {
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(file = %self.rel, "change kept in the log only for now: {e}");
+                    Some(bytes.to_vec())
+                }
+            };
             self.pending.push(Pending {
                 entry: IndexEntry {
                     change: Some(c.hash().to_string()),
                     blob: hash.to_string(),
-                    bytes: envelope.len() as u64,
+                    bytes: bytes.len() as u64,
                 },
-                unstored: Some(envelope),
+                unstored,
+                bytes: bytes.to_vec(),
             });
         }
         Ok(())
@@ -953,28 +960,20 @@ impl StoredDoc {
         if self.pending.is_empty() {
             return Ok(());
         }
-        // Their bytes, kept for the copies too (read back from the store, each was a
-        // trip to its thread).
-        let fresh: HashMap<BlobHash, Vec<u8>> = self
-            .pending
-            .iter()
-            .filter_map(|p| p.unstored.as_ref())
-            .map(|bytes| (blob_hash(bytes), bytes.clone()))
-            .collect();
-        let doc_id = &self.state.doc_id;
-        // Those the background did not store (or that came from the log on opening).
-        let failed = self.blobs.settle();
-        let unstored = self.pending.iter().filter_map(|p| p.unstored.as_ref().map(|b| (&p.entry, b)));
-
-        let again: Vec<(String, Vec<u8>)> = unstored
-            .map(|(_, bytes)| (blob_hash(bytes), bytes))
-            .filter(|(hash, _)| failed.contains(hash))
-            .map(|(hash, bytes)| (change_tag(doc_id, &hash), bytes.clone()))
-            .collect();
-        // Cleared only once stored: a failure leaves them in the log for the next try.
-        self.blobs.put_many(again)?;
+        // The bytes of the changes the copies follow: in hand since the log was
+        // appended (the index's copies read each back from the store otherwise, a trip
+        // to its thread per change).
+        let mut fresh: HashMap<BlobHash, Vec<u8>> = HashMap::new();
         for p in &mut self.pending {
-            p.unstored = None;
+            if let Some(bytes) = &p.unstored {
+                // Cleared only once stored: a failure leaves it for the next try.
+                self.blobs.put(change_tag(&self.state.doc_id, &blob_hash(bytes)), bytes.clone())?;
+                p.unstored = None;
+            }
+        }
+        for p in &mut self.pending {
+            let bytes = std::mem::take(&mut p.bytes);
+            fresh.insert(blob_hash(&bytes), bytes);
         }
         self.blobs.flush()?;
         for p in self.pending.iter().filter(|p| p.entry.bytes > INLINE_MAX) {
@@ -1104,8 +1103,6 @@ impl StoredDoc {
     /// take them for lost records and bring them back), and collect them: a full
     /// disk gets its space back at once.
     fn forget_unlisted(&self) -> Result<()> {
-        // A put still under way would store its blob after the collection.
-        self.blobs.settle();
         let mut keep: std::collections::HashSet<BlobHash> =
             ChangeLog::read_intact(&self.dir.join(LOG))?.iter().map(|r| blob_hash(r)).collect();
         if let Ok(Some((index, _))) = Index::read(&self.dir) {
@@ -1124,9 +1121,6 @@ impl StoredDoc {
         // A peer's keystrokes shown ahead of their change are not history yet.
         self.doc.settle();
         self.commit(now)?;
-        // The blobs under way first: a save that fails (a full disk) is undone, and
-        // the undoing must find every blob it stored in place, not one still coming.
-        self.blobs.settle();
         self.log.sync()?;
         self.checkpoint()?;
         let text = self.doc.rope().to_string();
