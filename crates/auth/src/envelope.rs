@@ -385,6 +385,35 @@ mod tests {
     }
 
     #[test]
+    fn a_direct_live_edit_opens_only_from_its_typist_for_its_document_and_epoch() {
+        let typist = DeviceKey::generate().public();
+        let other = DeviceKey::generate().public();
+        let ek = EpochKey::generate();
+        let keys = |e: u64| (e == 300).then_some(&ek);
+        let direct = seal_direct(&DOC, &typist, 300, &ek, b"keystroke");
+        assert!(is_direct(&direct) && !is_direct(&sealed(&DeviceKey::generate(), &ek, b"x")));
+        assert_eq!(open_direct(&direct, &DOC, &typist, keys), Ok((300, b"keystroke".to_vec())));
+        // Passed on by another peer, or replayed into another document: refused.
+        assert_eq!(open_direct(&direct, &DOC, &other, keys), Err(EnvelopeError::Undecryptable));
+        assert_eq!(open_direct(&direct, &[8; 16], &typist, keys), Err(EnvelopeError::Undecryptable));
+        // An epoch this device has no key for, and one it says falsely.
+        assert_eq!(open_direct(&direct, &DOC, &typist, |_| None), Err(EnvelopeError::NoKey(300)));
+        let mut lying = direct.clone();
+        lying[1] ^= 1;
+        assert!(open_direct(&lying, &DOC, &typist, |_| Some(&ek)).is_err());
+        // Every cut and every flipped byte is an error, never a panic.
+        for cut in 0..direct.len() {
+            assert!(open_direct(&direct[..cut], &DOC, &typist, keys).is_err(), "cut at {cut}");
+        }
+        for at in 1..direct.len() {
+            let mut bad = direct.clone();
+            bad[at] ^= 0x40;
+            assert!(open_direct(&bad, &DOC, &typist, keys).is_err(), "flip at {at}");
+        }
+        assert!(open_direct(&[DIRECT, 0xff, 0xff], &DOC, &typist, keys).is_err());
+    }
+
+    #[test]
     fn a_sealed_change_opens_for_its_document_with_its_key() {
         let key = DeviceKey::generate();
         let ek = EpochKey::generate();

@@ -653,6 +653,8 @@ mod tests {
             Message::Error(Refusal::new(Code::NotShared, "no such document")),
             Message::Error(Refusal::new(Code::InviteUsedUp, "")),
             Message::Live { doc: [6; 16], envelope: vec![7; 40] },
+            Message::LiveForm { doc: [6; 16], direct: true },
+            Message::LiveForm { doc: [6; 16], direct: false },
             Message::History {
                 doc: [8; 16],
                 blobs: vec![

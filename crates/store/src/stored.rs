@@ -216,11 +216,12 @@ fn change_tag(doc_id: &str, blob: &BlobHash) -> String {
 /// A change in the write-ahead log, not yet in the index.
 struct Pending {
     entry: IndexEntry,
-    /// The change's bytes while the blob store may not have them (read back from
-    /// the log after a restart); `None` once put.
-    unstored: Option<Vec<u8>>,
-    /// The envelope, for the copies at the checkpoint.
+    /// The change's envelope, as logged (for peers and for the copies, without a
+    /// trip to the blob store).
     bytes: Vec<u8>,
+    /// Whether the blob store has it yet (not after a failed put, nor when read back
+    /// from the log after a restart).
+    stored: bool,
 }
 
 /// How a document was opened.
@@ -807,8 +808,8 @@ impl StoredDoc {
                     blob: blob_hash(&bytes).to_string(),
                     bytes: bytes.len() as u64,
                 },
-                unstored: Some(bytes.clone()),
                 bytes,
+                stored: false,
             });
             changes.push(change);
         }
@@ -927,11 +928,11 @@ impl StoredDoc {
             self.log.append(bytes)?;
             let hash = blob_hash(bytes);
             // Logged is committed: a failed put only means the checkpoint retries it.
-            let unstored = match self.blobs.put(change_tag(&self.state.doc_id, &hash), bytes.to_vec()) {
-                Ok(_) => None,
+            let stored = match self.blobs.put(change_tag(&self.state.doc_id, &hash), bytes.to_vec()) {
+                Ok(_) => true,
                 Err(e) => {
                     tracing::warn!(file = %self.rel, "change kept in the log only for now: {e}");
-                    Some(bytes.to_vec())
+                    false
                 }
             };
             self.pending.push(Pending {
@@ -940,8 +941,8 @@ impl StoredDoc {
                     blob: hash.to_string(),
                     bytes: bytes.len() as u64,
                 },
-                unstored,
-                bytes: bytes.to_vec(),
+                bytes: envelope,
+                stored,
             });
         }
         Ok(())
@@ -960,21 +961,17 @@ impl StoredDoc {
         if self.pending.is_empty() {
             return Ok(());
         }
-        // The bytes of the changes the copies follow: in hand since the log was
-        // appended (the index's copies read each back from the store otherwise, a trip
-        // to its thread per change).
-        let mut fresh: HashMap<BlobHash, Vec<u8>> = HashMap::new();
         for p in &mut self.pending {
-            if let Some(bytes) = &p.unstored {
-                // Cleared only once stored: a failure leaves it for the next try.
-                self.blobs.put(change_tag(&self.state.doc_id, &blob_hash(bytes)), bytes.clone())?;
-                p.unstored = None;
+            if !p.stored {
+                // Marked only once stored: a failure leaves it for the next try.
+                self.blobs.put(change_tag(&self.state.doc_id, &blob_hash(&p.bytes)), p.bytes.clone())?;
+                p.stored = true;
             }
         }
-        for p in &mut self.pending {
-            let bytes = std::mem::take(&mut p.bytes);
-            fresh.insert(blob_hash(&bytes), bytes);
-        }
+        // The copies take the bytes in hand (read back from the store, each was a
+        // trip to its thread).
+        let fresh: HashMap<BlobHash, Vec<u8>> =
+            self.pending.iter().map(|p| (blob_hash(&p.bytes), p.bytes.clone())).collect();
         self.blobs.flush()?;
         for p in self.pending.iter().filter(|p| p.entry.bytes > INLINE_MAX) {
             self.blobs.sync_files(p.entry.blob_hash(&self.dir.join(INDEX))?)?;
@@ -1265,16 +1262,16 @@ impl StoredDoc {
             .changes
             .iter()
             .map(|e| (e, None))
-            .chain(self.pending.iter().map(|p| (&p.entry, p.unstored.as_ref())))
+            .chain(self.pending.iter().map(|p| (&p.entry, Some(&p.bytes))))
             .filter_map(|(e, bytes)| Some((e.change.clone()?, (e, bytes))))
             .collect();
         let mut out = Vec::with_capacity(needed.len());
         for c in &needed {
-            let Some((entry, unstored)) = by_change.remove(&c.hash().to_string()) else {
+            let Some((entry, in_hand)) = by_change.remove(&c.hash().to_string()) else {
                 out.clear();
                 break;
             };
-            match unstored {
+            match in_hand {
                 Some(bytes) => out.push(bytes.clone()),
                 None => {
                     let hash = entry.blob_hash(&index_path)?;
