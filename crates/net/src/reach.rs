@@ -31,6 +31,11 @@ use crate::transport::{Behaviour, BehaviourEvent};
 /// (the NAT-matrix test failed 1 run in 2 with a ticket of private addresses only).
 pub const RELAY_WAIT: Duration = Duration::from_secs(20);
 
+/// How many times a relay is dialed within [`RELAY_WAIT`] when a dial fails for want
+/// of an answer: at 20% loss both ways a QUIC handshake (5 s to time out) can be lost
+/// whole, and a ticket printed without circuits strands every joiner behind a NAT.
+const RELAY_DIALS: u32 = 3;
+
 /// A relay's address as a user gives it: a multiaddr that ends in the relay's peer id
 /// (`/ip4/198.51.100.10/udp/4001/quic-v1/p2p/12D3KooW...`). The error names the
 /// address and says what is wrong with it.
@@ -138,9 +143,24 @@ pub async fn meet_relays(
     tokio::pin!(give_up);
     // Relays identified but whose reservation has not come back yet.
     let mut reserving: HashMap<ListenerId, (PeerId, Multiaddr)> = HashMap::new();
+    // A dial that failed for want of an answer is tried again, a second later, while
+    // the wait lasts: one lost handshake must not leave the ticket without circuits.
+    let mut redial: Vec<PeerId> = Vec::new();
+    let mut dials: HashMap<PeerId, u32> = pending.keys().map(|p| (*p, 1)).collect();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     while !pending.is_empty() || !reserving.is_empty() {
         let ev = tokio::select! {
             ev = swarm.select_next_some() => ev,
+            _ = tick.tick() => {
+                for peer in std::mem::take(&mut redial) {
+                    if let Some(addr) = pending.get(&peer).cloned() {
+                        *dials.entry(peer).or_default() += 1;
+                        tracing::info!(relay = %addr, "dialing the relay again");
+                        let _ = crate::join::dial_unless_connected(swarm, peer, vec![addr]);
+                    }
+                }
+                continue;
+            }
             _ = &mut give_up => break,
         };
         match ev {
@@ -175,7 +195,16 @@ pub async fn meet_relays(
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
-                if let Some(addr) = pending.remove(&peer) {
+                let hopeless = matches!(
+                    error,
+                    libp2p::swarm::DialError::LocalPeerId { .. }
+                        | libp2p::swarm::DialError::WrongPeerId { .. }
+                );
+                let again = dials.get(&peer).is_some_and(|n| *n < RELAY_DIALS);
+                if !hopeless && again && pending.contains_key(&peer) && !swarm.is_connected(&peer) {
+                    tracing::info!(relay = %peer, "dialing the relay failed: {error}");
+                    redial.push(peer);
+                } else if let Some(addr) = pending.remove(&peer) {
                     reached.failed.push(relay_unreachable(&addr, &error));
                 }
             }
