@@ -309,6 +309,20 @@ impl Document {
         &self.rope
     }
 
+    /// Automerge's text: the rope without the peers' live edits shown ahead of their
+    /// changes (what history holds, and what a save writes). The rope stays as it
+    /// is: a save must not take the peers' keystrokes off the screen.
+    pub fn committed_text(&self) -> String {
+        match &self.shown {
+            Some(shown) if !shown.is_off() => {
+                let mut rope = self.rope.clone();
+                shown.back.apply(&mut rope);
+                rope.to_string()
+            }
+            _ => self.rope.to_string(),
+        }
+    }
+
     /// A number that changes whenever the rope does (so a screen can tell it must
     /// redraw without comparing text).
     pub fn revision(&self) -> u64 {

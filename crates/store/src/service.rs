@@ -1045,7 +1045,8 @@ impl Service {
                 Ok(json!({"diff": diff}))
             }),
             Request::Blame { file } => self.with_doc(file, |s| {
-                let text = s.doc.rope().to_string();
+                // Blame is of history: peers' keystrokes not yet in a change are not.
+                let text = s.doc.committed_text();
                 let blame = s.doc.blame();
                 let lines: Vec<Value> = text
                     .split_inclusive('\n')

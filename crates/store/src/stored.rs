@@ -1003,7 +1003,6 @@ impl StoredDoc {
     /// and a long tail of changes folded into a new snapshot, so a join is a few
     /// blobs rather than hundreds.
     pub fn history_blobs(&mut self) -> Result<Vec<(BlobHash, u64, bool)>> {
-        self.doc.settle();
         self.commit(now_ms())?;
         self.checkpoint()?;
         if self.index.changes.len() > SHARE_CHANGES_MAX || self.index.snapshot.is_none() {
@@ -1115,12 +1114,15 @@ impl StoredDoc {
     pub fn save_text(&mut self, now: u64) -> Result<()> {
         self.file_stale = false;
         self.last_save_ms = now;
-        // A peer's keystrokes shown ahead of their change are not history yet.
-        self.doc.settle();
         self.commit(now)?;
         self.log.sync()?;
         self.checkpoint()?;
-        let text = self.doc.rope().to_string();
+        // A peer's keystrokes shown ahead of their change are not history yet: the
+        // file gets Automerge's text, and the screen keeps showing them. (Taking them
+        // off to save dropped every typist's unconfirmed keys at each save after a
+        // remote change: their later keys, which name the dropped ones, then waited
+        // for the change, up to 2 s.)
+        let text = self.doc.committed_text();
         write_atomic(&self.file, text.as_bytes())?;
         self.state.saved_hash = hash_hex(text.as_bytes());
         self.state.saved_heads = self.doc.heads().iter().map(|h| h.to_string()).collect();
@@ -1222,7 +1224,7 @@ impl StoredDoc {
     }
 
     fn write_text_cache_now(&self) -> Result<()> {
-        let text = self.doc.rope().to_string();
+        let text = self.doc.committed_text();
         let header = CacheHeader { key: self.key(), text: hash_hex(text.as_bytes()) };
         let mut out = serde_json::to_vec(&header).expect("header serializes");
         out.push(b'\n');

@@ -192,6 +192,55 @@ fn typing_goes_on_while_remote_changes_are_applied_and_both_are_kept() {
     assert_eq!(s.doc.rope().to_string(), "> one two\nthree\n", "both survive a reopen");
 }
 
+/// A save while a peer's keystrokes are shown ahead of their change (the share's save
+/// after remote changes, once a second): the file and the first-screen cache get
+/// history's text, and the screen keeps those keystrokes, so the peer's next keys,
+/// which name them, show at once too.
+#[test]
+fn a_save_writes_history_and_keeps_a_peers_live_keys_on_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "ab\n").unwrap();
+    let ws = Workspace::at(dir.path()).unwrap();
+    let _lock = ws.try_lock().unwrap().unwrap();
+    let (mut s, _) = open(&ws, &file);
+    let home = tempfile::tempdir().unwrap();
+    let keys = writer(&mut s, home.path());
+    let actor = ActorId::from(keys.public().to_vec());
+    let mut peer = tandem_doc::Document::load(
+        &s.doc.save(1),
+        vec![],
+        Author::new("peer", actor.clone()),
+        DocConfig::default(),
+    )
+    .unwrap();
+    peer.record_live(true);
+    // The peer types "x" then "y" at the end of the first line: live edits, no change.
+    peer.splice(2, 0, "x", 2).unwrap();
+    let first = peer.take_live();
+    assert!(s.doc.apply_live(&actor, &first[0], 3).is_some());
+    assert_eq!(s.doc.rope().to_string(), "abx\n");
+    // Here a change of ours lands in history and the file is saved.
+    s.doc.splice(0, 0, "> ", 4).unwrap();
+    s.save_text(5).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "> ab\n", "the file holds history only");
+    assert_eq!(s.doc.rope().to_string(), "> abx\n", "the peer's key stays on screen");
+    // The peer's next key names the one before: it shows at once.
+    peer.splice(3, 0, "y", 6).unwrap();
+    let second = peer.take_live();
+    assert!(s.doc.apply_live(&actor, &second[0], 7).is_some());
+    assert_eq!(s.doc.rope().to_string(), "> abxy\n");
+    // When the change comes, nothing moves.
+    let theirs: Vec<_> = peer.commit(8).into_iter().map(|c| (sealed_by(&s, &keys, &c), c)).collect();
+    let job = s.begin_remote(theirs.into_iter().map(|(e, c)| (c, e)).collect(), 9).unwrap();
+    let job = job.run();
+    assert_eq!(s.finish_remote(job, 10).unwrap(), 1);
+    assert_eq!(s.doc.rope().to_string(), "> abxy\n");
+    assert!(!s.doc.has_overlay());
+    s.save_text(11).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "> abxy\n");
+}
+
 /// A shared document joined a second time into the same workspace under another name
 /// is refused: its blobs' tags are named by the document id, so two histories of it
 /// would collect each other's blobs.
