@@ -4,6 +4,7 @@
 //! Trace format (gzipped JSON): `{"startContent", "endContent", "txns": [{"time",
 //! "patches": [[pos, delete, insert], ...]}]}`; positions are Unicode code points.
 
+pub mod central;
 pub mod crash;
 pub mod folder;
 pub mod history;

@@ -65,7 +65,7 @@ impl Peer {
 
 /// Peer `i`'s service over `dir`, with its own device keys (in `dir/home`): its
 /// actor id, its PeerId and its membership are that key.
-fn own(dir: &Path, i: usize) -> Result<Arc<Service>, String> {
+pub(crate) fn own(dir: &Path, i: usize) -> Result<Arc<Service>, String> {
     let ws = Workspace::at(dir).map_err(|e| e.to_string())?;
     let keys = tandem_store::Keys::load(&dir.join("home")).map_err(|e| e.to_string())?;
     let author = Author::new(format!("peer{i}"), ActorId::from(keys.public().to_vec()));
@@ -74,14 +74,14 @@ fn own(dir: &Path, i: usize) -> Result<Arc<Service>, String> {
     ))
 }
 
-fn doc_id(service: &Service, file: &Path) -> Result<[u8; 16], String> {
+pub(crate) fn doc_id(service: &Service, file: &Path) -> Result<[u8; 16], String> {
     let hex = service.with_open(file, |s| Ok(s.doc_id().to_owned())).map_err(|e| e.to_string())?;
     let bytes: Vec<u8> =
         (0..16).filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect();
     bytes.try_into().map_err(|_| format!("bad document id {hex}"))
 }
 
-async fn swarm(
+pub(crate) async fn swarm(
     dir: &Path,
     service: &Service,
     transport: Transport,
@@ -143,12 +143,7 @@ pub async fn join(
             uses: None,
         })
         .map_err(|e| e.to_string())?;
-    let token = |k: &str| -> [u8; 16] {
-        let hex = invite[k].as_str().unwrap_or_default();
-        std::array::from_fn(|i| {
-            u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0)
-        })
-    };
+    let token = |k: &str| hex16(invite[k].as_str().unwrap_or_default());
     let invite = Some((token("invite"), token("secret")));
     let started = Instant::now();
     let blobs_before = tandem_net::blobs::BLOB_BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
@@ -176,6 +171,11 @@ pub async fn join(
     node.keep_connected(to.id, to.addrs.clone(), connected);
     tokio::spawn(node.serve());
     Ok((Peer { service, file, id, addrs }, JoinCost { bytes, fetch_ms, ms }))
+}
+
+/// 16 bytes from 32 hex digits (an invite's id or secret as the service prints it).
+pub(crate) fn hex16(hex: &str) -> [u8; 16] {
+    std::array::from_fn(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0))
 }
 
 fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {

@@ -155,6 +155,56 @@ enum Cmd {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// The centralized question: N typists at R keys/s on one document as a tandem
+    /// mesh, a tandem star through `tandem serve --relay`, and Yjs through a
+    /// y-websocket server; latency, convergence, CPU, RSS and bytes, side by side.
+    Central {
+        /// Typist counts (comma-separated).
+        #[arg(long, default_value = "2,4,8,16,32")]
+        peers: String,
+        /// Designs to run, in this order for each count: mesh, star, yjs.
+        #[arg(long, default_value = "mesh,star,yjs")]
+        systems: String,
+        /// Keys per second per typist.
+        #[arg(long, default_value_t = 6.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// The `tandem` binary (build it with `cargo build --release`).
+        #[arg(long, default_value = "target/release/tandem")]
+        tandem: PathBuf,
+        /// The Yjs side (run `npm ci --ignore-scripts` there first).
+        #[arg(long, default_value = "benchmarks/central")]
+        central: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Draw the figures of the records in this file (this run's and earlier
+        /// ones) as SVG next to it (`.svg`), without running anything.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// (internal) One tandem typist of `central`, driven over stdin/stdout.
+    #[command(hide = true)]
+    Typist {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        index: usize,
+        #[arg(long)]
+        peers: usize,
+        #[arg(long)]
+        rate: f64,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long)]
+        ticket: Option<String>,
+        #[arg(long)]
+        connect: Vec<String>,
+        #[arg(long)]
+        hub: Option<String>,
+        #[arg(long)]
+        relay_member: Option<String>,
+    },
     /// SIGKILL a syncing, edited `tandem join` process KILLS times; after each kill
     /// the store must verify clean and hold every acknowledged change.
     Crash {
@@ -186,6 +236,22 @@ fn main() {
         }
         Cmd::Load { peers, seconds, transport, record } => {
             load(&peers, seconds, &transport, record.as_deref())
+        }
+        Cmd::Central { peers, systems, rate, seconds, tandem, central: js, record, plot } => {
+            central(&peers, &systems, rate, seconds, &tandem, &js, record.as_deref(), plot.as_deref())
+        }
+        Cmd::Typist { dir, index, peers, rate, seconds, ticket, connect, hub, relay_member } => {
+            tandem_bench::central::typist(tandem_bench::central::TypistArgs {
+                dir,
+                index,
+                peers,
+                rate,
+                seconds,
+                ticket,
+                connect,
+                hub,
+                relay_member,
+            })
         }
         Cmd::Crash { kills, seed, tandem, record } => crash(&tandem, kills, seed, record.as_deref()),
         Cmd::History { paper, tandem, record } => history(&paper, &tandem, record.as_deref()),
@@ -531,6 +597,64 @@ fn history(paper: &Path, tandem: &Path, record: Option<&Path>) -> Result<(), Str
         }));
     }
     emit(&results, record)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn central(
+    peers: &str,
+    systems: &str,
+    rate: f64,
+    seconds: f64,
+    tandem: &Path,
+    central: &Path,
+    record: Option<&Path>,
+    plot: Option<&Path>,
+) -> Result<(), String> {
+    use tandem_bench::central::{self, Programs, System};
+    if let Some(records) = plot {
+        let svg = records.with_extension("svg");
+        central::plot(records, &svg)?;
+        println!("{}", svg.display());
+        return Ok(());
+    }
+    let programs = Programs {
+        bench: std::env::current_exe().map_err(|e| e.to_string())?,
+        tandem: std::path::absolute(tandem).map_err(|e| e.to_string())?,
+        central: std::path::absolute(central).map_err(|e| e.to_string())?,
+    };
+    if !programs.central.join("node_modules").is_dir() {
+        return Err(format!(
+            "{}: no node_modules; run `npm ci --ignore-scripts` there first",
+            programs.central.display()
+        ));
+    }
+    let systems: Vec<System> = systems.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
+    for n in peers.split(',') {
+        let n: usize = n.trim().parse().map_err(|_| format!("--peers: {n:?} is not a number"))?;
+        if !(2..=tandem_bench::central::ALPHABET.len()).contains(&n) {
+            return Err(format!("--peers {n}: 2 to {}", tandem_bench::central::ALPHABET.len()));
+        }
+        for system in &systems {
+            let root = tempdir()?;
+            let mut v = central::run(&programs, &root, *system, n, rate, seconds)?;
+            v["command"] = format!(
+                "target/release/tandem-bench central --peers {n} --systems {} --rate {rate} --seconds {seconds}",
+                match system {
+                    System::Mesh => "mesh",
+                    System::Star => "star",
+                    System::Yjs => "yjs",
+                }
+            )
+            .into();
+            emit(&[v], record)?;
+            if std::env::var_os("TANDEM_BENCH_KEEP").is_some() {
+                eprintln!("kept {}", root.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&root);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn crash(tandem: &Path, kills: usize, seed: u64, record: Option<&Path>) -> Result<(), String> {

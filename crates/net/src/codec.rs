@@ -22,6 +22,7 @@ pub(crate) async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut body = vec![0u8; len - 2];
     io.read_exact(&mut body).await?;
+    SYNC_BYTES_RECEIVED.fetch_add(4 + len as u64, std::sync::atomic::Ordering::Relaxed);
     protocol::decode_body(head[5], &body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
@@ -30,7 +31,9 @@ const WRITE_PIECE: usize = 4096;
 
 /// Bytes of `/tandem/sync/1` frames this process has written (for benchmarks).
 pub static SYNC_BYTES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// The same, by message kind (the frame's kind byte, 1 to 7).
+/// Bytes of `/tandem/sync/1` frames this process has read whole (for benchmarks).
+pub static SYNC_BYTES_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The bytes sent, by message kind (the frame's kind byte, 1 to 7).
 pub static SYNC_BYTES_BY_KIND: [std::sync::atomic::AtomicU64; 8] =
     [const { std::sync::atomic::AtomicU64::new(0) }; 8];
 

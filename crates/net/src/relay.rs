@@ -368,6 +368,13 @@ impl Relay {
                     }
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                ..
+            })) => {
+                tracing::warn!(peer = %peer, "a push to a member failed: {error}");
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
                 message: request_response::Message::Request { channel, .. },
                 ..
