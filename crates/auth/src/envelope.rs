@@ -242,6 +242,15 @@ pub struct Checked<'a> {
     body: &'a [u8],
 }
 
+/// The key a signed envelope names as its signer, unchecked (for routing only:
+/// whoever relies on the signer checks the envelope first).
+pub fn signer_of(bytes: &[u8]) -> Option<PublicKey> {
+    if !is_envelope(bytes) {
+        return None;
+    }
+    bytes.get(18..50)?.try_into().ok()
+}
+
 /// True when `bytes` look like an envelope rather than a bare Automerge chunk (which
 /// starts with Automerge's magic bytes, never with [`VERSION`]).
 pub fn is_envelope(bytes: &[u8]) -> bool {
@@ -382,6 +391,19 @@ mod tests {
 
     fn open(envelope: &[u8], doc: &DocId, key: &EpochKey) -> Result<automerge::Change, EnvelopeError> {
         check(envelope, doc)?.open_change(key)
+    }
+
+    #[test]
+    fn the_signer_is_read_without_a_key_and_anything_else_has_none() {
+        let key = DeviceKey::generate();
+        let env = sealed(&key, &EpochKey::generate(), b"change");
+        assert_eq!(signer_of(&env), Some(key.public()));
+        assert_eq!(signer_of(&check(&env, &DOC).unwrap().header.signer), None);
+        let direct = seal_direct(&DOC, &key.public(), 1, &EpochKey::generate(), b"k");
+        assert_eq!(signer_of(&direct), None, "a direct live edit names no signer");
+        for cut in 0..50 {
+            assert_eq!(signer_of(&env[..cut]), None, "cut at {cut}");
+        }
     }
 
     #[test]

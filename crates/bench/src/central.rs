@@ -24,7 +24,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tandem_net::codec::{SYNC_BYTES_RECEIVED, SYNC_BYTES_SENT};
+use tandem_net::codec::{SYNC_BYTES_BY_KIND, SYNC_BYTES_RECEIVED, SYNC_BYTES_SENT};
 use tandem_net::{Node, Role, Ticket, Transport};
 use tandem_store::now_ms;
 
@@ -259,6 +259,8 @@ pub fn typist(a: TypistArgs) -> Result<(), String> {
     let lines = stdin_lines();
     let mut typed_ns: Vec<String> = Vec::new();
     let (mut sent0, mut received0) = (0, 0);
+    let kinds = || -> Vec<u64> { SYNC_BYTES_BY_KIND.iter().map(|b| b.load(Ordering::Relaxed)).collect() };
+    let mut kinds0 = kinds();
     let keys = (a.rate * a.seconds).round() as usize;
     let mut seed = 0x2545_f491_4f6c_dd1du64 ^ (a.index as u64 + 1);
     let me = ALPHABET[a.index] as char;
@@ -267,6 +269,7 @@ pub fn typist(a: TypistArgs) -> Result<(), String> {
         if let Some(t0) = line.strip_prefix("go ").and_then(|t| t.trim().parse::<u64>().ok()) {
             sent0 = SYNC_BYTES_SENT.load(Ordering::Relaxed);
             received0 = SYNC_BYTES_RECEIVED.load(Ordering::Relaxed);
+            kinds0 = kinds();
             for k in 0..keys {
                 let due = t0
                     + (k as f64 * 1e9 / a.rate + a.index as f64 * 1e9 / (a.rate * a.peers as f64)).round()
@@ -308,6 +311,7 @@ pub fn typist(a: TypistArgs) -> Result<(), String> {
                 "hash": blake3::hash(text.as_bytes()).to_hex().to_string(),
                 "bytes_sent": SYNC_BYTES_SENT.load(Ordering::Relaxed) - sent0,
                 "bytes_received": SYNC_BYTES_RECEIVED.load(Ordering::Relaxed) - received0,
+                "bytes_sent_by_kind": kinds().iter().zip(&kinds0).map(|(a, b)| a - b).collect::<Vec<u64>>(),
             }));
             break;
         }
@@ -694,6 +698,20 @@ pub fn run(
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
     let mb = |b: u64| r3(b as f64 / 1e6);
+    // Bytes sent per key by message kind (tandem): hello, need, changes, ack, error, live, ...
+    let by_kind = {
+        let names = ["?", "hello", "need", "changes", "ack", "error", "live", "other"];
+        let mut by = serde_json::Map::new();
+        for d in done.values() {
+            for (i, b) in d["bytes_sent_by_kind"].as_array().into_iter().flatten().enumerate() {
+                let e = by.entry(names[i.min(7)]).or_insert(json!(0.0));
+                *e = json!(e.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0) / total_keys);
+            }
+        }
+        by.retain(|_, v| v.as_f64().unwrap_or(0.0) >= 0.5);
+        by.values_mut().for_each(|v| *v = json!(v.as_f64().unwrap_or(0.0).round()));
+        Value::Object(by)
+    };
     Ok(json!({
         "bench": "central",
         "system": system.name(),
@@ -718,6 +736,7 @@ pub fn run(
         "typist_rss_mb_end_mean": mb((rss_end.iter().sum::<u64>() as f64 / n as f64) as u64),
         "all_cpu_cores": r3((cpu.iter().sum::<f64>() + hub_cpu.unwrap_or(0.0)) / typing_s),
         "bytes_sent_per_key": (sum("bytes_sent") as f64 / total_keys).round(),
+        "bytes_sent_per_key_by_kind": by_kind,
         "bytes_received_per_key": (sum("bytes_received") as f64 / total_keys).round(),
         "bytes_received_per_key_per_receiver": (sum("bytes_received") as f64 / total_keys / (n - 1) as f64).round(),
         "command": "cargo build --release && target/release/tandem-bench central",

@@ -53,7 +53,9 @@ pub struct DocConfig {
     /// edits, so steady typing still coalesces (up to [`Self::commit_max_ms`]), and
     /// when everyone stops, every peer's Automerge agrees sooner. (A short maximum
     /// instead, 200 ms, cost a change per two keystrokes at 10 keys/s: 174 bytes a
-    /// keystroke on the wire for changes alone, `tandem-bench load --peers 2`.)
+    /// keystroke on the wire for changes alone, `tandem-bench load --peers 2`; and
+    /// 150 ms here committed every key at 6 keys/s, 418 bytes a keystroke,
+    /// `tandem-bench central --peers 2`: keys 167 ms apart must not look idle.)
     pub concurrent_idle_ms: u64,
     /// Typing pauses longer than this start a new undo step.
     pub undo_group_ms: u64,
@@ -66,7 +68,7 @@ impl Default for DocConfig {
         Self {
             commit_idle_ms: 300,
             commit_max_ms: 2_000,
-            concurrent_idle_ms: 150,
+            concurrent_idle_ms: 250,
             undo_group_ms: 1_000,
             undo_depth: 1_000,
         }

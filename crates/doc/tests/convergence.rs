@@ -580,19 +580,19 @@ fn a_peer_typing_at_the_same_time_shortens_the_idle_window() {
     }
     assert_eq!(b.commit_deadline(), Some(2_200));
     b.commit(2_200);
-    // a types too: b's steady typing still coalesces (up to 2 s), and a pause of
-    // 150 ms commits it.
+    // a types too: b's steady typing still coalesces (up to 2 s; 6 keys/s, the
+    // keys 167 ms apart, is not a pause), and a pause of 250 ms commits it.
     a.splice(0, 0, "a", 3_000).unwrap();
     for live in a.take_live() {
         b.apply_live(&a_actor, &live, 3_000);
     }
     b.splice(0, 0, "b", 3_000).unwrap();
-    for t in (3_100..3_600).step_by(100) {
+    for t in (3_167..3_900).step_by(167) {
         b.splice(0, 0, "b", t).unwrap();
-        assert!(b.poll_commit(t + 99).is_empty(), "typing 10 keys/s is one change");
+        assert!(b.poll_commit(t + 166).is_empty(), "typing 6 keys/s is one change");
     }
-    assert_eq!(b.commit_deadline(), Some(3_650));
-    assert!(!b.poll_commit(3_650).is_empty());
+    assert_eq!(b.commit_deadline(), Some(3_835 + 250));
+    assert!(!b.poll_commit(3_835 + 250).is_empty());
 }
 
 /// A typist that dies before committing: its keystrokes come off the screen when

@@ -82,6 +82,13 @@ pub struct Node {
     live_form_told: HashMap<PeerId, bool>,
     /// Those words still on their way (a request that fails is said again).
     live_form_requests: HashMap<OutboundRequestId, PeerId>,
+    /// The members each peer said it is connected to ([`Message::Links`]): what it
+    /// gets from its authors directly is not passed on to it.
+    links_of: HashMap<PeerId, HashSet<PeerId>>,
+    /// What this node last told each peer of its own links, and those words on
+    /// their way.
+    links_told: HashMap<PeerId, Vec<[u8; 32]>>,
+    links_requests: HashMap<OutboundRequestId, PeerId>,
     /// The live-edit stream to and from each peer (see [`crate::live`]).
     live: crate::live::LiveStreams,
     /// Live edits going to peers as requests (those with no live-edit stream).
@@ -181,6 +188,9 @@ impl Node {
             live_direct: HashSet::new(),
             live_form_told: HashMap::new(),
             live_form_requests: HashMap::new(),
+            links_of: HashMap::new(),
+            links_told: HashMap::new(),
+            links_requests: HashMap::new(),
             typing: HashMap::new(),
             fetching_history: HashSet::new(),
             found: HashMap::new(),
@@ -780,9 +790,21 @@ impl Node {
             }
         };
         for (from, envelopes) in forward {
-            let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
-            for p in others {
-                self.send(&p, Message::Changes { doc: self.doc, envelopes: envelopes.clone() });
+            // Each peer gets the changes whose authors it is not connected to.
+            let authors: Vec<Option<PeerId>> = envelopes
+                .iter()
+                .map(|e| tandem_auth::envelope::signer_of(e).and_then(|k| tandem_auth::device::peer_id(&k)))
+                .collect();
+            for p in self.pass_on_to(&from, None) {
+                let batch: Vec<Vec<u8>> = envelopes
+                    .iter()
+                    .zip(&authors)
+                    .filter(|(_, a)| !a.as_ref().is_some_and(|a| self.linked(&p, a)))
+                    .map(|(e, _)| e.clone())
+                    .collect();
+                if !batch.is_empty() {
+                    self.send(&p, Message::Changes { doc: self.doc, envelopes: batch });
+                }
             }
         }
     }
@@ -819,8 +841,8 @@ impl Node {
             return Ok(());
         }
         self.remember_typing(actor.to_bytes().to_vec(), live.seq, &envelope);
-        let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
-        for p in others {
+        let author = tandem_auth::device::peer_id(&signer);
+        for p in self.pass_on_to(&from, author.as_ref()) {
             self.send_live_to(p, envelope.clone());
         }
         Ok(())
@@ -957,15 +979,38 @@ impl Node {
     /// this node has no other peer to pass them on to (two people editing together
     /// save ~150 bytes a keystroke), no as soon as it has.
     fn tell_live_form(&mut self) {
-        let direct = self.peers.len() <= 1;
         let peers: Vec<PeerId> = self.peers.iter().copied().collect();
+        let mut links: Vec<[u8; 32]> = peers.iter().filter_map(tandem_auth::device::public_of).collect();
+        links.sort_unstable();
         for p in peers {
+            if self.links_told.get(&p) != Some(&links) {
+                self.links_told.insert(p, links.clone());
+                let id = self.send(&p, Message::Links { doc: self.doc, peers: links.clone() });
+                self.links_requests.insert(id, p);
+            }
+            // Direct when every other peer of this node hears from `p` itself.
+            let direct = self.peers.iter().all(|q| *q == p || self.linked(q, &p));
             if self.live_form_told.get(&p) != Some(&direct) {
                 self.live_form_told.insert(p, direct);
                 let id = self.send(&p, Message::LiveForm { doc: self.doc, direct });
                 self.live_form_requests.insert(id, p);
             }
         }
+    }
+
+    /// True when `peer` said it is connected to `author`: it has what `author` sends.
+    fn linked(&self, peer: &PeerId, author: &PeerId) -> bool {
+        peer == author || self.links_of.get(peer).is_some_and(|l| l.contains(author))
+    }
+
+    /// The peers to pass on to what `from` sent and `author` made: all but those
+    /// that have it from either.
+    fn pass_on_to(&self, from: &PeerId, author: Option<&PeerId>) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|p| *p != from && !author.is_some_and(|a| self.linked(p, a)))
+            .copied()
+            .collect()
     }
 
     /// Run until the process ends, fed by the service's own feeds of local changes
@@ -1310,6 +1355,8 @@ impl Node {
                 self.live.forget(&peer_id);
                 self.live_direct.remove(&peer_id);
                 self.live_form_told.remove(&peer_id);
+                self.links_of.remove(&peer_id);
+                self.links_told.remove(&peer_id);
                 self.tell_live_form();
                 self.live_requests.forget(&peer_id);
                 self.sync_links();
@@ -1398,6 +1445,10 @@ impl Node {
                         // Refused (a peer not ready for it yet): said again at the next tick.
                         self.live_form_told.remove(&p);
                     }
+                    if let (Some(p), Message::Error(_)) = (self.links_requests.remove(&request_id), &response)
+                    {
+                        self.links_told.remove(&p);
+                    }
                     let to_hello = self.hellos.remove(&request_id);
                     self.on_response(peer, response, to_hello)
                 }
@@ -1442,6 +1493,9 @@ impl Node {
                 if let Some(p) = self.live_form_requests.remove(&request_id) {
                     // Said again at the next tick.
                     self.live_form_told.remove(&p);
+                }
+                if let Some(p) = self.links_requests.remove(&request_id) {
+                    self.links_told.remove(&p);
                 }
                 // A peer still joining, or going away, drops requests: the next
                 // hello catches up; nothing for the user to act on.
@@ -1534,8 +1588,16 @@ impl Node {
                     Message::Error(e)
                 }
             },
-            Message::LiveForm { doc, .. } if doc != self.doc => {
+            Message::LiveForm { doc, .. } | Message::Links { doc, .. } if doc != self.doc => {
                 Message::Error(Refusal::new(Code::NotShared, NOT_SHARED))
+            }
+            Message::Links { peers, .. } => {
+                if let Err(e) = self.admit_if_member(&peer) {
+                    return Message::Error(e);
+                }
+                let links = peers.iter().filter_map(tandem_auth::device::peer_id).collect();
+                self.links_of.insert(peer, links);
+                Message::Ack { heads: vec![] }
             }
             Message::LiveForm { direct, .. } => {
                 if let Err(e) = self.admit_if_member(&peer) {

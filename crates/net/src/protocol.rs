@@ -62,6 +62,11 @@ pub enum Message {
     /// less each) or signed (I pass them on to peers you may not reach)." A peer
     /// that never says gets them signed.
     LiveForm { doc: DocId, direct: bool },
+    /// "These are the members I am connected to now" (their device keys): a peer
+    /// passes on to this one only what it cannot have had from its author directly,
+    /// and in a full mesh nobody passes anything on (each keystroke and change is
+    /// sent once to each peer, by its author).
+    Links { doc: DocId, peers: Vec<[u8; 32]> },
 }
 
 /// Why a peer refused a request: a [`Code`] for programs (and tests) to match, and
@@ -220,6 +225,9 @@ const HISTORY: u8 = 7;
 const GROUP: u8 = 8;
 const JOIN: u8 = 9;
 const LIVE_FORM: u8 = 10;
+const LINKS: u8 = 11;
+/// Most members one `Links` may name.
+pub const MAX_LINKS: usize = 4096;
 /// Longest age recipient a `Join` may carry.
 const MAX_RECIPIENT: usize = 128;
 
@@ -260,7 +268,7 @@ pub fn check_header(len: usize, version: u8, kind: u8) -> Result<(), WireError> 
     if version != VERSION {
         return Err(WireError::WrongVersion(version));
     }
-    if !(HELLO..=LIVE_FORM).contains(&kind) {
+    if !(HELLO..=LINKS).contains(&kind) {
         return Err(WireError::UnknownKind(kind));
     }
     let limit = limit(kind);
@@ -308,6 +316,14 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             body.extend_from_slice(doc);
             body.push(u8::from(*direct));
             LIVE_FORM
+        }
+        Message::Links { doc, peers } => {
+            body.extend_from_slice(doc);
+            body.extend_from_slice(&(peers.len() as u16).to_be_bytes());
+            for key in peers {
+                body.extend_from_slice(key);
+            }
+            LINKS
         }
         Message::Ack { heads } => {
             put_hashes(&mut body, heads);
@@ -457,6 +473,16 @@ pub fn decode_body(kind: u8, body: &[u8]) -> Result<Message, WireError> {
                 _ => return Err(WireError::Malformed("live form")),
             };
             Message::LiveForm { doc, direct }
+        }
+        LINKS => {
+            let doc = r.doc()?;
+            let n = r.u16()?;
+            if n > MAX_LINKS {
+                return Err(WireError::Malformed("too many links"));
+            }
+            let peers =
+                (0..n).map(|_| Ok(r.take(32)?.try_into().expect("32 bytes"))).collect::<Result<_, _>>()?;
+            Message::Links { doc, peers }
         }
         ACK => Message::Ack { heads: r.hashes()? },
         ERROR => Message::Error(Refusal::decode(r.rest())?),
@@ -655,6 +681,8 @@ mod tests {
             Message::Live { doc: [6; 16], envelope: vec![7; 40] },
             Message::LiveForm { doc: [6; 16], direct: true },
             Message::LiveForm { doc: [6; 16], direct: false },
+            Message::Links { doc: [6; 16], peers: vec![] },
+            Message::Links { doc: [6; 16], peers: vec![[1; 32], [2; 32]] },
             Message::History {
                 doc: [8; 16],
                 blobs: vec![

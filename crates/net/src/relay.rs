@@ -228,7 +228,8 @@ impl Relay {
             | Message::Group { doc, .. }
             | Message::Join { doc, .. }
             | Message::History { doc, .. }
-            | Message::LiveForm { doc, .. } => *doc,
+            | Message::LiveForm { doc, .. }
+            | Message::Links { doc, .. } => *doc,
             _ => return Message::Error(Refusal::new(Code::NotARequest, "not a request")),
         };
         if doc != self.doc {
@@ -241,7 +242,9 @@ impl Relay {
         match request {
             Message::Hello { .. } => Message::Ack { heads: vec![] },
             // A relay types nothing: how its live edits should come is moot.
-            Message::LiveForm { .. } => Message::Ack { heads: vec![] },
+            // It passes everything on to everyone: what members say of their own
+            // forwarding and links does not change that.
+            Message::LiveForm { .. } | Message::Links { .. } => Message::Ack { heads: vec![] },
             Message::Join { invite, .. } if invite == [0; 16] => {
                 Message::Group { doc, ops: self.group.ops_in_order().into_iter().map(Op::encode).collect() }
             }
