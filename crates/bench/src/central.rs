@@ -289,13 +289,17 @@ pub fn typist(a: TypistArgs) -> Result<(), String> {
                 typed_ns.push(monotonic_ns().to_string());
             }
         } else if line.trim() == "stop" {
-            // Settled: every change committed and landed, nothing shown ahead of them.
+            // Settled: every typist's every key in history, nothing shown ahead of it
+            // (or 15 s gone: the done line then says how far it got).
+            let all = keys * a.peers;
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
-                let busy = service
-                    .with_open(&file, |s| Ok(s.doc.has_overlay() || s.doc.has_pending()))
-                    .unwrap_or(true);
-                if !busy {
+                let settled = service
+                    .with_open(&file, |s| {
+                        Ok(!s.doc.has_overlay() && !s.doc.has_pending() && s.doc.len_chars() == all)
+                    })
+                    .unwrap_or(false);
+                if settled {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -313,7 +317,9 @@ pub fn typist(a: TypistArgs) -> Result<(), String> {
                 "bytes_received": SYNC_BYTES_RECEIVED.load(Ordering::Relaxed) - received0,
                 "bytes_sent_by_kind": kinds().iter().zip(&kinds0).map(|(a, b)| a - b).collect::<Vec<u64>>(),
             }));
-            break;
+            // Still a peer until the coordinator closes stdin: one leaving early
+            // would take its last keystrokes off the others' screens before its
+            // change reached them.
         }
     }
     stopping.store(true, Ordering::Relaxed);
@@ -613,17 +619,33 @@ pub fn run(
     let mut rss_max = vec![0u64; n];
     let mut hub_rss_max = 0u64;
     let mut last_sample = Instant::now() - Duration::from_secs(1);
+    // Every minute: seconds since go, the typists' mean and largest RSS, the hub's
+    // (MB): memory growth over a long run (the soak).
+    let mut timeline: Vec<Value> = Vec::new();
+    let started = Instant::now();
     let complete = |seen: &Vec<Vec<Vec<(usize, u64)>>>| {
         (0..n).all(|r| (0..n).all(|j| j == r || seen[r][j].last().is_some_and(|s| s.0 >= keys)))
     };
     let deadline = Instant::now() + Duration::from_secs_f64(seconds + 60.0);
     while !complete(&seen) && Instant::now() < deadline {
         if last_sample.elapsed() >= Duration::from_millis(500) {
-            for (i, pid) in pids.iter().enumerate() {
-                rss_max[i] = rss_max[i].max(rss_of(*pid));
+            let rss: Vec<u64> = pids.iter().map(|p| rss_of(*p)).collect();
+            for (i, r) in rss.iter().enumerate() {
+                rss_max[i] = rss_max[i].max(*r);
             }
-            if let Some(pid) = hub_pid {
-                hub_rss_max = hub_rss_max.max(rss_of(pid));
+            let hub_rss = hub_pid.map(rss_of);
+            if let Some(r) = hub_rss {
+                hub_rss_max = hub_rss_max.max(r);
+            }
+            let minute = started.elapsed().as_secs() / 60;
+            if minute as usize >= timeline.len() {
+                let mb = |b: u64| (b as f64 / 1e5).round() / 10.0;
+                timeline.push(json!([
+                    started.elapsed().as_secs(),
+                    mb(rss.iter().sum::<u64>() / n as u64),
+                    mb(rss.iter().copied().max().unwrap_or(0)),
+                    hub_rss.map(mb),
+                ]));
             }
             last_sample = Instant::now();
         }
@@ -734,6 +756,7 @@ pub fn run(
         "typist_cpu_cores_max": r3(cpu.iter().copied().fold(0.0, f64::max) / typing_s),
         "typist_rss_mb_mean": mb((rss_max.iter().sum::<u64>() as f64 / n as f64) as u64),
         "typist_rss_mb_end_mean": mb((rss_end.iter().sum::<u64>() as f64 / n as f64) as u64),
+        "rss_timeline_mb": timeline,
         "all_cpu_cores": r3((cpu.iter().sum::<f64>() + hub_cpu.unwrap_or(0.0)) / typing_s),
         "bytes_sent_per_key": (sum("bytes_sent") as f64 / total_keys).round(),
         "bytes_sent_per_key_by_kind": by_kind,

@@ -107,6 +107,12 @@ pub struct Node {
     synced: HashMap<PeerId, Vec<Hash>>,
     /// Hellos waiting for their answer (only those make us ask for what we lack).
     hellos: HashSet<OutboundRequestId>,
+    /// Peers whose first hello was answered since they connected: from then on,
+    /// heads this node lacks are asked for only when still missing a while later
+    /// (see [`NEED_GRACE`]).
+    greeted: HashSet<PeerId>,
+    /// Heads peers named that this node lacked, and since when.
+    missing_since: HashMap<Hash, tokio::time::Instant>,
     /// Blobs being fetched for the store (repairs), with the peers not yet asked.
     fetching: HashMap<OutboundRequestId, (BlobFetch, Vec<PeerId>)>,
     /// Some peer was synced with since this node started.
@@ -155,6 +161,11 @@ const NOT_A_MEMBER: &str =
 
 /// Most live edits remembered for de-duplication before the memory is cleared.
 const SEEN_LIVE_MAX: usize = 100_000;
+
+/// How long heads a peer names may stay missing here before this node asks for them
+/// (after the first hello of a connection, which asks at once): a change pushed to
+/// this node is usually on its way already.
+const NEED_GRACE: Duration = Duration::from_millis(1500);
 /// Most live edits of one transaction kept for peers that come later.
 const TYPING_MAX: usize = 4096;
 /// Most swarm events handled at one wake-up before a batch of changes is applied.
@@ -196,6 +207,8 @@ impl Node {
             found: HashMap::new(),
             synced: HashMap::new(),
             hellos: HashSet::new(),
+            greeted: HashSet::new(),
+            missing_since: HashMap::new(),
             fetching: HashMap::new(),
             had_peers: false,
             relays: Vec::new(),
@@ -720,7 +733,11 @@ impl Node {
         }
     }
 
-    /// Ask `peer` for what we lack when it names heads we do not have.
+    /// Ask `peer` for what we lack when it names heads we do not have: at once after
+    /// connecting, later only for heads still missing [`NEED_GRACE`] after a peer
+    /// first named them (a change in flight comes by itself; asking at every hello
+    /// had each peer send its whole recent history to the others every second with
+    /// 16 typists in a mesh: 21 KB of changes a keystroke, `tandem-bench central`).
     fn need_if_missing(&mut self, peer: &PeerId, theirs: &[Hash]) {
         let result = self.service.heads_and_missing(&self.file, &change_hashes(theirs));
         if let Ok((_, missing)) = &result {
@@ -728,10 +745,24 @@ impl Node {
         }
         match result {
             Ok((ours, missing)) if !missing.is_empty() => {
-                let msg = Message::Need { doc: self.doc, have: hashes(&ours) };
-                self.send(peer, msg);
+                let now = tokio::time::Instant::now();
+                let first = self.greeted.insert(*peer);
+                let mut due = first;
+                for h in &missing {
+                    let since = *self.missing_since.entry(h.0).or_insert(now);
+                    due |= now.duration_since(since) >= NEED_GRACE;
+                }
+                if self.missing_since.len() > 4096 {
+                    self.missing_since.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+                }
+                if due {
+                    let msg = Message::Need { doc: self.doc, have: hashes(&ours) };
+                    self.send(peer, msg);
+                }
             }
-            Ok(_) => {}
+            Ok(_) => {
+                self.greeted.insert(*peer);
+            }
             Err(e) => tracing::error!("{e}"),
         }
     }
@@ -1357,6 +1388,7 @@ impl Node {
                 self.live_form_told.remove(&peer_id);
                 self.links_of.remove(&peer_id);
                 self.links_told.remove(&peer_id);
+                self.greeted.remove(&peer_id);
                 self.tell_live_form();
                 self.live_requests.forget(&peer_id);
                 self.sync_links();

@@ -53,6 +53,11 @@ pub struct Relay {
     /// The peer to stay connected to (where the relay was enrolled).
     bootstrap: Option<(PeerId, Vec<Multiaddr>)>,
     hellos: HashSet<OutboundRequestId>,
+    /// Live edits in and out on one stream per member (`/tandem/live/1`), as
+    /// members send them; a request each for a member that does not speak it. (A
+    /// request per keystroke and member made the star stall at 16 typists: 1,440
+    /// new streams a second out of the relay, `tandem-bench central`.)
+    live: crate::live::LiveStreams,
 }
 
 fn read_records(path: &Path) -> Result<Vec<Vec<u8>>, String> {
@@ -93,7 +98,9 @@ impl Relay {
                         `tandem group FILE add PEER_ID relay`"
                 .into());
         }
+        let live = crate::live::LiveStreams::new(swarm.behaviour().stream.new_control(), doc);
         let mut relay = Relay {
+            live,
             swarm,
             doc,
             me,
@@ -215,7 +222,44 @@ impl Relay {
     fn forward(&mut self, from: PeerId, msg: Message) {
         let others: Vec<PeerId> = self.peers.iter().filter(|p| **p != from).copied().collect();
         for p in others {
-            self.send(&p, msg.clone());
+            match &msg {
+                Message::Live { envelope, .. } => {
+                    if let Some(envelope) = self.live.send(p, envelope.clone()) {
+                        self.send(&p, Message::Live { doc: self.doc, envelope });
+                    }
+                }
+                _ => {
+                    self.send(&p, msg.clone());
+                }
+            }
+        }
+    }
+
+    /// A live edit from a member's stream, or envelopes a stream did not take.
+    fn on_live(&mut self, event: crate::live::Event) {
+        use crate::live::Event;
+        match event {
+            Event::Received(peer, Message::Live { doc, envelope })
+                if doc == self.doc && self.is_member(&peer) =>
+            {
+                match self.check(&envelope) {
+                    Ok(Kind::Live) => self.forward(peer, Message::Live { doc, envelope }),
+                    Ok(_) => {
+                        tracing::warn!(peer = %peer, "ignored a live-edit frame that is not a live edit")
+                    }
+                    Err(e) => tracing::warn!(peer = %peer, "refused a live edit: {e}"),
+                }
+            }
+            Event::Received(peer, _) => {
+                tracing::warn!(peer = %peer, "ignored a frame on its live-edit stream")
+            }
+            Event::Unsent { peer, .. } if !self.peers.contains(&peer) => self.live.forget(&peer),
+            Event::Unsent { peer, envelopes, unsupported } => {
+                self.live.failed(peer, unsupported);
+                for envelope in envelopes {
+                    self.send(&peer, Message::Live { doc: self.doc, envelope });
+                }
+            }
         }
     }
 
@@ -342,6 +386,7 @@ impl Relay {
                     }
                 }
                 ev = self.swarm.select_next_some() => self.on_event(ev),
+                event = self.live.next() => self.on_live(event),
             }
         }
     }
@@ -353,6 +398,7 @@ impl Relay {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.peers.remove(&peer_id);
+                self.live.forget(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,

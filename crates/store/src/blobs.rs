@@ -244,6 +244,25 @@ impl BlobStore {
             .map_err(|e| self.failed("storing a blob", e))
     }
 
+    /// Store several blobs, each under its tag, in one trip to the store's thread
+    /// (their puts overlap there): the checkpoint's batch of change blobs. Stops at
+    /// the first failure; those stored before it stay stored.
+    pub fn put_all(&self, blobs: Vec<(String, Vec<u8>)>) -> Result<()> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        self.block(async move {
+            let puts = blobs.into_iter().map(|(tag, bytes)| {
+                let store = store.clone();
+                async move { store.blobs().add_bytes(bytes).with_named_tag(tag).await.map(|_| ()) }
+            });
+            n0_future::join_all(puts).await.into_iter().collect::<std::result::Result<Vec<()>, _>>()
+        })
+        .map(|_| ())
+        .map_err(|e| self.failed("storing a blob", e))
+    }
+
     /// Point `tag` at `hash` (which must be stored).
     pub fn tag(&self, tag: String, hash: BlobHash) -> Result<()> {
         let store = self.store.clone();
