@@ -91,6 +91,9 @@ pub struct TypistArgs {
     pub hub: Option<String>,
     /// Typist 0: add this device to the group as the relay first.
     pub relay_member: Option<String>,
+    /// Typist 0: start from a document of this many characters (none of them a
+    /// typist's letter), to see what the length of the document costs.
+    pub initial_chars: usize,
 }
 
 fn out(line: &Value) {
@@ -123,7 +126,9 @@ pub fn typist(a: TypistArgs) -> Result<(), String> {
         let (mut swarm, id, addrs) = crate::live::swarm(&a.dir, &service, Transport::Quic).await?;
         let ticket = match &a.ticket {
             None => {
-                std::fs::write(&file, "").map_err(|e| e.to_string())?;
+                let line = "0123456789 .,;:-+=*/%$#@!?()[]{}<>\n";
+                let text: String = line.chars().cycle().take(a.initial_chars).collect();
+                std::fs::write(&file, text).map_err(|e| e.to_string())?;
                 service.open(&file, false).map_err(|e| e.to_string())?;
                 if let Some(relay) = &a.relay_member {
                     service
@@ -264,8 +269,7 @@ pub fn typist(a: TypistArgs) -> Result<(), String> {
     let keys = (a.rate * a.seconds).round() as usize;
     let mut seed = 0x2545_f491_4f6c_dd1du64 ^ (a.index as u64 + 1);
     let me = ALPHABET[a.index] as char;
-    loop {
-        let Ok(line) = lines.recv() else { break };
+    while let Ok(line) = lines.recv() {
         if let Some(t0) = line.strip_prefix("go ").and_then(|t| t.trim().parse::<u64>().ok()) {
             sent0 = SYNC_BYTES_SENT.load(Ordering::Relaxed);
             received0 = SYNC_BYTES_RECEIVED.load(Ordering::Relaxed);
@@ -291,7 +295,7 @@ pub fn typist(a: TypistArgs) -> Result<(), String> {
         } else if line.trim() == "stop" {
             // Settled: every typist's every key in history, nothing shown ahead of it
             // (or 15 s gone: the done line then says how far it got).
-            let all = keys * a.peers;
+            let all = keys * a.peers + a.initial_chars;
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
                 let settled = service
@@ -464,6 +468,7 @@ fn wait_lines(
 }
 
 /// One run: `n` typists of `system`, each typing `rate` keys/s for `seconds`.
+#[allow(clippy::needless_range_loop)] // typists r and j index several tables at once
 pub fn run(
     p: &Programs,
     root: &Path,
@@ -471,8 +476,12 @@ pub fn run(
     n: usize,
     rate: f64,
     seconds: f64,
+    initial_chars: usize,
 ) -> Result<Value, String> {
     assert!((2..=ALPHABET.len()).contains(&n));
+    if system == System::Yjs && initial_chars > 0 {
+        return Err("--initial-chars: the Yjs typists start from an empty text".into());
+    }
     let dir = root.join(format!("{}-{n}", system.name()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let (tx, rx) = channel::<(usize, Value)>();
@@ -487,7 +496,8 @@ pub fn run(
             .arg("--dir")
             .arg(dir.join(format!("t{i}")))
             .args(["--index", &i.to_string(), "--peers", &n.to_string()])
-            .args(["--rate", &rate.to_string(), "--seconds", &seconds.to_string()]);
+            .args(["--rate", &rate.to_string(), "--seconds", &seconds.to_string()])
+            .args(["--initial-chars", &initial_chars.to_string()]);
         c
     };
     let log = |name: &str| dir.join(format!("{name}.log"));
@@ -739,6 +749,7 @@ pub fn run(
         "system": system.name(),
         "typists": n,
         "rate_keys_per_s": rate,
+        "initial_chars": initial_chars,
         "seconds": seconds,
         "keys": keys * n,
         "latency_ms": stats(lat),
@@ -826,7 +837,7 @@ pub fn plot(records: &Path, svg: &Path) -> Result<(), String> {
     let mut last: std::collections::BTreeMap<(String, u64), Value> = Default::default();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
-        if v["bench"] != "central" {
+        if v["bench"] != "central" || v["initial_chars"].as_u64().unwrap_or(0) > 0 {
             continue;
         }
         let (Some(system), Some(n)) = (v["system"].as_str(), v["typists"].as_u64()) else { continue };
@@ -856,7 +867,7 @@ pub fn plot(records: &Path, svg: &Path) -> Result<(), String> {
         );
     }
     s += &format!(
-        "<text x=\"{}\" y=\"18\" fill=\"#555\">x: typists (each {} keys/s); from {}</text>\n",
+        "<text x=\"{}\" y=\"18\" fill=\"#555\">x: typists (each {} keys/s); hollow: not every key arrived within 60 s; from {}</text>\n",
         20.0 + 3.0 * 170.0,
         last.values().next().and_then(|v| v["rate_keys_per_s"].as_f64()).unwrap_or(0.0),
         records.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
@@ -922,24 +933,27 @@ pub fn plot(records: &Path, svg: &Path) -> Result<(), String> {
             s += &format!("<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{n}</text>\n", y0 + 14.0);
         }
         for (name, color) in COLORS {
-            let pts: Vec<(f64, f64)> = ns
+            // Hollow: a run where not every key reached every typist in time.
+            let pts: Vec<(f64, f64, bool)> = ns
                 .iter()
                 .filter_map(|n| {
-                    last.get(&(name.to_owned(), *n))
-                        .and_then(panel.value)
-                        .map(|v| (xpos(*n, x0, x1), ypos(v)))
+                    let v = last.get(&(name.to_owned(), *n))?;
+                    Some((xpos(*n, x0, x1), ypos((panel.value)(v)?), v["all_seen"] == true))
                 })
                 .collect();
             if pts.is_empty() {
                 continue;
             }
-            let line: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+            let line: Vec<String> = pts.iter().map(|(x, y, _)| format!("{x:.1},{y:.1}")).collect();
             s += &format!(
                 "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
                 line.join(" ")
             );
-            for (x, y) in pts {
-                s += &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{color}\"/>\n");
+            for (x, y, whole) in pts {
+                let fill = if whole { color } else { "white" };
+                s += &format!(
+                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{fill}\" stroke=\"{color}\"/>\n"
+                );
             }
         }
     }
@@ -955,10 +969,9 @@ fn nice_ceiling(x: f64) -> f64 {
 
 fn short(v: f64) -> String {
     if v >= 1000.0 {
-        format!("{}k", v / 1000.0)
-    } else if v >= 1.0 || v == 0.0 {
-        format!("{}", (v * 100.0).round() / 100.0)
+        format!("{}k", (v / 100.0).round() / 10.0)
     } else {
-        format!("{v}")
+        // Three decimals at most: 0.12, not 0.12000000000000001.
+        format!("{}", (v * 1000.0).round() / 1000.0)
     }
 }

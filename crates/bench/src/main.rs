@@ -170,6 +170,9 @@ enum Cmd {
         rate: f64,
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
+        /// Start from a document of this many characters (tandem only).
+        #[arg(long, default_value_t = 0)]
+        initial_chars: usize,
         /// The `tandem` binary (build it with `cargo build --release`).
         #[arg(long, default_value = "target/release/tandem")]
         tandem: PathBuf,
@@ -204,6 +207,8 @@ enum Cmd {
         hub: Option<String>,
         #[arg(long)]
         relay_member: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        initial_chars: usize,
     },
     /// SIGKILL a syncing, edited `tandem join` process KILLS times; after each kill
     /// the store must verify clean and hold every acknowledged change.
@@ -237,22 +242,40 @@ fn main() {
         Cmd::Load { peers, seconds, transport, record } => {
             load(&peers, seconds, &transport, record.as_deref())
         }
-        Cmd::Central { peers, systems, rate, seconds, tandem, central: js, record, plot } => {
-            central(&peers, &systems, rate, seconds, &tandem, &js, record.as_deref(), plot.as_deref())
+        Cmd::Central { peers, systems, rate, seconds, initial_chars, tandem, central: js, record, plot } => {
+            central(
+                &peers,
+                &systems,
+                (rate, seconds, initial_chars),
+                &tandem,
+                &js,
+                record.as_deref(),
+                plot.as_deref(),
+            )
         }
-        Cmd::Typist { dir, index, peers, rate, seconds, ticket, connect, hub, relay_member } => {
-            tandem_bench::central::typist(tandem_bench::central::TypistArgs {
-                dir,
-                index,
-                peers,
-                rate,
-                seconds,
-                ticket,
-                connect,
-                hub,
-                relay_member,
-            })
-        }
+        Cmd::Typist {
+            dir,
+            index,
+            peers,
+            rate,
+            seconds,
+            ticket,
+            connect,
+            hub,
+            relay_member,
+            initial_chars,
+        } => tandem_bench::central::typist(tandem_bench::central::TypistArgs {
+            dir,
+            index,
+            peers,
+            rate,
+            seconds,
+            ticket,
+            connect,
+            hub,
+            relay_member,
+            initial_chars,
+        }),
         Cmd::Crash { kills, seed, tandem, record } => crash(&tandem, kills, seed, record.as_deref()),
         Cmd::History { paper, tandem, record } => history(&paper, &tandem, record.as_deref()),
         Cmd::Nat { tandem, natlab, edits, delay_ms, record } => (|| {
@@ -603,8 +626,7 @@ fn history(paper: &Path, tandem: &Path, record: Option<&Path>) -> Result<(), Str
 fn central(
     peers: &str,
     systems: &str,
-    rate: f64,
-    seconds: f64,
+    (rate, seconds, initial_chars): (f64, f64, usize),
     tandem: &Path,
     central: &Path,
     record: Option<&Path>,
@@ -636,9 +658,9 @@ fn central(
         }
         for system in &systems {
             let root = tempdir()?;
-            let mut v = central::run(&programs, &root, *system, n, rate, seconds)?;
+            let mut v = central::run(&programs, &root, *system, n, rate, seconds, initial_chars)?;
             v["command"] = format!(
-                "target/release/tandem-bench central --peers {n} --systems {} --rate {rate} --seconds {seconds}",
+                "target/release/tandem-bench central --peers {n} --systems {} --rate {rate} --seconds {seconds} --initial-chars {initial_chars}",
                 match system {
                     System::Mesh => "mesh",
                     System::Star => "star",
