@@ -436,7 +436,10 @@ async fn bad_requests_are_refused_and_the_session_continues() {
         )
         .unwrap();
         assert_eq!(loaded.rope().to_string(), "hello\n");
-        assert_eq!(sharer.text(), "hello\n");
+        // The history holds no live edit; the sharer's screen keeps showing it until
+        // its change comes (or it expires): a joiner fetching the history does not
+        // take others' keystrokes off the screen.
+        assert_eq!(sharer.text(), "zzzhello\n");
         sharer.running.abort();
     }
 }
