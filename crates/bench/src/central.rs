@@ -75,24 +75,35 @@ impl std::str::FromStr for System {
 // ---------------------------------------------------------------------------
 // The tandem typist process.
 
-/// What `tandem-bench typist` is told.
+/// What `tandem-bench typist` is told (its command line).
+#[derive(clap::Args)]
 pub struct TypistArgs {
+    #[arg(long)]
     pub dir: PathBuf,
+    #[arg(long)]
     pub index: usize,
+    #[arg(long)]
     pub peers: usize,
+    #[arg(long)]
     pub rate: f64,
+    #[arg(long)]
     pub seconds: f64,
     /// Join this ticket (with its invite); none for typist 0, which shares.
+    #[arg(long)]
     pub ticket: Option<String>,
     /// Also keep connected to these peers (their tickets): the mesh.
+    #[arg(long)]
     pub connect: Vec<String>,
     /// After joining, leave the sharer and keep connected to this peer only (the
     /// relay's ticket): the star.
+    #[arg(long)]
     pub hub: Option<String>,
     /// Typist 0: add this device to the group as the relay first.
+    #[arg(long)]
     pub relay_member: Option<String>,
     /// Typist 0: start from a document of this many characters (none of them a
     /// typist's letter), to see what the length of the document costs.
+    #[arg(long, default_value_t = 0)]
     pub initial_chars: usize,
 }
 

@@ -188,28 +188,7 @@ enum Cmd {
     },
     /// (internal) One tandem typist of `central`, driven over stdin/stdout.
     #[command(hide = true)]
-    Typist {
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long)]
-        index: usize,
-        #[arg(long)]
-        peers: usize,
-        #[arg(long)]
-        rate: f64,
-        #[arg(long)]
-        seconds: f64,
-        #[arg(long)]
-        ticket: Option<String>,
-        #[arg(long)]
-        connect: Vec<String>,
-        #[arg(long)]
-        hub: Option<String>,
-        #[arg(long)]
-        relay_member: Option<String>,
-        #[arg(long, default_value_t = 0)]
-        initial_chars: usize,
-    },
+    Typist(tandem_bench::central::TypistArgs),
     /// SIGKILL a syncing, edited `tandem join` process KILLS times; after each kill
     /// the store must verify clean and hold every acknowledged change.
     Crash {
@@ -253,29 +232,7 @@ fn main() {
                 plot.as_deref(),
             )
         }
-        Cmd::Typist {
-            dir,
-            index,
-            peers,
-            rate,
-            seconds,
-            ticket,
-            connect,
-            hub,
-            relay_member,
-            initial_chars,
-        } => tandem_bench::central::typist(tandem_bench::central::TypistArgs {
-            dir,
-            index,
-            peers,
-            rate,
-            seconds,
-            ticket,
-            connect,
-            hub,
-            relay_member,
-            initial_chars,
-        }),
+        Cmd::Typist(args) => tandem_bench::central::typist(args),
         Cmd::Crash { kills, seed, tandem, record } => crash(&tandem, kills, seed, record.as_deref()),
         Cmd::History { paper, tandem, record } => history(&paper, &tandem, record.as_deref()),
         Cmd::Nat { tandem, natlab, edits, delay_ms, record } => (|| {
