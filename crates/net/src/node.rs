@@ -84,7 +84,7 @@ pub struct Node {
     live_form_requests: HashMap<OutboundRequestId, PeerId>,
     /// The members each peer said it is connected to ([`Message::Links`]): what it
     /// gets from its authors directly is not passed on to it.
-    links_of: HashMap<PeerId, HashSet<PeerId>>,
+    links_of: HashMap<PeerId, HashSet<tandem_auth::device::PublicKey>>,
     /// What this node last told each peer of its own links, and those words on
     /// their way.
     links_told: HashMap<PeerId, Vec<[u8; 32]>>,
@@ -839,10 +839,8 @@ impl Node {
         };
         for (from, envelopes) in forward {
             // Each peer gets the changes whose authors it is not connected to.
-            let authors: Vec<Option<PeerId>> = envelopes
-                .iter()
-                .map(|e| tandem_auth::envelope::signer_of(e).and_then(|k| tandem_auth::device::peer_id(&k)))
-                .collect();
+            let authors: Vec<Option<tandem_auth::device::PublicKey>> =
+                envelopes.iter().map(|e| tandem_auth::envelope::signer_of(e)).collect();
             for p in self.pass_on_to(&from, None) {
                 let batch: Vec<Vec<u8>> = envelopes
                     .iter()
@@ -889,8 +887,7 @@ impl Node {
             return Ok(());
         }
         self.remember_typing(actor.to_bytes().to_vec(), live.seq, &envelope);
-        let author = tandem_auth::device::peer_id(&signer);
-        for p in self.pass_on_to(&from, author.as_ref()) {
+        for p in self.pass_on_to(&from, Some(&signer)) {
             self.send_live_to(p, envelope.clone());
         }
         Ok(())
@@ -1037,7 +1034,8 @@ impl Node {
                 self.links_requests.insert(id, p);
             }
             // Direct when every other peer of this node hears from `p` itself.
-            let direct = self.peers.iter().all(|q| *q == p || self.linked(q, &p));
+            let key = tandem_auth::device::public_of(&p);
+            let direct = self.peers.iter().all(|q| *q == p || key.is_some_and(|k| self.linked(q, &k)));
             if self.live_form_told.get(&p) != Some(&direct) {
                 self.live_form_told.insert(p, direct);
                 let id = self.send(&p, Message::LiveForm { doc: self.doc, direct });
@@ -1046,14 +1044,17 @@ impl Node {
         }
     }
 
-    /// True when `peer` said it is connected to `author`: it has what `author` sends.
-    fn linked(&self, peer: &PeerId, author: &PeerId) -> bool {
-        peer == author || self.links_of.get(peer).is_some_and(|l| l.contains(author))
+    /// True when `peer` is the device `author` or said it is connected to it: it
+    /// has what `author` sends. (By key: a PeerId made from a key decodes the point,
+    /// ~10 us, and this is asked for every keystroke passed on.)
+    fn linked(&self, peer: &PeerId, author: &tandem_auth::device::PublicKey) -> bool {
+        tandem_auth::device::public_of(peer).as_ref() == Some(author)
+            || self.links_of.get(peer).is_some_and(|l| l.contains(author))
     }
 
     /// The peers to pass on to what `from` sent and `author` made: all but those
     /// that have it from either.
-    fn pass_on_to(&self, from: &PeerId, author: Option<&PeerId>) -> Vec<PeerId> {
+    fn pass_on_to(&self, from: &PeerId, author: Option<&tandem_auth::device::PublicKey>) -> Vec<PeerId> {
         self.peers
             .iter()
             .filter(|p| *p != from && !author.is_some_and(|a| self.linked(p, a)))
@@ -1646,8 +1647,7 @@ impl Node {
                 if let Err(e) = self.admit_if_member(&peer) {
                     return Message::Error(e);
                 }
-                let links = peers.iter().filter_map(tandem_auth::device::peer_id).collect();
-                self.links_of.insert(peer, links);
+                self.links_of.insert(peer, peers.into_iter().collect());
                 Message::Ack { heads: vec![] }
             }
             Message::LiveForm { direct, .. } => {
