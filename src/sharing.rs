@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tandem_doc::DocConfig;
 use tandem_net::libp2p::{Multiaddr, PeerId};
+use tandem_net::node::{Stop, stop_signal};
 use tandem_net::{Node, join, transport};
 use tandem_net::{Role, Ticket, Transport, device_key};
 use tandem_store::{Keys, Request, Service, Workspace, home_dir, load_author};
@@ -446,10 +447,23 @@ pub fn share(file: &Path, headless: bool, json: bool, qr: bool, net: Net) -> Res
     let service = own(&ws)?;
     service.open(file, false)?;
     runtime().map_err(fail)?.block_on(async {
-        let (node, ticket) = start_share(&service, file, net).await.map_err(fail)?;
+        let mut stop = stop_signal();
+        let (node, ticket) = unless_stopped(&mut stop, start_share(&service, file, net)).await?;
         print_ticket(&ticket, file, json, qr)?;
-        node.serve().await.map_err(fail)
+        node.serve_until(stop).await.map_err(fail)
     })
+}
+
+/// `start` (listening, joining), unless Ctrl-C or SIGTERM comes first: then the
+/// process ends with 130, as a shell expects of an interrupted command.
+async fn unless_stopped<T>(
+    stop: &mut Stop,
+    start: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        started = start => started.map_err(fail),
+        _ = stop => Err(Failure { message: "stopped before the session started".into(), code: 130 }),
+    }
 }
 
 /// What a join is about to create (DIR, its `.tandem/`), so that a join that fails
@@ -499,7 +513,8 @@ pub fn join(ticket: &str, dir: &Path, headless: bool, json: bool, net: Net) -> R
     let service = own(&ws)?;
     // One runtime for both: the node's sockets belong to the one they were made in.
     let runtime = runtime().map_err(fail)?;
-    let joined = runtime.block_on(async { start_join(&service, &file, &ticket, net).await.map_err(fail) });
+    let mut stop = runtime.block_on(async { stop_signal() });
+    let joined = runtime.block_on(unless_stopped(&mut stop, start_join(&service, &file, &ticket, net)));
     let (node, own_ticket) = match joined {
         Ok(j) => j,
         Err(e) => {
@@ -510,7 +525,7 @@ pub fn join(ticket: &str, dir: &Path, headless: bool, json: bool, net: Net) -> R
     };
     runtime.block_on(async {
         print_ticket(&own_ticket, &file, json, false)?;
-        node.serve().await.map_err(fail)
+        node.serve_until(stop).await.map_err(fail)
     })
 }
 

@@ -1065,6 +1065,11 @@ impl Node {
     /// Run until the process ends, fed by the service's own feeds of local changes
     /// and live edits for `self.file` (what `tandem share`/`join` do).
     pub async fn serve(self) -> Result<(), String> {
+        self.serve_until(stop_signal()).await
+    }
+
+    /// [`Self::serve`], leaving the session cleanly when `stop` resolves.
+    pub async fn serve_until(self, stop: Stop) -> Result<(), String> {
         let local = bridge(self.service.subscribe_changes(&self.file).map_err(|e| e.to_string())?);
         let live = bridge(self.service.subscribe_live(&self.file).map_err(|e| e.to_string())?);
         let fetches = bridge(self.service.subscribe_blob_fetch(&self.file).map_err(|e| e.to_string())?);
@@ -1072,7 +1077,7 @@ impl Node {
         // Ctrl-C or a SIGTERM: leave the session cleanly (see `leave`), then return.
         let board = Arc::clone(&self.board);
         tokio::spawn(async move {
-            stopped().await;
+            stop.await;
             board.lock().unwrap_or_else(|e| e.into_inner()).quitting = true;
         });
         self.run_with(local, live, Some(fetches), Some(group)).await;
@@ -1748,25 +1753,32 @@ impl Node {
 }
 
 /// Move what a service channel yields onto an async channel for the node.
-/// Ctrl-C or SIGTERM.
-pub(crate) async fn stopped() {
+/// Ctrl-C or SIGTERM, as a future that resolves when one comes.
+pub type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Listen for Ctrl-C and SIGTERM from now on (call it inside the runtime). The
+/// handlers are installed here, not when the future is first polled: a signal that
+/// comes while the peer is still starting (joining, listening) is kept for the
+/// loop that leaves cleanly, instead of killing the process with its connections
+/// open, which the other side would only notice when they time out.
+pub fn stop_signal() -> Stop {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        if let (Ok(mut int), Ok(mut term)) =
+            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        {
+            return Box::pin(async move {
                 tokio::select! {
+                    _ = int.recv() => {}
                     _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            });
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 fn bridge<T: Send + 'static>(rx: std::sync::mpsc::Receiver<T>) -> tokio::sync::mpsc::UnboundedReceiver<T> {

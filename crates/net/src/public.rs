@@ -109,10 +109,11 @@ pub async fn start(swarm: &mut Swarm<RelayBehaviour>, listeners: usize) -> Resul
 
 /// Serve until the process is stopped, logging sessions at info level.
 pub async fn run(mut swarm: Swarm<RelayBehaviour>) {
+    let mut stop = crate::node::stop_signal();
     loop {
         let ev = tokio::select! {
             ev = swarm.select_next_some() => ev,
-            _ = crate::node::stopped() => return,
+            _ = &mut stop => return,
         };
         match ev {
             SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(ev)) => log(ev),
