@@ -49,6 +49,11 @@ enum Step {
         to: usize,
         typed: Vec<(f64, usize, String)>,
     },
+    /// The peer stops or starts sharing: not sharing, its keystrokes reach Automerge
+    /// only at the commit (or at the next read that needs them).
+    Sharing {
+        peer: usize,
+    },
 }
 
 fn text_strategy() -> impl Strategy<Value = String> {
@@ -68,8 +73,9 @@ fn step_strategy(peers: usize) -> impl Strategy<Value = Step> {
         1 => (p.clone(), 0.0..=1.0f64).prop_map(|(peer, at)| Step::MoveCursor { peer, at }),
         4 => (p.clone(), p.clone(), 1..6usize, prop::bool::weighted(0.1))
             .prop_map(|(from, to, n, lose)| Step::Live { from, to, n, lose }),
-        2 => (p.clone(), p, prop::collection::vec((0.0..=1.0f64, 0..3usize, text_strategy()), 0..4))
+        2 => (p.clone(), p.clone(), prop::collection::vec((0.0..=1.0f64, 0..3usize, text_strategy()), 0..4))
             .prop_map(|(from, to, typed)| Step::Detached { from, to, typed }),
+        2 => p.prop_map(|peer| Step::Sharing { peer }),
     ]
 }
 
@@ -88,6 +94,7 @@ struct Peer {
     /// Every live edit this peer made, and how many of them each peer was given.
     live: Vec<LiveEdit>,
     live_given: Vec<usize>,
+    sharing: bool,
 }
 
 fn check(peer: &Peer) -> Result<(), TestCaseError> {
@@ -106,7 +113,7 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
             let mut doc = Document::new(Author::new(format!("peer{i}"), actor.clone()), DocConfig::default());
             let watcher = doc.add_cursor(Selection::caret(0));
             doc.record_live(true);
-            Peer { doc, actor, watcher, live: Vec::new(), live_given: vec![0; peers] }
+            Peer { doc, actor, watcher, live: Vec::new(), live_given: vec![0; peers], sharing: true }
         })
         .collect();
     let mut now = 1_000u64;
@@ -213,6 +220,11 @@ fn run(peers: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
                 d.reattach(away, now).unwrap();
             }
+            Step::Sharing { peer } => {
+                let p = &mut ps[peer];
+                p.sharing = !p.sharing;
+                p.doc.record_live(p.sharing);
+            }
             Step::MoveCursor { peer, at } => {
                 let w = ps[peer].watcher;
                 let d = &mut ps[peer].doc;
@@ -280,6 +292,37 @@ fn undo_after_remote_insert_inside_my_text_keeps_theirs() {
     assert_eq!(a.rope().to_string(), "XY");
     assert!(a.redo(500).is_some());
     assert_eq!(a.rope().to_string(), "heXYllo");
+}
+
+/// Not sharing, keystrokes reach Automerge at the commit, composed: a word is one
+/// splice, and what was typed and erased before the commit is in no change. Sharing,
+/// every keystroke is an Automerge operation (peers name them), as before.
+#[test]
+fn keystrokes_reach_automerge_composed_at_the_commit_unless_shared() {
+    for sharing in [false, true] {
+        let mut d = Document::new(Author::new("a", ActorId::from(vec![1; 16])), DocConfig::default());
+        d.splice(0, 0, "base", 1).unwrap();
+        d.commit(2);
+        d.record_live(sharing);
+        let mut t = 10;
+        for (i, c) in "wordx".chars().enumerate() {
+            t += 50;
+            d.splice(i, 0, &c.to_string(), t).unwrap();
+        }
+        d.splice(4, 1, "", t + 50).unwrap(); // the x, erased
+        assert!(d.is_consistent());
+        assert_eq!(d.stable_position(0).is_empty(), !sharing, "no Automerge names for keys it lacks");
+        let change = d.commit(t + 100);
+        assert_eq!(change.len(), 1);
+        let ops = d.change_log().last().unwrap().ops;
+        assert_eq!(ops, if sharing { 6 } else { 4 }, "sharing: {sharing}");
+        assert_eq!(d.rope().to_string(), "wordbase");
+        assert!(d.is_consistent());
+        assert!(!d.stable_position(0).is_empty());
+        let copy =
+            Document::from_changes(d.changes_since(&[]), d.author().clone(), DocConfig::default()).unwrap();
+        assert_eq!(copy.rope().to_string(), "wordbase");
+    }
 }
 
 #[test]

@@ -91,6 +91,9 @@ pub struct BlobStore {
     rebuilt: Option<String>,
 }
 
+/// A [`BlobStore::put_later`] under way.
+pub struct PutUnderWay(std::sync::mpsc::Receiver<std::result::Result<BlobHash, String>>);
+
 /// Stores already open in this process, by directory (redb allows one opener).
 fn open_stores() -> &'static Mutex<HashMap<PathBuf, Weak<BlobStore>>> {
     static OPEN: std::sync::OnceLock<Mutex<HashMap<PathBuf, Weak<BlobStore>>>> = std::sync::OnceLock::new();
@@ -242,6 +245,30 @@ impl BlobStore {
         self.block(async move { store.blobs().add_bytes(bytes).with_named_tag(tag).await })
             .map(|hf| hf.hash)
             .map_err(|e| self.failed("storing a blob", e))
+    }
+
+    /// [`Self::put`] without waiting for it: the put goes on the store's thread while
+    /// the caller goes on; [`Self::finish`] waits for it. For blobs the store keeps
+    /// inline in its database (at most 16 KiB): larger ones go through a temp file,
+    /// which [`Self::remove_stale_temp`] must not find under way.
+    pub fn put_later(&self, tag: String, bytes: Vec<u8>) -> PutUnderWay {
+        let store = self.store.clone();
+        let rt = self.rt.as_ref().expect("runtime lives until drop");
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let put = store.blobs().add_bytes(bytes).with_named_tag(tag).await;
+            let _ = tx.send(put.map(|hf| hf.hash).map_err(|e| e.to_string()));
+        });
+        PutUnderWay(rx)
+    }
+
+    /// Wait for a [`Self::put_later`].
+    pub fn finish(&self, put: PutUnderWay) -> Result<BlobHash> {
+        match put.0.recv() {
+            Ok(Ok(hash)) => Ok(hash),
+            Ok(Err(e)) => Err(self.failed("storing a blob", e)),
+            Err(_) => Err(self.failed("storing a blob", "the blob store's thread stopped")),
+        }
     }
 
     /// Store several blobs, each under its tag, in one trip to the store's thread

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tandem_doc::{Author, Change, ChangeHash, ChangeSet, DocConfig, Document};
 
-use crate::blobs::{BlobHash, BlobStore, blob_hash};
+use crate::blobs::{BlobHash, BlobStore, PutUnderWay, blob_hash};
 use crate::changelog::ChangeLog;
 use crate::error::{Result, StoreError};
 use crate::fsutil::{read_text, write_atomic};
@@ -213,6 +213,11 @@ fn change_tag(doc_id: &str, blob: &BlobHash) -> String {
     format!("{doc_id}/c/{blob}")
 }
 
+/// Most change blobs put without a wait and not yet stored (see `persist`): beyond
+/// it a commit waits for the oldest, so a store slower than the typing holds
+/// memory for at most this many changes.
+const PUTS_UNDER_WAY: usize = 64;
+
 /// A change in the write-ahead log, not yet in the index.
 struct Pending {
     entry: IndexEntry,
@@ -222,6 +227,16 @@ struct Pending {
     /// Whether the blob store has it yet (not after a failed put, nor when read back
     /// from the log after a restart).
     stored: bool,
+    /// Its put, still under way on the blob store's thread.
+    put: Option<PutUnderWay>,
+}
+
+impl Drop for StoredDoc {
+    /// The change blobs still being put are the second copy of the log: the next
+    /// opener may need them to rebuild a damaged log.
+    fn drop(&mut self) {
+        self.finish_puts();
+    }
 }
 
 /// How a document was opened.
@@ -322,6 +337,8 @@ pub struct StoredDoc {
     copies: Copies,
     /// Changes in the log, not yet in the index.
     pending: Vec<Pending>,
+    /// Indices in `pending` of the changes whose put is under way, oldest first.
+    puts: std::collections::VecDeque<usize>,
     /// Envelopes of local changes stored but not yet handed to the network
     /// ([`Self::take_outbox`]).
     outbox: Vec<Vec<u8>>,
@@ -459,6 +476,7 @@ impl StoredDoc {
             index_hash: String::new(),
             copies,
             pending: Vec::new(),
+            puts: Default::default(),
             outbox: Vec::new(),
             secure,
             parked: Vec::new(),
@@ -812,6 +830,7 @@ impl StoredDoc {
                 },
                 bytes,
                 stored: false,
+                put: None,
             });
             changes.push(change);
         }
@@ -831,6 +850,7 @@ impl StoredDoc {
             index_hash: hash_hex(&index_bytes),
             copies,
             pending,
+            puts: Default::default(),
             outbox: Vec::new(),
             secure,
             parked: Vec::new(),
@@ -930,15 +950,27 @@ impl StoredDoc {
             self.log.append(bytes)?;
             let hash = blob_hash(bytes);
             // Logged is committed. The blob is a second copy, made now: a damaged
-            // log is rebuilt from it (`repair`). (Put at the checkpoint instead, in
-            // one trip for that second's changes, the replay of seph-blog1 went from
-            // 3.2x to 2.35x raw Automerge, but a log damaged before the checkpoint
-            // lost its changes.) A failed put only means the checkpoint retries it.
-            let stored = match self.blobs.put(change_tag(&self.state.doc_id, &hash), bytes.to_vec()) {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!(file = %self.rel, "change kept in the log only for now: {e}");
-                    false
+            // log is rebuilt from it (`repair`). (Put at the checkpoint instead, a
+            // log damaged before the checkpoint lost its changes.) A keystroke's
+            // change goes on the store's thread without a wait, which `finish_puts`
+            // collects at the checkpoint (waiting for each, the store's round trip
+            // was a fifth of the editor's time replaying seph-blog1). A failed put
+            // only means the checkpoint retries it.
+            let tag = change_tag(&self.state.doc_id, &hash);
+            let (stored, put) = if bytes.len() as u64 <= INLINE_MAX {
+                // A bounded queue: the oldest put is waited for first.
+                if self.puts.len() >= PUTS_UNDER_WAY {
+                    self.finish_oldest_put();
+                }
+                self.puts.push_back(self.pending.len());
+                (false, Some(self.blobs.put_later(tag, bytes.to_vec())))
+            } else {
+                match self.blobs.put(tag, bytes.to_vec()) {
+                    Ok(_) => (true, None),
+                    Err(e) => {
+                        tracing::warn!(file = %self.rel, "change kept in the log only for now: {e}");
+                        (false, None)
+                    }
                 }
             };
             self.pending.push(Pending {
@@ -949,6 +981,7 @@ impl StoredDoc {
                 },
                 bytes: envelope,
                 stored,
+                put,
             });
         }
         Ok(())
@@ -967,6 +1000,7 @@ impl StoredDoc {
         if self.pending.is_empty() {
             return Ok(());
         }
+        self.finish_puts();
         // Those not stored yet, in one trip; marked only once all are stored, so a
         // failure leaves them for the next try.
         let unstored: Vec<(String, Vec<u8>)> = self
@@ -992,6 +1026,27 @@ impl StoredDoc {
         self.write_index(index, &fresh)?;
         self.pending.clear();
         self.log.clear()
+    }
+
+    /// Wait for the change blobs still being put (see `persist`); those that failed
+    /// are put again by the checkpoint.
+    fn finish_puts(&mut self) {
+        while self.finish_oldest_put() {}
+    }
+
+    /// Wait for the oldest put under way, if any (false when none is).
+    fn finish_oldest_put(&mut self) -> bool {
+        let Some(i) = self.puts.pop_front() else { return false };
+        let p = &mut self.pending[i];
+        let Some(put) = p.put.take() else { return true };
+        p.stored = match self.blobs.finish(put) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(file = %self.rel, "change kept in the log only for now: {e}");
+                false
+            }
+        };
+        true
     }
 
     /// Make `index` (whose blobs are in the store) this document's history.
@@ -1024,7 +1079,8 @@ impl StoredDoc {
     }
 
     /// The blob `hash` in bao form for a peer, if it is part of this history.
-    pub fn export_blob(&self, hash: BlobHash) -> std::result::Result<Vec<u8>, String> {
+    pub fn export_blob(&mut self, hash: BlobHash) -> std::result::Result<Vec<u8>, String> {
+        self.finish_puts();
         let hex = hash.to_string();
         let known =
             self.index.entries().any(|e| e.blob == hex) || self.pending.iter().any(|p| p.entry.blob == hex);
@@ -1163,6 +1219,8 @@ impl StoredDoc {
     /// old snapshot and the folded changes are dropped. A crash before the index is
     /// replaced leaves the old history, whole; one after it, the new.
     pub fn compact(&mut self) -> Result<()> {
+        // A put finishing after the tags are dropped below would tag its blob again.
+        self.finish_puts();
         // Nothing new since the snapshot, sealed with the current key: a new one
         // would differ only in its nonce, and leave the old one to collect.
         let epoch = self.secure.members().epoch;
