@@ -513,7 +513,10 @@ pub fn join(ticket: &str, dir: &Path, headless: bool, json: bool, net: Net) -> R
     let service = own(&ws)?;
     // One runtime for both: the node's sockets belong to the one they were made in.
     let runtime = runtime().map_err(fail)?;
-    let mut stop = runtime.block_on(async { stop_signal() });
+    let mut stop = {
+        let _in_runtime = runtime.enter();
+        stop_signal()
+    };
     let joined = runtime.block_on(unless_stopped(&mut stop, start_join(&service, &file, &ticket, net)));
     let (node, own_ticket) = match joined {
         Ok(j) => j,

@@ -372,11 +372,11 @@ impl Service {
     pub fn close(&self, file: &Path) -> Result<()> {
         let rel = self.ws.relative(file)?;
         let mut docs = self.attached(&rel);
-        if let Some(mut stored) = docs.remove(&rel) {
-            if stored.is_dirty() {
-                stored.save(now_ms())?;
-                self.publish(&mut stored);
-            }
+        if let Some(mut stored) = docs.remove(&rel)
+            && stored.is_dirty()
+        {
+            stored.save(now_ms())?;
+            self.publish(&mut stored);
         }
         Ok(())
     }
