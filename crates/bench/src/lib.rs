@@ -152,12 +152,14 @@ pub struct EditorReplay {
 
 /// Replay `trace` through the real document path: rope + Automerge edits, commits
 /// coalesced by `clock` and `config`, each commit appended durably to a store in
-/// `dir`, then a final save of the plain file.
+/// `dir`, then a final save of the plain file. `sharing`: every keystroke is also
+/// named for peers as a live edit (what `tandem share` does), and handed out.
 pub fn replay_editor(
     trace: &Trace,
     dir: &Path,
     clock: Clock,
     config: DocConfig,
+    sharing: bool,
 ) -> Result<EditorReplay, String> {
     let file = dir.join("trace.txt");
     std::fs::write(&file, &trace.start).map_err(|e| e.to_string())?;
@@ -166,6 +168,7 @@ pub fn replay_editor(
     let author = Author::new("bench", ActorId::from(vec![7u8; 16]));
     let (mut stored, _) =
         StoredDoc::open(&ws, &file, author, config, false, &crate::keys(dir)?).map_err(|e| e.to_string())?;
+    stored.doc.record_live(sharing);
     let base = trace.txns.first().map_or(0, |t| t.time_ms);
     let mut changes = 0;
     let started = Instant::now();
@@ -184,6 +187,9 @@ pub fn replay_editor(
         }
         for (pos, del, ins) in &txn.patches {
             stored.doc.splice(*pos, *del, ins, now).map_err(|e| format!("txn {i}: {e}"))?;
+        }
+        if sharing {
+            std::hint::black_box(stored.doc.take_live());
         }
     }
     let end = trace.txns.last().map_or(base, |t| t.time_ms) + 10_000;

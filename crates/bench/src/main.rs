@@ -47,6 +47,10 @@ enum Cmd {
         /// Also append the JSON result as one line to this file.
         #[arg(long)]
         record: Option<PathBuf>,
+        /// Name every keystroke for peers as `tandem share` does (no keystroke then
+        /// waits for the commit to reach Automerge).
+        #[arg(long)]
+        sharing: bool,
     },
     /// (internal) Open a replayed workspace in a fresh process and measure it.
     Open { dir: PathBuf },
@@ -207,8 +211,8 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Replay { trace, json, clock, idle_ms, max_ms, no_baseline, record } => {
-            replay(&trace, json, &clock, idle_ms, max_ms, no_baseline, record.as_deref())
+        Cmd::Replay { trace, json, clock, idle_ms, max_ms, no_baseline, record, sharing } => {
+            replay(&trace, json, &clock, idle_ms, max_ms, no_baseline, record.as_deref(), sharing)
         }
         Cmd::Open { dir } => open(&dir),
         Cmd::Keystroke { paper, keys, record } => keystroke(&paper, keys, record.as_deref()),
@@ -272,6 +276,7 @@ fn replay(
     max_ms: Option<u64>,
     no_baseline: bool,
     record: Option<&Path>,
+    sharing: bool,
 ) -> Result<(), String> {
     let clock = match clock {
         "trace" => Clock::Trace,
@@ -289,7 +294,7 @@ fn replay(
     let dir = tempdir()?;
 
     reset_peak_rss();
-    let editor = replay_editor(&trace, &dir, clock, config.clone())?;
+    let editor = replay_editor(&trace, &dir, clock, config.clone(), sharing)?;
     let editor_peak = peak_rss();
     if !editor.final_text_ok {
         return Err(format!("{}: the replayed text differs from endContent", path.display()));
@@ -307,6 +312,7 @@ fn replay(
         "clock": match clock { Clock::Trace => "trace".to_string(), Clock::Every(ms) => format!("every:{ms}") },
         "commit_idle_ms": config.commit_idle_ms,
         "commit_max_ms": config.commit_max_ms,
+        "sharing": sharing,
         "changes_committed": editor.changes,
         "replay_ms": round(editor.replay_ms),
         "us_per_patch": round(editor.replay_ms * 1e3 / patches.max(1) as f64),
@@ -410,7 +416,7 @@ fn keystroke(paper: &Path, keys: usize, record: Option<&Path>) -> Result<(), Str
     // The paper document with a realistic history: typed at 150 ms a key.
     let trace = load_trace(paper)?;
     let dir = tempdir()?;
-    replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
+    replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default(), false)?;
     results.push(bench_stored("automerge-paper", &dir, &dir.join("trace.txt"), keys)?);
     let _ = std::fs::remove_dir_all(&dir);
     emit(&results, record)
@@ -473,7 +479,7 @@ fn live(
             // The automerge-paper document with its history, typed at 150 ms a key.
             let dir = tempdir()?.join("a");
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
+            replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default(), false)?;
             let file = dir.join("trace.txt");
             let paper = tandem_bench::live::latency(
                 &rt,
@@ -548,7 +554,7 @@ fn history(paper: &Path, tandem: &Path, record: Option<&Path>) -> Result<(), Str
         let dir = tempdir()?;
         match text {
             None => {
-                replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default())?;
+                replay_editor(&trace, &dir, Clock::Every(150), DocConfig::default(), false)?;
             }
             Some(text) => std::fs::write(dir.join("trace.txt"), text).map_err(|e| e.to_string())?,
         }
