@@ -197,7 +197,8 @@ pub fn replay_editor(
     stored.save(end).map_err(|e| e.to_string())?;
     let replay_ms = started.elapsed().as_secs_f64() * 1e3;
     stored.compact().map_err(|e| e.to_string())?;
-    let final_text_ok = stored.doc.rope() == trace.end.as_str();
+    // The rope, and Automerge's text (what history holds) with it.
+    let final_text_ok = stored.doc.rope() == trace.end.as_str() && stored.doc.is_consistent();
     let automerge_save_bytes = stored.doc.save(end).len();
     Ok(EditorReplay {
         changes,

@@ -15,15 +15,18 @@ fn traces() -> PathBuf {
 fn replaying_a_small_trace_reaches_its_end_content() {
     let trace = load_trace(&traces().join("sveltecomponent.json.gz")).unwrap();
     assert_eq!(trace.patches(), 19_749);
-    let dir = tempfile::tempdir().unwrap();
-    let result = replay_editor(&trace, dir.path(), Clock::Trace, DocConfig::default()).unwrap();
-    assert!(result.final_text_ok, "replayed text differs from endContent");
-    assert_eq!(std::fs::read_to_string(dir.path().join("trace.txt")).unwrap(), trace.end);
-    assert!(
-        result.changes > 1 && result.changes < trace.txns.len(),
-        "commits were coalesced: {}",
-        result.changes
-    );
+    // Not sharing, keys reach Automerge composed at the commit; sharing, one by one.
+    for sharing in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let result = replay_editor(&trace, dir.path(), Clock::Trace, DocConfig::default(), sharing).unwrap();
+        assert!(result.final_text_ok, "rope or Automerge differs from endContent (sharing: {sharing})");
+        assert_eq!(std::fs::read_to_string(dir.path().join("trace.txt")).unwrap(), trace.end);
+        assert!(
+            result.changes > 1 && result.changes < trace.txns.len(),
+            "commits were coalesced: {}",
+            result.changes
+        );
+    }
 }
 
 #[test]
