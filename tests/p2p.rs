@@ -264,6 +264,34 @@ fn a_failed_join_says_why_and_leaves_no_trace() {
     assert!(dir.exists() && !dir.join(".tandem").exists());
 }
 
+/// Ctrl-C while a join is still trying to reach the sharer: it stops at once, exits
+/// 130 as an interrupted command does, and leaves nothing behind (the handler is
+/// there before the join starts, so the signal does not kill it half-way).
+#[test]
+fn a_join_stopped_before_it_arrives_exits_130_and_leaves_no_trace() {
+    let lan = Lan::new(2);
+    let root = tempfile::tempdir().unwrap();
+    let mut a = share_on(lan.host(0), root.path(), "ada", "x\n", &[]);
+    let ticket = a.ticket();
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let dir = root.path().join("bob");
+    let home = root.path().join("bob-home");
+    let child = tandem_on(lan.host(1), root.path(), &home, "bob", &["join", &ticket, "bob", "--headless"])
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped"), "{err}");
+    assert!(!dir.exists(), "a stopped join left {} behind", dir.display());
+}
+
 /// Joining into a directory that already holds another document of the ticket's
 /// file name: refused at once, naming the file and the fix (it said "membership op is
 /// for another document"); the other document is left as it was.

@@ -483,12 +483,12 @@ impl Document {
     fn keep_unapplied(&mut self, edit: &ChangeSet, now_ms: u64) -> bool {
         let (inserted, deleted) = edit.stats();
         let size = inserted + deleted;
-        if self.unapplied_chars + size > UNAPPLIED_CHARS {
-            self.apply_unapplied(now_ms);
-        }
         if self.live_out.is_some() || self.shown.is_some() || size > UNAPPLIED_CHARS {
             self.apply_unapplied(now_ms);
             return false;
+        }
+        if self.unapplied_chars + size > UNAPPLIED_CHARS {
+            self.apply_unapplied(now_ms);
         }
         self.unapplied_chars += size;
         let composed = match self.unapplied.take() {

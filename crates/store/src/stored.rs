@@ -231,14 +231,6 @@ struct Pending {
     put: Option<PutUnderWay>,
 }
 
-impl Drop for StoredDoc {
-    /// The change blobs still being put are the second copy of the log: the next
-    /// opener may need them to rebuild a damaged log.
-    fn drop(&mut self) {
-        self.finish_puts();
-    }
-}
-
 /// How a document was opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Opened {
@@ -349,6 +341,14 @@ pub struct StoredDoc {
     /// Remote changes arrived since the file was last written (see [`Self::save_if_stale`]).
     file_stale: bool,
     last_save_ms: u64,
+}
+
+impl Drop for StoredDoc {
+    /// The change blobs still being put are the second copy of the log: the next
+    /// opener may need them to rebuild a damaged log.
+    fn drop(&mut self) {
+        self.finish_puts();
+    }
 }
 
 /// What [`StoredDoc::rewind`] goes back to.
